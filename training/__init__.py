@@ -1,0 +1,1 @@
+"""Offline half of the product: corpus -> tokenizer -> training -> evaluation -> export."""

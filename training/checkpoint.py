@@ -1,0 +1,94 @@
+"""Checkpoints with exact resume, and the weights-only model directory that gets committed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from training.errors import UserError
+from training.models.config import ModelConfig
+from training.models.factory import build_model
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator the loop touches."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write atomically: a crash mid-write never leaves a corrupt checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model_cfg: ModelConfig) -> dict[str, Any]:
+    """Read a checkpoint and check it belongs to a model of this configuration."""
+    try:
+        payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise UserError(f"{path} is corrupt ({type(err).__name__}): delete it to start over, "
+                        "or point `out` at another run") from None
+    if payload.get("model_config") != dataclasses.asdict(model_cfg):
+        raise UserError(f"{path} was trained with another model config: use its config.yaml, "
+                        "or a new `out` directory")
+    return payload
+
+
+def save_model_dir(model: nn.Module, cfg: ModelConfig, directory: Path,
+                   extra: dict[str, Any] | None = None) -> None:
+    """Weights only (safetensors, tied weights once) plus ``model_config.json``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    seen: dict[int, str] = {}
+    unique = {}
+    for name, tensor in state.items():
+        if tensor.data_ptr() in seen:
+            continue
+        seen[tensor.data_ptr()] = name
+        unique[name] = tensor
+    save_file(unique, str(directory / "model.safetensors"))
+    meta = {"model": dataclasses.asdict(cfg), **(extra or {})}
+    (directory / "model_config.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_model_dir(directory: Path) -> tuple[nn.Module, ModelConfig]:
+    """Inverse of :func:`save_model_dir`; tied weights are re-tied by the model itself."""
+    meta_path = directory / "model_config.json"
+    if not meta_path.is_file():
+        raise UserError(f"{directory} has no model_config.json: give a directory written by "
+                        "`python -m training.train` (its best/ folder) or models/<name>")
+    cfg = ModelConfig(**json.loads(meta_path.read_text())["model"])
+    model = build_model(cfg)
+    missing, unexpected = model.load_state_dict(load_file(str(directory / "model.safetensors")),
+                                                strict=False)
+    real_missing = [m for m in missing if not _is_tied(m)]
+    if real_missing or unexpected:
+        raise UserError(f"{directory}: weights do not match the config "
+                        f"(missing {real_missing[:3]}, unexpected {unexpected[:3]})")
+    model.eval()
+    return model, cfg
+
+
+def _is_tied(name: str) -> bool:
+    """Weights that MarianMT ties to the shared embedding."""
+    return name.endswith(("embed_tokens.weight", "lm_head.weight", "embed_positions.weight"))
