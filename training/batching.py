@@ -47,7 +47,7 @@ def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, *, max_tokens: int,
             width = new_width
         if current:
             batches.append(np.array(current))
-    rng.shuffle(batches)  # type: ignore[arg-type]
+    rng.shuffle(batches)
     return batches
 
 

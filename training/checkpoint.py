@@ -16,7 +16,7 @@ from torch import nn
 
 from training.errors import UserError
 from training.models.config import ModelConfig
-from training.models.factory import build_model
+from training.models.factory import Seq2SeqModule, build_model
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -71,7 +71,7 @@ def save_model_dir(model: nn.Module, cfg: ModelConfig, directory: Path,
     (directory / "model_config.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def load_model_dir(directory: Path) -> tuple[nn.Module, ModelConfig]:
+def load_model_dir(directory: Path) -> tuple[Seq2SeqModule, ModelConfig]:
     """Inverse of :func:`save_model_dir`; tied weights are re-tied by the model itself."""
     meta_path = directory / "model_config.json"
     if not meta_path.is_file():

@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class TrainConfig:
     max_steps: int = 100_000
     max_minutes: float = 0.0  # stop after this wall time (0 = no limit)
     eval_every: int = 500  # optimizer steps between dev evaluations and checkpoints
+    log_every: int = 20  # optimizer steps between metrics-log rows
     dev_pairs: str = "k-l"  # dev version pair used for BLEU (`src-tgt` codes); "" = all
     dev_size: int = 300  # dev sentences decoded (greedy) at each evaluation
     patience: int = 10  # evaluations without a dev-BLEU gain before stopping
@@ -91,10 +93,11 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     try:
         target[keys[-1]] = _coerce(value, kind)
     except ValueError:
-        raise UserError(f"override {override!r}: {value!r} is not a valid {kind.__name__}") from None
+        name = getattr(kind, "__name__", kind)
+        raise UserError(f"override {override!r}: {value!r} is not a valid {name}") from None
 
 
-def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:  # type: ignore[assignment]
+def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read YAML (optional) and apply overrides; unknown keys are errors."""
     raw: dict[str, Any] = {}
     if path is not None:

@@ -53,7 +53,10 @@ class _Hypotheses:
 def beam_decode(model: Seq2SeqModel, src_ids: Tensor, src_mask: Tensor, *, beam: int,
                 start_id: int, eos_id: int, max_len: int, length_penalty: float = 1.0,
                 ) -> list[list[int]]:
-    """Best beam hypothesis per input; score = sum log-prob / (length incl. eos) ** alpha."""
+    """Best beam hypothesis per input (at most ``max_len`` ids, eos off).
+
+    Score = sum of log-probs / (length incl. eos) ** length_penalty.
+    """
     batch = src_ids.size(0)
     state = model.reorder(model.encode(src_ids, src_mask),
                           torch.arange(batch).repeat_interleave(beam))
@@ -63,9 +66,9 @@ def beam_decode(model: Seq2SeqModel, src_ids: Tensor, src_mask: Tensor, *, beam:
     tokens = torch.full((batch * beam,), start_id, dtype=torch.long)
     finished = [_Hypotheses([]) for _ in range(batch)]
     done = [False] * batch
-    for t in range(max_len):
+    for t in range(max_len + 1):  # at most max_len tokens, then eos
         log_probs, state = model.step(tokens, state)
-        if t == max_len - 1:  # force every beam to end
+        if t == max_len:  # force every beam to end
             forced = torch.full_like(log_probs, float("-inf"))
             forced[:, eos_id] = log_probs[:, eos_id]
             log_probs = forced

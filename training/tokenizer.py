@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 PAD, EOS, UNK, BOS = "<pad>", "</s>", "<unk>", "<s>"
@@ -21,7 +29,7 @@ PAD_ID, EOS_ID, UNK_ID, BOS_ID = range(4)
 Algorithm = Literal["bpe", "unigram"]
 
 
-def _empty_tokenizer(algorithm: Algorithm) -> tuple[Tokenizer, trainers.Trainer]:
+def _empty_tokenizer(algorithm: Algorithm, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
     """An untrained tokenizer and its trainer."""
     if algorithm == "bpe":
         tokenizer = Tokenizer(models.BPE(unk_token=UNK))
@@ -29,14 +37,14 @@ def _empty_tokenizer(algorithm: Algorithm) -> tuple[Tokenizer, trainers.Trainer]
         tokenizer.decoder = decoders.ByteLevel()
         return tokenizer, trainers.BpeTrainer(
             special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            vocab_size=0, show_progress=False,
+            vocab_size=vocab_size, show_progress=False,
         )
     if algorithm == "unigram":
         tokenizer = Tokenizer(models.Unigram())
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
         tokenizer.decoder = decoders.Metaspace(prepend_scheme="first")
         return tokenizer, trainers.UnigramTrainer(
-            special_tokens=SPECIAL_TOKENS, unk_token=UNK, vocab_size=0, show_progress=False
+            special_tokens=SPECIAL_TOKENS, unk_token=UNK, vocab_size=vocab_size, show_progress=False
         )
     raise ValueError(f"unknown tokenizer algorithm {algorithm!r}: use 'bpe' or 'unigram'")
 
@@ -44,9 +52,8 @@ def _empty_tokenizer(algorithm: Algorithm) -> tuple[Tokenizer, trainers.Trainer]
 def train_tokenizer(
     texts: Iterable[str], *, vocab_size: int = 8000, algorithm: Algorithm = "bpe"
 ) -> PreTrainedTokenizerFast:
-    """Train a subword vocabulary of ``vocab_size`` on ``texts``; returns a transformers tokenizer."""
-    tokenizer, trainer = _empty_tokenizer(algorithm)
-    trainer.vocab_size = vocab_size
+    """Train a ``vocab_size`` subword vocabulary on ``texts``; returns a transformers tokenizer."""
+    tokenizer, trainer = _empty_tokenizer(algorithm, vocab_size)
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.train_from_iterator(texts, trainer=trainer)
     for token, expected in zip(SPECIAL_TOKENS, range(4), strict=True):
@@ -67,4 +74,4 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
 
 def load_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
     """Load a tokenizer saved by :func:`save_tokenizer` (or any fast HF tokenizer)."""
-    return AutoTokenizer.from_pretrained(str(directory))
+    return cast(PreTrainedTokenizerFast, AutoTokenizer.from_pretrained(str(directory)))

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,20 @@ from torch import nn
 from tqdm import tqdm
 
 from training.batching import Batch, collate, plan_batches
-from training.checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint,
-                                 save_model_dir, set_rng_state)
+from training.checkpoint import (
+    CHECKPOINT,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_model_dir,
+    set_rng_state,
+)
 from training.config import TrainConfig, load_config, save_config, tokenizer_dir
 from training.corpus import TokenizedSplit, dev_subset, get_tokenizer, load_split, tokenize
 from training.decode import greedy_decode
 from training.errors import UserError, run_cli
 from training.metrics import corpus_scores, plot_curves
 from training.models import build_model
-
-LOG_EVERY = 20
 
 
 @dataclass
@@ -47,7 +52,7 @@ class Progress:
     elapsed: float = 0.0
 
 
-def inverse_sqrt(warmup: int):  # type: ignore[no-untyped-def]
+def inverse_sqrt(warmup: int) -> Callable[[int], float]:
     """LR multiplier: linear warm-up, then ``sqrt(warmup / step)``."""
     def factor(step: int) -> float:
         step = max(step, 1)
@@ -180,7 +185,7 @@ class Trainer:
         for start in range(0, len(self.dev), 50):
             chunk = self.dev[start : start + 50]
             enc = self.tokenizer([e.src for e in chunk], padding=True, return_tensors="pt")
-            ids = greedy_decode(self.model, enc["input_ids"].to(self.device),  # type: ignore[arg-type]
+            ids = greedy_decode(self.model, enc["input_ids"].to(self.device),
                                 enc["attention_mask"].to(self.device), start_id=mc.decoder_start_id,
                                 eos_id=mc.eos_id, max_len=2 * enc["input_ids"].size(1) + 10)
             hyps += self.tokenizer.batch_decode(ids, skip_special_tokens=True)
@@ -234,7 +239,7 @@ class Trainer:
                 loss, tokens = self.train_step(group)
                 window_tokens += tokens
                 bar.update(1)
-                if prog.step % LOG_EVERY == 0:
+                if prog.step % cfg.log_every == 0:
                     rate = window_tokens * self.world_size / max(1e-9, time.time() - window_start)
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:.0f}")
                     self._log({"kind": "train", "step": prog.step, "loss": loss, "tok_s": rate,

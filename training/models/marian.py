@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -12,6 +13,10 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from training.models.config import ModelConfig
 from training.models.protocol import State
+
+
+# Explicit attention ops: exports without sdpa's mask-building nodes (shared/notes).
+EAGER: dict[str, Any] = {"attn_implementation": "eager"}
 
 
 def marian_config(cfg: ModelConfig) -> MarianConfig:
@@ -26,7 +31,7 @@ def marian_config(cfg: ModelConfig) -> MarianConfig:
         scale_embedding=cfg.scale_embedding, share_encoder_decoder_embeddings=True,
         tie_word_embeddings=cfg.tie_embeddings, pad_token_id=cfg.pad_id,
         eos_token_id=cfg.eos_id, decoder_start_token_id=cfg.decoder_start_id,
-        forced_eos_token_id=cfg.eos_id, attn_implementation="eager",
+        forced_eos_token_id=cfg.eos_id, **EAGER,
     )
 
 
@@ -68,7 +73,7 @@ class MarianSeq2Seq(nn.Module):
             cache=state["cache"], use_cache=True,
         )
         log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        return log_probs, {**state, "cache": out.past_key_values}
+        return log_probs, {**state, "cache": out.cache}
 
     def reorder(self, state: State, index: Tensor) -> State:
         """Select batch rows of every state entry (the cache in place)."""

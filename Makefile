@@ -1,0 +1,44 @@
+# One entry point for every workflow. `make test` and `make serve` work on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: test lint typecheck unit train data bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# torch is installed first on its own: the exact pin resolves to the local CPU wheel.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[serve,train,dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+test: $(STAMP) lint typecheck unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check training service tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy training service tests bench
+
+unit: $(STAMP)
+	$(PY) -m pytest
+
+data: $(STAMP)
+	$(PY) -m training.data prepare --src en --tgt fr --src-versions k,2,3,4 \
+		--tgt-versions l,o,5 --out data/en-fr
+
+# Both English->French models; each config caps its own wall time (see configs/).
+train: $(STAMP)
+	test -d data/en-fr || $(MAKE) data
+	$(PY) -m training.train --config configs/transformer-en-fr.yaml
+	$(PY) -m training.train --config configs/lstm-en-fr.yaml
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

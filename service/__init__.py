@@ -1,0 +1,1 @@
+"""Serving half of the product: ONNX Runtime inference engine and HTTP service."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny parallel data, a tiny tokenizer and tiny configs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from training.data.prepare import prepare_user, write_prepared
+
+WORDS = {"the": "le", "cat": "chat", "dog": "chien", "eats": "mange", "sees": "voit",
+         "bread": "pain", "fish": "poisson", "big": "grand", "small": "petit", "red": "rouge"}
+
+
+def synthetic_pairs(count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Deterministic word-by-word English/French pairs."""
+    rng = random.Random(seed)
+    english = list(WORDS)
+    pairs = []
+    for _ in range(count):
+        words = [rng.choice(english) for _ in range(rng.randint(2, 7))]
+        pairs.append((" ".join(words) + ".", " ".join(WORDS[w] for w in words) + "."))
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared data directory (train/dev/test) from 240 synthetic pairs."""
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    write_prepared(prepare_user(synthetic_pairs(240), "en", "fr"), out, "en", "fr")
+    return out
+
+
+def tiny_overrides(data: Path, out: Path, arch: str = "transformer") -> list[str]:
+    """Overrides for a model that trains in seconds on the CPU."""
+    return [f"data={data}", f"out={out}", f"tokenizer={out.parent / 'tok'}", f"model.arch={arch}",
+            "model.vocab_size=300", "model.d_model=32", "model.layers=1", "model.heads=2",
+            "model.ffn_dim=64", "model.hidden_size=32", "model.max_positions=64",
+            "max_tokens=400", "dev_pairs=", "dev_size=8", "threads=1", "warmup=10", "lr=0.005"]

@@ -1,0 +1,28 @@
+"""Evaluation of a (tiny) trained model produces a complete report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import tiny_overrides
+from training.config import load_config
+from training.evaluate import main
+from training.train import Trainer
+
+
+def test_report_has_single_and_multi_reference_scores(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    Trainer(load_config(None, [*tiny_overrides(tiny_data, run), "max_steps=10",
+                               "eval_every=10"])).run()
+    report_path = tmp_path / "report.json"
+    code = main(["--model", str(run / "best"), "--data", str(tiny_data), "--src-version", "en",
+                 "--ref-version", "fr", "--multi-refs", "fr", "--beams", "1,2",
+                 "--out", str(report_path)])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    for beam in ("beam1", "beam2"):
+        single = report[beam]["single_reference"]
+        assert single["sentences"] == 8
+        assert single["bleu_signature"].startswith("nrefs:1|")
+        assert 0 <= single["chrf"] <= 100 and 0 <= single["rouge_l"] <= 100

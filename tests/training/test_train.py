@@ -1,0 +1,81 @@
+"""The training loop: it learns, resumes exactly, refuses bad input, and runs under DDP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_overrides
+from training.config import load_config
+from training.errors import UserError
+from training.train import Trainer
+
+
+def train(overrides: list[str]) -> Trainer:
+    trainer = Trainer(load_config(None, overrides))
+    trainer.run()
+    return trainer
+
+
+def losses(run: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if r["kind"] == "train"}
+
+
+def test_loss_falls_and_best_model_is_saved(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train([*tiny_overrides(tiny_data, run), "max_steps=40", "eval_every=20", "log_every=1"])
+    curve = losses(run)
+    assert curve[40] < 0.6 * curve[1]
+    for name in ("model.safetensors", "model_config.json", "tokenizer.json"):
+        assert (run / "best" / name).is_file()
+    assert (run / "curves.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_resume_reproduces_the_uninterrupted_run(tiny_data: Path, tmp_path: Path, arch: str
+                                                 ) -> None:
+    base = [*tiny_overrides(tiny_data, tmp_path / "a", arch), "eval_every=3", "log_every=1"]
+    train([*base, "max_steps=6"])
+    resumed = [*tiny_overrides(tiny_data, tmp_path / "b", arch), "eval_every=3", "log_every=1"]
+    train([*resumed, "max_steps=3"])
+    train([*resumed, "max_steps=6"])
+    full, split = losses(tmp_path / "a"), losses(tmp_path / "b")
+    assert [split[s] for s in (4, 5, 6)] == [full[s] for s in (4, 5, 6)]
+
+
+def test_config_typo_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(UserError, match="did you mean 'max_tokens'"):
+        load_config(None, ["max_tokenz=10"])
+    with pytest.raises(UserError, match="not a valid int"):
+        load_config(None, ["max_tokens=lots"])
+
+
+def test_corrupt_or_incompatible_checkpoint_is_refused(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train([*tiny_overrides(tiny_data, run), "max_steps=2", "eval_every=2"])
+    changed = load_config(None, [*tiny_overrides(tiny_data, run), "model.d_model=48"])
+    with pytest.raises(UserError, match="another model config"):
+        Trainer(changed)
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="corrupt"):
+        Trainer(load_config(None, tiny_overrides(tiny_data, run)))
+
+
+def test_two_process_ddp_on_gloo(tiny_data: Path, tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun comes with torch"
+    run = tmp_path / "ddp"
+    result = subprocess.run(
+        [torchrun, "--nproc_per_node=2", "--master_port=29517", "-m", "training.train",
+         *tiny_overrides(tiny_data, run), "max_steps=4", "eval_every=4", "log_every=1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["step"] == 4
+    assert sorted(losses(run)) == [1, 2, 3, 4]
