@@ -36,5 +36,5 @@ def tiny_overrides(data: Path, out: Path, arch: str = "transformer") -> list[str
     """Overrides for a model that trains in seconds on the CPU."""
     return [f"data={data}", f"out={out}", f"tokenizer={out.parent / 'tok'}", f"model.arch={arch}",
             "model.vocab_size=300", "model.d_model=32", "model.layers=1", "model.heads=2",
-            "model.ffn_dim=64", "model.hidden_size=32", "model.max_positions=64",
+            "model.ffn_dim=64", "model.hidden_size=16", "model.max_positions=64",
             "max_tokens=400", "dev_pairs=", "dev_size=8", "threads=1", "warmup=10", "lr=0.005"]

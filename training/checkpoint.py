@@ -72,7 +72,7 @@ def save_model_dir(model: nn.Module, cfg: ModelConfig, directory: Path,
 
 
 def load_model_dir(directory: Path) -> tuple[Seq2SeqModule, ModelConfig]:
-    """Inverse of :func:`save_model_dir`; tied weights are re-tied by the model itself."""
+    """Inverse of :func:`save_model_dir`; tied weights (one storage) may be stored once."""
     meta_path = directory / "model_config.json"
     if not meta_path.is_file():
         raise UserError(f"{directory} has no model_config.json: give a directory written by "
@@ -81,14 +81,11 @@ def load_model_dir(directory: Path) -> tuple[Seq2SeqModule, ModelConfig]:
     model = build_model(cfg)
     missing, unexpected = model.load_state_dict(load_file(str(directory / "model.safetensors")),
                                                 strict=False)
-    real_missing = [m for m in missing if not _is_tied(m)]
+    state = model.state_dict()
+    loaded = {state[name].data_ptr() for name in state if name not in missing}
+    real_missing = [m for m in missing if state[m].data_ptr() not in loaded]
     if real_missing or unexpected:
         raise UserError(f"{directory}: weights do not match the config "
                         f"(missing {real_missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
     return model, cfg
-
-
-def _is_tied(name: str) -> bool:
-    """Weights that MarianMT ties to the shared embedding."""
-    return name.endswith(("embed_tokens.weight", "lm_head.weight", "embed_positions.weight"))

@@ -44,35 +44,56 @@ class RNNSeq2Seq(nn.Module):
         cell = nn.LSTM if cfg.arch == "lstm" else nn.GRU
         hidden, dim = cfg.hidden_size, 2 * cfg.hidden_size
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
-        self.encoder = cell(cfg.d_model, hidden, cfg.layers, batch_first=True, bidirectional=True,
-                            dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        sizes = [cfg.d_model] + [dim] * (cfg.layers - 1)
+        self.forward_rnns = nn.ModuleList(cell(size, hidden, batch_first=True) for size in sizes)
+        self.backward_rnns = nn.ModuleList(cell(size, hidden, batch_first=True) for size in sizes)
+        self.bridge = nn.Linear(dim, cfg.layers * dim)
         self.decoder = cell(cfg.d_model + dim, dim, cfg.layers, batch_first=True,
                             dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         self.attention = Attention(dim, cfg.attention)
         self.combine = nn.Linear(2 * dim, dim)
         self.out = nn.Linear(dim, cfg.vocab_size)
+        if cfg.tie_embeddings:
+            if dim != cfg.d_model:
+                raise ValueError(f"tie_embeddings needs 2 * hidden_size == d_model "
+                                 f"({dim} != {cfg.d_model}); set model.tie_embeddings=false")
+            self.out.weight = self.embed.weight
         self.drop = nn.Dropout(cfg.dropout)
         self.is_lstm = cfg.arch == "lstm"
 
-    def _bridge(self, final: Tensor) -> Tensor:
-        """``(2L, B, H)`` final encoder states -> ``(B, L, D)`` decoder initial states."""
-        layers = self.cfg.layers
-        both = final.view(layers, 2, final.size(1), final.size(2))
-        return torch.cat([both[:, 0], both[:, 1]], dim=-1).transpose(0, 1).contiguous()
+    def _bidirectional(self, x: Tensor, reverse: Tensor) -> Tensor:
+        """Stacked bidirectional RNN that ignores padding without packing (exports to ONNX):
+        the backward RNN reads each row reversed within its length. ``(B, S, E)`` -> ``(B, S, D)``.
+        """
+        for layer, (fwd, bwd) in enumerate(zip(self.forward_rnns, self.backward_rnns,
+                                               strict=True)):
+            if layer:
+                x = self.drop(x)
+            ahead, _ = fwd(x)
+            back, _ = bwd(x.gather(1, reverse.expand(-1, -1, x.size(2))))
+            back = back.gather(1, reverse.expand(-1, -1, back.size(2)))
+            x = torch.cat([ahead, back], dim=-1)
+        return x
 
     def encode(self, src_ids: Tensor, src_mask: Tensor) -> State:
-        """State: memory ``(B, S, D)``, mask ``(B, S)``, h/c ``(B, L, D)``, feed ``(B, D)``."""
-        lengths = src_mask.sum(1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(
-            self.drop(self.embed(src_ids)), lengths, batch_first=True, enforce_sorted=False)
-        packed_out, final = self.encoder(packed)
-        memory, _ = nn.utils.rnn.pad_packed_sequence(
-            packed_out, batch_first=True, total_length=src_ids.size(1))
-        h, c = final if self.is_lstm else (final, None)
-        state: State = {"memory": memory, "src_mask": src_mask, "h": self._bridge(h),
-                        "feed": memory.new_zeros(memory.size(0), memory.size(2))}
-        if c is not None:
-            state["c"] = self._bridge(c)
+        """State: memory ``(B, S, D)``, mask ``(B, S)``, h (and c) ``(B, L, D)``, feed ``(B, D)``.
+
+        The decoder starts from ``tanh(W [h_fwd(last); h_bwd(first)])``, c from zeros.
+        """
+        lengths = src_mask.sum(1, keepdim=True)  # (B, 1)
+        steps = torch.arange(src_ids.size(1), device=src_ids.device)[None]  # (1, S)
+        reverse = torch.where(steps < lengths, lengths - 1 - steps, steps)[..., None]  # (B, S, 1)
+        memory = self._bidirectional(self.drop(self.embed(src_ids)), reverse)
+        memory = memory * src_mask[..., None].to(memory.dtype)
+        half = memory.size(2) // 2
+        last = (lengths - 1)[..., None].expand(-1, 1, half)  # (B, 1, H)
+        summary = torch.cat([memory[..., :half].gather(1, last)[:, 0], memory[:, 0, half:]], -1)
+        batch, layers = src_ids.size(0), self.cfg.layers
+        h = torch.tanh(self.bridge(summary)).view(batch, layers, -1)
+        state: State = {"memory": memory, "src_mask": src_mask, "h": h,
+                        "feed": memory.new_zeros(batch, memory.size(2))}
+        if self.is_lstm:
+            state["c"] = torch.zeros_like(h)
         return state
 
     def _decode_step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:

@@ -1,0 +1,1 @@
+"""ONNX export: encoder and one-step decoder graphs with an explicit state contract."""

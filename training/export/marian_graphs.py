@@ -1,0 +1,105 @@
+"""Export graphs for MarianMT: an encoder that also returns every decoder layer's cross-attention
+keys/values (computed once per input), and one decoder step over an explicit key/value cache.
+
+Written over the model's own modules (so any MarianMT config is honoured: activation, embedding
+scale, shared or separate embeddings, final logits bias) without transformers' cache classes.
+Shapes: B batch, S source length, P past length, H heads, K head dim, D model dim, V vocab.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from transformers import MarianMTModel
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """``(B, T, D)`` -> ``(B, H, T, K)``."""
+    batch, length, dim = x.shape
+    return x.view(batch, length, heads, dim // heads).transpose(1, 2)
+
+
+def attend(query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None) -> Tensor:
+    """Scaled dot-product attention; query ``(B, H, T, K)``, key/value ``(B, H, S, K)``,
+    additive ``bias`` ``(B, 1, 1, S)`` -> ``(B, T, H*K)``."""
+    scores = torch.matmul(query * query.size(-1) ** -0.5, key.transpose(2, 3))
+    if bias is not None:
+        scores = scores + bias
+    out = torch.matmul(torch.softmax(scores, dim=-1), value)
+    batch, heads, length, size = out.shape
+    return out.transpose(1, 2).reshape(batch, length, heads * size)
+
+
+def padding_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """``(B, S)`` 1/0 mask -> ``(B, 1, 1, S)`` additive bias (0 or a large negative)."""
+    return ((1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min).to(dtype)
+
+
+class MarianEncoderGraph(nn.Module):
+    """``(input_ids, attention_mask)`` -> cross keys/values of every decoder layer."""
+
+    def __init__(self, model: MarianMTModel) -> None:
+        super().__init__()
+        self.encoder = model.model.encoder
+        self.decoder_layers = model.model.decoder.layers
+        self.heads = model.config.encoder_attention_heads
+        self.cross_heads = model.config.decoder_attention_heads
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, ...]:
+        """Returns ``cross_key_0, cross_value_0, ...``, each ``(B, H, S, K)``."""
+        enc = self.encoder
+        positions = enc.embed_positions.weight[: input_ids.size(1)]
+        x = enc.embed_tokens(input_ids) * enc.embed_scale + positions
+        bias = padding_bias(attention_mask, x.dtype)
+        for layer in enc.layers:
+            attn = layer.self_attn
+            q, k, v = (split_heads(proj(x), self.heads)
+                       for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+            x = layer.self_attn_layer_norm(x + attn.out_proj(attend(q, k, v, bias)))
+            x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
+        outputs: list[Tensor] = []
+        for layer in self.decoder_layers:
+            cross = layer.encoder_attn
+            outputs += [split_heads(cross.k_proj(x), self.cross_heads),
+                        split_heads(cross.v_proj(x), self.cross_heads)]
+        return tuple(outputs)
+
+
+class MarianDecoderStepGraph(nn.Module):
+    """One decoder step: new token, mask, past self K/V, cross K/V -> log-probs, present K/V."""
+
+    def __init__(self, model: MarianMTModel) -> None:
+        super().__init__()
+        self.decoder = model.model.decoder
+        self.lm_head = model.lm_head
+        self.register_buffer("final_logits_bias", model.final_logits_bias.detach().clone())
+        self.heads = model.config.decoder_attention_heads
+        self.layers = len(self.decoder.layers)
+
+    def forward(self, input_ids: Tensor, encoder_attention_mask: Tensor, *state: Tensor
+                ) -> tuple[Tensor, ...]:
+        """input_ids ``(B, 1)``, mask ``(B, S)``, state = ``past_key_i, past_value_i`` for each
+        layer, then ``cross_key_i, cross_value_i``. Returns ``(B, V)`` log-probs, then
+        ``present_key_i, present_value_i`` ``(B, H, P+1, K)``."""
+        dec = self.decoder
+        past, cross_kv = state[: 2 * self.layers], state[2 * self.layers :]
+        position = past[0].size(2)
+        positions = torch.narrow(dec.embed_positions.weight, 0, position, 1)
+        x = dec.embed_tokens(input_ids) * dec.embed_scale + positions
+        bias = padding_bias(encoder_attention_mask, x.dtype)
+        presents: list[Tensor] = []
+        for index, layer in enumerate(dec.layers):
+            attn = layer.self_attn
+            q, k, v = (split_heads(proj(x), self.heads)
+                       for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+            k = torch.cat([past[2 * index], k], dim=2)
+            v = torch.cat([past[2 * index + 1], v], dim=2)
+            presents += [k, v]
+            x = layer.self_attn_layer_norm(x + attn.out_proj(attend(q, k, v, None)))
+            cross = layer.encoder_attn
+            q = split_heads(cross.q_proj(x), self.heads)
+            context = attend(q, cross_kv[2 * index], cross_kv[2 * index + 1], bias)
+            x = layer.encoder_attn_layer_norm(x + cross.out_proj(context))
+            x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
+        logits = self.lm_head(x[:, 0]) + self.final_logits_bias
+        return (torch.log_softmax(logits, dim=-1), *presents)
