@@ -9,6 +9,8 @@ import pytest
 
 from training.data.prepare import prepare_user, write_prepared
 
+pytest_plugins = ["tests.export_fixtures"]
+
 WORDS = {"the": "le", "cat": "chat", "dog": "chien", "eats": "mange", "sees": "voit",
          "bread": "pain", "fish": "poisson", "big": "grand", "small": "petit", "red": "rouge"}
 

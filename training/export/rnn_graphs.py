@@ -25,8 +25,8 @@ class RNNEncoderGraph(nn.Module):
 
 
 class RNNDecoderStepGraph(nn.Module):
-    """``(input_ids (B, 1), encoder_attention_mask (B, S), memory, h, [c], feed)`` ->
-    ``(log_probs (B, V), h, [c], feed)``."""
+    """``(input_ids (B, 1), encoder_attention_mask (B, S), h, [c], feed, memory)`` ->
+    ``(log_probs (B, V), h, [c], feed)``: carried state first, then the static memory."""
 
     def __init__(self, model: RNNSeq2Seq) -> None:
         super().__init__()
@@ -35,7 +35,8 @@ class RNNDecoderStepGraph(nn.Module):
     def forward(self, input_ids: Tensor, encoder_attention_mask: Tensor, *state: Tensor
                 ) -> tuple[Tensor, ...]:
         names = rnn_state_names(self.model)
-        values = {"src_mask": encoder_attention_mask, **dict(zip(names, state, strict=True))}
+        ordered = [*names[1:], names[0]]
+        values = {"src_mask": encoder_attention_mask, **dict(zip(ordered, state, strict=True))}
         log_probs, new = self.model.step(input_ids[:, 0], values)
         return (log_probs, *(new[name] for name in names[1:]))
 

@@ -1,0 +1,198 @@
+"""The model bundle format: what ``training.export`` writes and the server reads.
+
+A bundle directory holds ``encoder.onnx``, ``decoder.onnx``, the tokenizer files and
+``model.json`` (this module's :class:`Manifest`). Nothing here imports torch; ONNX Runtime is
+imported only to compare the state contract with the graphs.
+
+Decoder state contract: every decoder input besides ``input_ids (batch, 1)`` and
+``encoder_attention_mask (batch, src_len)`` is either *static* (an encoder output, fixed for a
+sequence, e.g. cross-attention keys or the RNN memory) or *state* (fed back from the matching
+output every step, starting empty along ``grow_axis`` or from an encoder output). Every such
+tensor has the batch on axis 0, so beam reordering is a gather on axis 0 for all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+MANIFEST = "model.json"
+GRAPH_FILES = ("encoder.onnx", "decoder.onnx")
+
+
+class BundleError(Exception):
+    """A bundle that cannot be served; the message names the bundle and the problem."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, dtype and symbolic shape (ints or axis names such as ``"batch"``)."""
+
+    name: str
+    dtype: str
+    shape: list[int | str]
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One recurrent decoder tensor: fed as ``input``, read back from ``output``."""
+
+    input: str
+    output: str
+    dtype: str
+    shape: list[int | str]
+    init: str  # "empty" (zero length along grow_axis) or "encoder:<output name>"
+    grow_axis: int | None = None
+    batch_axis: int = 0
+
+
+@dataclass(frozen=True)
+class StaticSpec:
+    """A decoder input computed once by the encoder (``source`` is the encoder output)."""
+
+    input: str
+    source: str
+    dtype: str
+    shape: list[int | str]
+    batch_axis: int = 0
+
+
+@dataclass(frozen=True)
+class DecoderContract:
+    """Decoder step inputs and outputs."""
+
+    log_probs: str
+    state: list[StateSpec]
+    static: list[StaticSpec]
+    inputs: list[TensorSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything ``model.json`` holds."""
+
+    name: str
+    architecture: str
+    source_lang: str
+    target_lang: str
+    special_tokens: dict[str, int]  # pad, eos, decoder_start, unk
+    vocab_size: int
+    max_positions: int
+    dtype: str
+    opset: int
+    encoder_inputs: list[TensorSpec]
+    encoder_outputs: list[TensorSpec]
+    decoder: DecoderContract
+    versions: dict[str, str]
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+    metadata: dict[str, Any] = field(default_factory=dict)  # training and evaluation figures
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _specs(rows: list[dict[str, Any]], cls: type) -> list[Any]:
+    return [cls(**row) for row in rows]
+
+
+def parse_manifest(raw: dict[str, Any]) -> Manifest:
+    """Build a :class:`Manifest` from ``model.json`` content (no file checks)."""
+    raw = dict(raw)
+    decoder = dict(raw.pop("decoder"))
+    contract = DecoderContract(
+        log_probs=decoder["log_probs"], state=_specs(decoder["state"], StateSpec),
+        static=_specs(decoder["static"], StaticSpec), inputs=_specs(decoder["inputs"], TensorSpec))
+    return Manifest(decoder=contract, encoder_inputs=_specs(raw.pop("encoder_inputs"), TensorSpec),
+                    encoder_outputs=_specs(raw.pop("encoder_outputs"), TensorSpec), **raw)
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """Read and check ``model.json``: present, parseable, a known format version."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"bundle {directory}: {MANIFEST} is missing (export it with "
+                          "`python -m training.export`)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"bundle {directory}: {MANIFEST} is not valid JSON ({err})") from None
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"bundle {directory}: format version {version!r} is not supported "
+                          f"(this server reads version {FORMAT_VERSION}); re-export the model")
+    try:
+        return parse_manifest(raw)
+    except (KeyError, TypeError) as err:
+        raise BundleError(f"bundle {directory}: {MANIFEST} is incomplete ({err})") from None
+
+
+def verify_files(directory: Path, manifest: Manifest) -> None:
+    """Every listed file exists and has the recorded sha256."""
+    for name in GRAPH_FILES:
+        if name not in manifest.files:
+            raise BundleError(f"bundle {directory}: {MANIFEST} lists no checksum for {name}")
+    for name, expected in manifest.files.items():
+        path = directory / name
+        if not path.is_file():
+            raise BundleError(f"bundle {directory}: file {name} is missing")
+        if sha256_of(path) != expected:
+            raise BundleError(f"bundle {directory}: checksum mismatch for {name} "
+                              "(file changed or truncated since export)")
+
+
+def expected_decoder_io(manifest: Manifest) -> tuple[set[str], set[str]]:
+    """Decoder input and output names the contract promises."""
+    contract = manifest.decoder
+    inputs = {spec.name for spec in contract.inputs}
+    inputs |= {s.input for s in contract.state} | {s.input for s in contract.static}
+    outputs = {contract.log_probs} | {s.output for s in contract.state}
+    return inputs, outputs
+
+
+def check_contract(directory: Path, manifest: Manifest, encoder: Any, decoder: Any) -> None:
+    """Compare the contract with two ONNX Runtime sessions' real inputs and outputs."""
+    def names(items: Any) -> set[str]:
+        return {item.name for item in items}
+
+    enc_in, enc_out = names(encoder.get_inputs()), names(encoder.get_outputs())
+    dec_in, dec_out = names(decoder.get_inputs()), names(decoder.get_outputs())
+    want_in, want_out = expected_decoder_io(manifest)
+    problems = []
+    if enc_in != {s.name for s in manifest.encoder_inputs}:
+        problems.append(f"encoder inputs {sorted(enc_in)}")
+    if enc_out != {s.name for s in manifest.encoder_outputs}:
+        problems.append(f"encoder outputs {sorted(enc_out)}")
+    if dec_in != want_in:
+        problems.append(f"decoder inputs {sorted(dec_in ^ want_in)} differ")
+    if dec_out != want_out:
+        problems.append(f"decoder outputs {sorted(dec_out ^ want_out)} differ")
+    sources = {s.source for s in manifest.decoder.static}
+    sources |= {s.init.split(":", 1)[1] for s in manifest.decoder.state if s.init != "empty"}
+    if not sources <= enc_out:
+        problems.append(f"encoder lacks {sorted(sources - enc_out)}")
+    if problems:
+        raise BundleError(f"bundle {directory}: state contract does not match the graphs: "
+                          + "; ".join(problems))
+
+
+def load_bundle_manifest(directory: Path) -> Manifest:
+    """Manifest of a bundle whose files are all present and intact."""
+    if not directory.is_dir():
+        raise BundleError(f"bundle {directory}: not a directory")
+    manifest = read_manifest(directory)
+    verify_files(directory, manifest)
+    return manifest

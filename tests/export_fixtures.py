@@ -1,0 +1,82 @@
+"""Tiny exported bundles shared by the export and service tests (~10-20 s per export)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import MarianConfig, MarianMTModel
+
+from tests.conftest import synthetic_pairs
+from training.checkpoint import save_model_dir
+from training.export.__main__ import main as export_main
+from training.models import ModelConfig, build_model
+from training.models.config import Architecture
+from training.tokenizer import train_tokenizer
+
+VOCAB = 300
+
+
+def tiny_tokenizer_dir(directory: Path) -> Path:
+    """A 300-token tokenizer saved in ``directory``."""
+    texts = [text for pair in synthetic_pairs(200) for text in pair]
+    train_tokenizer(texts, vocab_size=VOCAB).save_pretrained(str(directory))
+    return directory
+
+
+def project_model(directory: Path, arch: Architecture) -> Path:
+    """A randomly initialised project model directory (weights, config, tokenizer)."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(arch=arch, vocab_size=VOCAB, d_model=32, layers=2, heads=4, ffn_dim=64,
+                      hidden_size=16, max_positions=64, dropout=0.0)
+    save_model_dir(build_model(cfg), cfg, directory, {"src_lang": "en", "tgt_lang": "fr"})
+    return tiny_tokenizer_dir(directory)
+
+
+def custom_marian(directory: Path) -> Path:
+    """A MarianMT checkpoint unlike the project's: gelu, unscaled and untied embeddings,
+    separate decoder vocabulary, non-zero final logits bias, pad (= decoder start) last."""
+    torch.manual_seed(4)
+    config = MarianConfig(
+        vocab_size=VOCAB, decoder_vocab_size=VOCAB, d_model=32, encoder_layers=2,
+        decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=4,
+        encoder_ffn_dim=48, decoder_ffn_dim=40, activation_function="gelu",
+        scale_embedding=False, share_encoder_decoder_embeddings=False, tie_word_embeddings=False,
+        pad_token_id=VOCAB - 1, decoder_start_token_id=VOCAB - 1, eos_token_id=1,
+        max_position_embeddings=64, dropout=0.0)
+    model = MarianMTModel(config)
+    with torch.no_grad():
+        model.final_logits_bias.normal_(0, 0.5)
+    model.save_pretrained(str(directory))
+    return tiny_tokenizer_dir(directory)
+
+
+def export(src: Path, out: Path, *flags: str) -> Path:
+    assert export_main([str(src), str(out), *flags]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def transformer_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("transformer")
+    return export(project_model(root / "model", "transformer"), root / "bundle", "--int8")
+
+
+@pytest.fixture(scope="session")
+def lstm_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lstm")
+    return export(project_model(root / "model", "lstm"), root / "bundle")
+
+
+@pytest.fixture(scope="session")
+def gru_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("gru")
+    return export(project_model(root / "model", "gru"), root / "bundle")
+
+
+@pytest.fixture(scope="session")
+def marian_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("marian")
+    return export(custom_marian(root / "model"), root / "bundle", "--src-lang", "en",
+                  "--tgt-lang", "de")

@@ -1,0 +1,54 @@
+"""The loader refuses damaged bundles with one clear error naming the bundle and the problem."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from service.bundle import BundleError, check_contract, load_bundle_manifest
+from training.export.parity import sessions
+
+
+@pytest.fixture
+def bundle(transformer_bundle: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(transformer_bundle, copy, ignore=shutil.ignore_patterns("int8"))
+    return copy
+
+
+def test_intact_bundle_loads_and_matches_its_graphs(bundle: Path) -> None:
+    manifest = load_bundle_manifest(bundle)
+    check_contract(bundle, manifest, *sessions(bundle))
+
+
+def test_missing_file(bundle: Path) -> None:
+    (bundle / "decoder.onnx").unlink()
+    with pytest.raises(BundleError, match=r"bundle .*bundle: file decoder\.onnx is missing"):
+        load_bundle_manifest(bundle)
+
+
+def test_truncated_file_fails_its_checksum(bundle: Path) -> None:
+    data = (bundle / "encoder.onnx").read_bytes()
+    (bundle / "encoder.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match=r"checksum mismatch for encoder\.onnx"):
+        load_bundle_manifest(bundle)
+
+
+def test_unknown_format_version(bundle: Path) -> None:
+    raw = json.loads((bundle / "model.json").read_text())
+    raw["format_version"] = 99
+    (bundle / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="format version 99 is not supported"):
+        load_bundle_manifest(bundle)
+
+
+def test_contract_that_does_not_match_the_graphs(bundle: Path) -> None:
+    raw = json.loads((bundle / "model.json").read_text())
+    raw["decoder"]["state"][0]["input"] = "past_key_renamed"
+    (bundle / "model.json").write_text(json.dumps(raw))
+    manifest = load_bundle_manifest(bundle)
+    with pytest.raises(BundleError, match=r"state contract does not match.*past_key_renamed"):
+        check_contract(bundle, manifest, *sessions(bundle))

@@ -1,0 +1,125 @@
+"""Exported graphs agree with PyTorch: log-probs within 1e-4, greedy ids identical."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, MarianMTModel
+
+from service.bundle import read_manifest
+from training.checkpoint import load_model_dir
+from training.decode import greedy_decode
+from training.export.parity import onnx_greedy, sessions
+
+MAX_LEN = 12
+
+
+def padded_batch(lengths: list[int], vocab: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random ids (eos-free) right-padded with id 0 to the longest length, and the mask."""
+    rng = np.random.default_rng(seed)
+    width = max(lengths)
+    ids = np.zeros((len(lengths), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = rng.integers(4, vocab - 1, length)
+        mask[row, :length] = 1
+    return ids, mask
+
+
+def bundle_greedy(bundle: Path, ids: np.ndarray, mask: np.ndarray) -> list[list[int]]:
+    manifest = read_manifest(bundle)
+    encoder, decoder = sessions(bundle)
+    tokens = manifest.special_tokens
+    out, _ = onnx_greedy(encoder, decoder, manifest.decoder, ids, mask,
+                         start_id=tokens["decoder_start"], eos_id=tokens["eos"], max_len=MAX_LEN)
+    return out
+
+
+def generate_greedy(model_dir: Path, ids: np.ndarray, mask: np.ndarray) -> list[list[int]]:
+    """transformers' own greedy ``generate`` (start token and eos stripped)."""
+    model = MarianMTModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    with torch.no_grad():
+        out = model.generate(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                             num_beams=1, do_sample=False, max_new_tokens=MAX_LEN,
+                             forced_eos_token_id=None, min_length=0)
+    eos = model.config.eos_token_id
+    result = []
+    for row in out[:, 1:].tolist():
+        result.append(row[: row.index(eos)] if eos in row else row)
+    return result
+
+
+BATCHES = [[7, 3, 5, 1], [4]]  # mixed lengths with padding, and batch size 1
+
+
+@pytest.mark.parametrize("bundle_name", ["transformer_bundle", "lstm_bundle", "gru_bundle",
+                                         "marian_bundle"])
+def test_recorded_parity_is_within_tolerance(bundle_name: str, request: pytest.FixtureRequest
+                                             ) -> None:
+    bundle: Path = request.getfixturevalue(bundle_name)
+    diffs = read_manifest(bundle).metadata["parity_max_abs_diff"]
+    assert diffs["encoder"] <= 1e-4 and diffs["decoder_steps"] <= 1e-4
+
+
+@pytest.mark.parametrize("lengths", BATCHES)
+def test_project_transformer_greedy_matches_torch(transformer_bundle: Path, lengths: list[int]
+                                                  ) -> None:
+    ids, mask = padded_batch(lengths, 300, seed=len(lengths))
+    model, cfg = load_model_dir(transformer_bundle.parent / "model")
+    expected = greedy_decode(model, torch.from_numpy(ids), torch.from_numpy(mask),
+                             start_id=cfg.decoder_start_id, eos_id=cfg.eos_id, max_len=MAX_LEN)
+    assert bundle_greedy(transformer_bundle, ids, mask) == expected
+
+
+@pytest.mark.parametrize("lengths", BATCHES)
+@pytest.mark.parametrize("bundle_name", ["lstm_bundle", "gru_bundle"])
+def test_rnn_greedy_matches_project_decoding(bundle_name: str, lengths: list[int],
+                                             request: pytest.FixtureRequest) -> None:
+    bundle: Path = request.getfixturevalue(bundle_name)
+    ids, mask = padded_batch(lengths, 300, seed=len(lengths))
+    model, cfg = load_model_dir(bundle.parent / "model")
+    expected = greedy_decode(model, torch.from_numpy(ids), torch.from_numpy(mask),
+                             start_id=cfg.decoder_start_id, eos_id=cfg.eos_id, max_len=MAX_LEN)
+    assert bundle_greedy(bundle, ids, mask) == expected
+
+
+@pytest.mark.parametrize("lengths", BATCHES)
+def test_custom_marian_greedy_matches_generate(marian_bundle: Path, lengths: list[int]) -> None:
+    ids, mask = padded_batch(lengths, 299, seed=10 + len(lengths))
+    ids[mask == 0] = 299  # this checkpoint pads with its last id
+    assert bundle_greedy(marian_bundle, ids, mask) == generate_greedy(
+        marian_bundle.parent / "model", ids, mask)
+
+
+def test_custom_marian_manifest_honours_its_config(marian_bundle: Path) -> None:
+    manifest = read_manifest(marian_bundle)
+    assert manifest.special_tokens == {"pad": 299, "eos": 1, "decoder_start": 299, "unk": 2}
+    assert (manifest.source_lang, manifest.target_lang) == ("en", "de")
+    assert len(manifest.decoder.state) == 2 and len(manifest.decoder.static) == 2
+    assert manifest.decoder.state[0].shape == ["batch", 4, "past_len", 8]
+
+
+def test_bundle_contents(transformer_bundle: Path) -> None:
+    raw = json.loads((transformer_bundle / "model.json").read_text())
+    assert raw["format_version"] == 1 and raw["architecture"] == "transformer"
+    assert raw["dtype"] == "float32" and raw["opset"] == 18
+    assert set(raw["versions"]) == {"torch", "transformers", "onnx", "onnxruntime"}
+    assert {"encoder.onnx", "decoder.onnx", "tokenizer.json"} <= set(raw["files"])
+    assert all(len(digest) == 64 for digest in raw["files"].values())
+    tokenizer = AutoTokenizer.from_pretrained(str(transformer_bundle))
+    assert tokenizer.decode(tokenizer("the cat.")["input_ids"], skip_special_tokens=True) == (
+        "the cat.")
+
+
+def test_int8_variant_is_a_complete_smaller_bundle(transformer_bundle: Path) -> None:
+    int8 = transformer_bundle / "int8"
+    manifest = read_manifest(int8)
+    assert manifest.dtype == "int8"
+    assert (int8 / "decoder.onnx").stat().st_size < (transformer_bundle / "decoder.onnx"
+                                                      ).stat().st_size
+    ids, mask = padded_batch([5, 2], 300, seed=1)
+    assert len(bundle_greedy(int8, ids, mask)) == 2

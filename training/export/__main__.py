@@ -1,0 +1,62 @@
+"""``python -m training.export SRC OUT [--int8] [--fp16] [--opset N] [--force]``.
+
+SRC is this project's model directory or any local MarianMT checkpoint. OUT receives the fp32
+bundle; ``--int8`` and ``--fp16`` add complete variant bundles in ``OUT/int8`` and ``OUT/fp16``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from training.errors import run_cli
+from training.export.bundle_writer import base_manifest, write_fp32, write_variant
+from training.export.graphs import plan_for
+from training.export.sources import load_source
+from training.export.variants import convert_fp16, quantize_int8
+from training.io import atomic_directory
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command-line interface."""
+    cli = argparse.ArgumentParser(prog="python -m training.export", description=__doc__)
+    cli.add_argument("src", type=Path, help="model directory or MarianMT checkpoint")
+    cli.add_argument("out", type=Path, help="bundle directory to create")
+    cli.add_argument("--int8", action="store_true", help="add a dynamic-int8 bundle (CPU)")
+    cli.add_argument("--fp16", action="store_true", help="add an fp16 bundle (CUDA)")
+    cli.add_argument("--opset", type=int, default=18)
+    cli.add_argument("--name", help="model name (default: OUT's folder name)")
+    cli.add_argument("--src-lang", help="source language code (default: from SRC, else und)")
+    cli.add_argument("--tgt-lang", help="target language code (default: from SRC, else und)")
+    cli.add_argument("--force", action="store_true", help="replace an existing OUT")
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parser().parse_args(argv)
+    source = load_source(args.src)
+    plan = plan_for(source)
+    langs = (args.src_lang or source.metadata.get("src_lang", "und"),
+             args.tgt_lang or source.metadata.get("tgt_lang", "und"))
+    manifest = base_manifest(source, plan, name=args.name or args.out.name, langs=langs,
+                             opset=args.opset)
+    sizes = {}
+    with atomic_directory(args.out, force=args.force) as tmp:
+        manifest = write_fp32(source, plan, tmp, manifest)
+        if args.int8:
+            write_variant(tmp, tmp / "int8", manifest, "int8", quantize_int8)
+        if args.fp16:
+            write_variant(tmp, tmp / "fp16", manifest, "float16", convert_fp16)
+        for bundle in [tmp, *(p for p in tmp.iterdir() if p.is_dir())]:
+            sizes[bundle.name if bundle != tmp else "fp32"] = sum(
+                p.stat().st_size for p in bundle.glob("*.onnx"))
+    print(json.dumps({"out": str(args.out), "graph_bytes": sizes,
+                      "parity": manifest.metadata["parity_max_abs_diff"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,122 @@
+"""Turn a :class:`Source` into two ONNX graphs and the matching state contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.export import Dim
+
+from service.bundle import DecoderContract, StateSpec, StaticSpec, TensorSpec
+from training.export.marian_graphs import MarianDecoderStepGraph, MarianEncoderGraph
+from training.export.rnn_graphs import RNNDecoderStepGraph, RNNEncoderGraph, rnn_state_names
+from training.export.sources import Source, is_rnn
+
+F32, I64 = "float32", "int64"
+ENCODER_INPUTS = [TensorSpec("input_ids", I64, ["batch", "src_len"]),
+                  TensorSpec("attention_mask", I64, ["batch", "src_len"])]
+DECODER_INPUTS = [TensorSpec("input_ids", I64, ["batch", 1]),
+                  TensorSpec("encoder_attention_mask", I64, ["batch", "src_len"])]
+
+
+@dataclass
+class GraphPlan:
+    """Torch modules to export, their contract, and example state for tracing."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+    encoder_outputs: list[TensorSpec]
+    contract: DecoderContract
+
+    def decoder_state_names(self) -> list[str]:
+        """Decoder inputs after ``input_ids`` and the mask, in call order."""
+        return [s.input for s in self.contract.state] + [s.input for s in self.contract.static]
+
+
+def marian_plan(model: Any) -> GraphPlan:
+    """Cross K/V from the encoder; a self-attention K/V cache growing on axis 2."""
+    cfg = model.config
+    heads, layers = cfg.decoder_attention_heads, cfg.decoder_layers
+    head_dim = cfg.d_model // heads
+    kv = ["batch", heads, "src_len", head_dim]
+    outputs, state, static = [], [], []
+    for i in range(layers):
+        for part in ("key", "value"):
+            outputs.append(TensorSpec(f"cross_{part}_{i}", F32, kv))
+            static.append(StaticSpec(f"cross_{part}_{i}", f"cross_{part}_{i}", F32, kv))
+            state.append(StateSpec(f"past_{part}_{i}", f"present_{part}_{i}", F32,
+                                   ["batch", heads, "past_len", head_dim], "empty", grow_axis=2))
+    contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS))
+    return GraphPlan(MarianEncoderGraph(model), MarianDecoderStepGraph(model), outputs, contract)
+
+
+def rnn_plan(model: Any) -> GraphPlan:
+    """Memory is static; h (c) and the attentional feed are carried from step to step."""
+    dim, layers = 2 * model.cfg.hidden_size, model.cfg.layers
+    shapes = {"memory": ["batch", "src_len", dim], "h": ["batch", layers, dim],
+              "c": ["batch", layers, dim], "feed": ["batch", dim]}
+    names = rnn_state_names(model)
+    outputs = [TensorSpec(name, F32, shapes[name]) for name in names]
+    state = [StateSpec(name, f"next_{name}", F32, shapes[name], f"encoder:{name}")
+             for name in names[1:]]
+    static = [StaticSpec("memory", "memory", F32, shapes["memory"])]
+    contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS))
+    return GraphPlan(RNNEncoderGraph(model), RNNDecoderStepGraph(model), outputs, contract)
+
+
+def plan_for(source: Source) -> GraphPlan:
+    """The graph plan of either architecture."""
+    return rnn_plan(source.module) if is_rnn(source) else marian_plan(source.module)
+
+
+def example_source(batch: int = 2, length: int = 5) -> tuple[Tensor, Tensor]:
+    """Padded example ids ``(batch, length)`` and their mask (row 1 is shorter)."""
+    ids = torch.randint(4, 20, (batch, length))
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[1:, length - 2 :] = 0
+    return ids * mask, mask
+
+
+def _dim(shape: list[int | str], dims: dict[str, Any]) -> dict[int, Any]:
+    return {axis: dims[name] for axis, name in enumerate(shape) if isinstance(name, str)}
+
+
+def export_graphs(plan: GraphPlan, out: Path, *, opset: int, max_positions: int) -> None:
+    """Export ``encoder.onnx`` and ``decoder.onnx`` with dynamic batch/length axes."""
+    dims = {"batch": Dim("batch", min=1, max=4096), "src_len": Dim("src_len", min=1, max=4096),
+            "past_len": Dim("past_len", min=0, max=max(2, max_positions - 1))}
+    ids, mask = example_source()
+    with torch.no_grad():
+        torch.onnx.export(
+            plan.encoder, (ids, mask), str(out / "encoder.onnx"), dynamo=True,
+            opset_version=opset, input_names=["input_ids", "attention_mask"],
+            output_names=[s.name for s in plan.encoder_outputs],
+            dynamic_shapes={name: _dim(["batch", "src_len"], dims)
+                            for name in ("input_ids", "attention_mask")},
+            external_data=False, verbose=False)
+        encoded = dict(zip([s.name for s in plan.encoder_outputs], plan.encoder(ids, mask),
+                           strict=True))
+        state = [example_state(spec, encoded) for spec in plan.contract.state]
+        static = [encoded[spec.source] for spec in plan.contract.static]
+        shapes = [s.shape for s in plan.contract.state] + [s.shape for s in plan.contract.static]
+        torch.onnx.export(
+            plan.decoder, (ids[:, :1], mask, *state, *static), str(out / "decoder.onnx"),
+            dynamo=True, opset_version=opset,
+            input_names=["input_ids", "encoder_attention_mask", *plan.decoder_state_names()],
+            output_names=[plan.contract.log_probs, *(s.output for s in plan.contract.state)],
+            dynamic_shapes={"input_ids": {0: dims["batch"]},
+                            "encoder_attention_mask": _dim(["batch", "src_len"], dims),
+                            "state": tuple(_dim(shape, dims) for shape in shapes)},
+            external_data=False, verbose=False)
+
+
+def example_state(spec: StateSpec, encoded: dict[str, Tensor], past: int = 3) -> Tensor:
+    """Tracing value of a state input: from the encoder, or a random cache of ``past`` steps."""
+    if spec.init != "empty":
+        return encoded[spec.init.split(":", 1)[1]]
+    batch = next(iter(encoded.values())).size(0)
+    shape = [batch if d == "batch" else past if d == "past_len" else d for d in spec.shape]
+    return torch.randn(*[int(d) for d in shape])

@@ -1,0 +1,92 @@
+"""What can be exported: this project's model directories and local MarianMT checkpoints."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import AutoTokenizer, MarianMTModel, PreTrainedTokenizerBase
+
+from training.checkpoint import load_model_dir
+from training.errors import UserError
+from training.models.marian import EAGER, MarianSeq2Seq
+from training.models.rnn import RNNSeq2Seq
+
+SUPPORTED = ("this project's model directories (model_config.json + model.safetensors, e.g. "
+             "runs/<run>/best or models/<name>) and local MarianMT checkpoints (config.json "
+             "with model_type 'marian', weights, tokenizer files)")
+
+
+@dataclass
+class Source:
+    """A loaded model ready for export, with the facts ``model.json`` records."""
+
+    arch: str  # "transformer", "lstm" or "gru"
+    module: nn.Module  # MarianMTModel or RNNSeq2Seq, in eval mode
+    tokenizer: PreTrainedTokenizerBase
+    special_tokens: dict[str, int]
+    vocab_size: int
+    max_positions: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def load_source(path: Path) -> Source:
+    """Load SRC or raise a :class:`UserError` naming what is supported."""
+    if not path.is_dir():
+        raise UserError(f"{path} is not a directory; supported: {SUPPORTED}")
+    if (path / "model_config.json").is_file():
+        return _project_source(path)
+    if (path / "config.json").is_file():
+        return _marian_source(path)
+    raise UserError(f"{path} holds neither model_config.json nor config.json; "
+                    f"supported: {SUPPORTED}")
+
+
+def _tokenizer(path: Path) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError) as err:
+        raise UserError(f"{path}: no usable tokenizer files ({type(err).__name__}); a MarianMT "
+                        "directory needs source.spm/target.spm/vocab.json or tokenizer.json"
+                        ) from None
+
+
+def _project_source(path: Path) -> Source:
+    model, cfg = load_model_dir(path)
+    meta = json.loads((path / "model_config.json").read_text())
+    meta.pop("model", None)
+    module: nn.Module = model.model if isinstance(model, MarianSeq2Seq) else model
+    special = {"pad": cfg.pad_id, "eos": cfg.eos_id, "decoder_start": cfg.decoder_start_id,
+               "unk": 2}
+    return Source(cfg.arch, module.eval(), _tokenizer(path), special, cfg.vocab_size,
+                  cfg.max_positions, meta)
+
+
+def _marian_source(path: Path) -> Source:
+    config = json.loads((path / "config.json").read_text())
+    model_type = config.get("model_type")
+    if model_type != "marian":
+        raise UserError(f"{path} is a {model_type!r} checkpoint, which is not supported; "
+                        f"supported: {SUPPORTED}")
+    try:
+        model = MarianMTModel.from_pretrained(str(path), **EAGER)
+    except OSError as err:
+        reason = str(err).split("\n")[0]
+        raise UserError(f"{path}: cannot load the MarianMT weights ({reason})") from None
+    tokenizer = _tokenizer(path)
+    cfg = model.config
+    unk = tokenizer.unk_token_id
+    special = {"pad": int(cfg.pad_token_id), "eos": int(cfg.eos_token_id),
+               "decoder_start": int(cfg.decoder_start_token_id),
+               "unk": int(unk) if isinstance(unk, int) else -1}
+    return Source("transformer", model.eval(), tokenizer, special,
+                  cfg.decoder_vocab_size or cfg.vocab_size, cfg.max_position_embeddings,
+                  {"source": "marian checkpoint", "checkpoint": path.name})
+
+
+def is_rnn(source: Source) -> bool:
+    """True for the project's LSTM/GRU models."""
+    return isinstance(source.module, RNNSeq2Seq)
