@@ -80,3 +80,18 @@ def marian_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("marian")
     return export(custom_marian(root / "model"), root / "bundle", "--src-lang", "en",
                   "--tgt-lang", "de")
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Transformer trained briefly on the synthetic word-for-word pairs, exported:
+    unlike random weights it ends its outputs at varied lengths, which search tests need."""
+    from tests.conftest import tiny_overrides
+    from training.config import load_config
+    from training.train import Trainer
+
+    root = tmp_path_factory.mktemp("trained")
+    overrides = [*tiny_overrides(tiny_data, root / "run"), "max_steps=150", "eval_every=150",
+                 "model.d_model=64", "model.ffn_dim=128", "model.dropout=0", "label_smoothing=0"]
+    Trainer(load_config(None, overrides)).run()
+    return export(root / "run" / "best", root / "bundle", "--int8")

@@ -79,12 +79,20 @@ def _marian_source(path: Path) -> Source:
     tokenizer = _tokenizer(path)
     cfg = model.config
     unk = tokenizer.unk_token_id
-    special = {"pad": int(cfg.pad_token_id), "eos": int(cfg.eos_token_id),
-               "decoder_start": int(cfg.decoder_start_token_id),
+    special = {"pad": _token_id(cfg.pad_token_id, "pad_token_id"),
+               "eos": _token_id(cfg.eos_token_id, "eos_token_id"),
+               "decoder_start": _token_id(cfg.decoder_start_token_id, "decoder_start_token_id"),
                "unk": int(unk) if isinstance(unk, int) else -1}
     return Source("transformer", model.eval(), tokenizer, special,
                   cfg.decoder_vocab_size or cfg.vocab_size, cfg.max_position_embeddings,
                   {"source": "marian checkpoint", "checkpoint": path.name})
+
+
+def _token_id(value: object, field_name: str) -> int:
+    """A single special-token id from a Marian config, or a clear refusal."""
+    if not isinstance(value, int):
+        raise UserError(f"config.json: {field_name} must be one integer id, got {value!r}")
+    return value
 
 
 def is_rnn(source: Source) -> bool:

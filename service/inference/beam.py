@@ -1,0 +1,119 @@
+"""Batched beam search (batch x beam) in pure numpy; semantics in ``search``'s docstring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.inference.search import (
+    Decoder,
+    FinishReason,
+    Hypothesis,
+    SearchOptions,
+    ban_tokens,
+    normalise,
+)
+
+DEAD = -1.0e9  # score of the initial copies of each beam (as generate does)
+
+
+@dataclass
+class _Beams:
+    """Running beams of the inputs still decoding; ``K`` rows per input."""
+
+    origin: np.ndarray  # (inputs,) caller's batch index
+    max_length: np.ndarray  # (inputs,)
+    scores: np.ndarray  # (inputs, K) summed log-probs
+    histories: list[list[int]]  # (inputs * K) generated tokens
+    tokens: np.ndarray  # (inputs * K,) last tokens
+
+
+def _top_candidates(candidates: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` best of each row of ``(inputs, K * V)``, best first."""
+    count = min(count, candidates.shape[1])
+    part = np.argpartition(-candidates, count - 1, axis=1)[:, :count]
+    values = np.take_along_axis(candidates, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def _finish(finished: list[Hypothesis], beam: int, history: list[int], token: int, eos_id: int,
+            score: float) -> None:
+    reason: FinishReason = "eos" if token == eos_id else "length"
+    tokens = list(history) if token == eos_id else [*history, token]
+    finished.append(Hypothesis(tokens, score, reason))
+    finished.sort(key=lambda h: -h.score)
+    del finished[beam:]
+
+
+def _is_done(finished: list[Hypothesis], best_running: float | None, length: int,
+             options: SearchOptions) -> bool:
+    """No running beam can still beat the worst of ``beam`` finished hypotheses."""
+    if len(finished) < options.beam_size:
+        return False
+    if options.early_stopping or best_running is None:
+        return True
+    return bool(normalise(best_running, length, options) <= finished[-1].score)
+
+
+def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_id: int,
+                max_length: np.ndarray, options: SearchOptions) -> list[list[Hypothesis]]:
+    """Up to ``num_hypotheses`` best hypotheses per input, best first, in input order."""
+    width = options.beam_size
+    state = decoder.reorder(state, np.repeat(np.arange(batch), width))
+    scores = np.full((batch, width), DEAD)
+    scores[:, 0] = 0.0
+    beams = _Beams(np.arange(batch), max_length.copy(), scores,
+                   [[] for _ in range(batch * width)], np.full(batch * width, start_id, np.int64))
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    step = 0
+    while len(beams.origin):
+        log_probs, state = decoder.step(beams.tokens, state)
+        log_probs = ban_tokens(log_probs, beams.histories, step, eos_id=eos_id, options=options)
+        vocab = log_probs.shape[1]
+        candidates = (beams.scores.reshape(-1, 1) + log_probs).reshape(len(beams.origin), -1)
+        top = _top_candidates(candidates, 2 * width)
+        step += 1
+        beams, index = _advance(beams, candidates, top, vocab, step, finished, results,
+                                eos_id=eos_id, options=options)
+        if len(beams.origin):
+            state = decoder.reorder(state, index)
+    return results
+
+
+def _advance(beams: _Beams, candidates: np.ndarray, top: np.ndarray, vocab: int, length: int,
+             finished: list[list[Hypothesis]], results: list[list[Hypothesis]], *, eos_id: int,
+             options: SearchOptions) -> tuple[_Beams, np.ndarray]:
+    """Finish, select and drop: the next running beams and the state rows they continue."""
+    width = options.beam_size
+    keep_inputs, rows, tokens, scores, histories = [], [], [], [], []
+    for i, origin in enumerate(beams.origin.tolist()):
+        at_limit = length >= beams.max_length[i]
+        running: list[tuple[int, int, float]] = []
+        for rank, flat in enumerate(top[i].tolist()):
+            score = float(candidates[i, flat])
+            row, token = i * width + flat // vocab, flat % vocab
+            if token == eos_id or at_limit:
+                if rank < width:
+                    _finish(finished[origin], width, beams.histories[row], token, eos_id,
+                            float(normalise(score, length, options)))
+            elif len(running) < width:
+                running.append((row, token, score))
+        best = running[0][2] if running else None
+        if at_limit or _is_done(finished[origin], best, length, options):
+            results[origin] = finished[origin][: options.num_hypotheses]
+            continue
+        keep_inputs.append(i)
+        for row, token, score in running:
+            rows.append(row)
+            tokens.append(token)
+            scores.append(score)
+            histories.append([*beams.histories[row], token])
+    keep = np.array(keep_inputs, dtype=np.int64)
+    next_beams = _Beams(beams.origin[keep], beams.max_length[keep],
+                        np.array(scores, dtype=np.float64).reshape(len(keep), width),
+                        histories, np.array(tokens, dtype=np.int64))
+    return next_beams, np.array(rows, dtype=np.int64)

@@ -1,0 +1,70 @@
+"""The model protocol implemented with ONNX Runtime sessions and a bundle's state contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.bundle import Manifest
+
+
+@dataclass
+class OnnxState:
+    """Decoder state; every array has the batch on axis 0.
+
+    mask ``(rows, src_len)``; static: encoder outputs fed unchanged every step (cross keys and
+    values, RNN memory); carried: fed back from the previous step (key/value cache, h/c).
+    """
+
+    mask: np.ndarray
+    static: dict[str, np.ndarray]
+    carried: dict[str, np.ndarray]
+
+
+class OnnxModel:
+    """``encode`` / ``step`` / ``reorder`` over an encoder and a decoder session."""
+
+    def __init__(self, manifest: Manifest, encoder: Any, decoder: Any) -> None:
+        self.manifest = manifest
+        self.encoder = encoder
+        self.decoder = decoder
+        contract = manifest.decoder
+        self.encoder_names = [spec.name for spec in manifest.encoder_outputs]
+        self.state_specs = contract.state
+        self.output_names = [contract.log_probs, *(s.output for s in contract.state)]
+        self.steps = 0  # decoder calls, for metrics
+
+    def encode(self, ids: np.ndarray, mask: np.ndarray) -> OnnxState:
+        """Run the encoder on ``(rows, src_len)`` ids and build the step-0 state."""
+        outputs = dict(zip(self.encoder_names,
+                           self.encoder.run(None, {"input_ids": ids, "attention_mask": mask}),
+                           strict=True))
+        static = {spec.input: outputs[spec.source] for spec in self.manifest.decoder.static}
+        carried = {}
+        for spec in self.state_specs:
+            if spec.init == "empty":
+                shape = [len(ids) if d == "batch" else 0 if isinstance(d, str) else d
+                         for d in spec.shape]
+                carried[spec.input] = np.zeros(shape, dtype=np.float32)
+            else:
+                carried[spec.input] = outputs[spec.init.split(":", 1)[1]]
+        return OnnxState(mask, static, carried)
+
+    def step(self, tokens: np.ndarray, state: OnnxState) -> tuple[np.ndarray, OnnxState]:
+        """``(rows,)`` tokens -> ``(rows, vocab)`` log-probs and the next state."""
+        feeds = {"input_ids": tokens.reshape(-1, 1), "encoder_attention_mask": state.mask,
+                 **state.static, **state.carried}
+        log_probs, *carried = self.decoder.run(self.output_names, feeds)
+        self.steps += 1
+        new = dict(zip((s.input for s in self.state_specs), carried, strict=True))
+        return log_probs, OnnxState(state.mask, state.static, new)
+
+    def reorder(self, state: OnnxState, index: np.ndarray) -> OnnxState:
+        """Gather rows on axis 0 of every state array."""
+        def take(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {name: np.take(value, index, axis=0) for name, value in arrays.items()}
+
+        return OnnxState(np.take(state.mask, index, axis=0), take(state.static),
+                         take(state.carried))

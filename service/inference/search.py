@@ -1,0 +1,127 @@
+"""Batched greedy and beam search in pure numpy over a step function and an explicit state.
+
+The decoder is anything with ``step(tokens, state) -> (log_probs, state)`` and
+``reorder(state, index) -> state`` (STYLE.md 1-2); ``tokens`` is ``(rows,)`` int64, log-probs
+are ``(rows, vocab)`` float32, and ``index`` selects rows on axis 0. Finished inputs leave the
+batch at every step (STYLE.md 3), so the state shrinks as the batch completes.
+
+Semantics (the same as ``transformers``' ``generate`` for encoder-decoder models):
+- ``max_length`` counts generated tokens, eos included; a row that reaches it stops with
+  finish reason ``"length"``. ``min_length``: eos is forbidden before that many tokens.
+- Beam scores are ``sum(log p) / length ** length_penalty`` (length includes eos), or with
+  ``length_penalty_form="gnmt"``, ``sum(log p) / ((5 + length) / 6) ** length_penalty``.
+- Each step keeps the top ``2 * beam`` candidates; those among the top ``beam`` that end in eos
+  become finished hypotheses; the best ``beam`` unfinished ones continue. An input stops when
+  it has ``beam`` finished hypotheses and its best running score, normalised at the current
+  length, cannot beat the worst of them (``early_stopping=False`` of ``generate``), or, with
+  ``early_stopping=True``, as soon as it has ``beam`` finished hypotheses.
+- ``no_repeat_ngram_size=n`` forbids any n-gram from appearing twice in a hypothesis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+NEG_INF = -np.inf
+FinishReason = Literal["eos", "length"]
+
+
+class Decoder(Protocol):
+    """What the search needs from a model."""
+
+    def step(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]: ...
+
+    def reorder(self, state: Any, index: np.ndarray) -> Any: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions:
+    """Decoding options; see the module docstring for their exact meaning."""
+
+    beam_size: int = 1
+    num_hypotheses: int = 1
+    length_penalty: float = 1.0
+    length_penalty_form: Literal["average", "gnmt"] = "average"
+    min_length: int = 0
+    no_repeat_ngram_size: int = 0
+    early_stopping: bool = False
+
+
+@dataclass
+class Hypothesis:
+    """One output sequence (eos not included) and its normalised score."""
+
+    tokens: list[int]
+    score: float
+    finish_reason: FinishReason
+
+
+@dataclass
+class _Rows:
+    """Inputs still decoding: original positions and per-input bookkeeping."""
+
+    origin: np.ndarray  # (rows,) index into the caller's batch
+    max_length: np.ndarray  # (rows,)
+    finished: list[list[Hypothesis]] = field(default_factory=list)
+
+
+def normalise(score: float | np.ndarray, length: int, options: SearchOptions) -> Any:
+    """Apply the length penalty to a summed log-probability."""
+    if options.length_penalty_form == "gnmt":
+        return score / ((5.0 + length) / 6.0) ** options.length_penalty
+    return score / float(length) ** options.length_penalty
+
+
+def ban_tokens(log_probs: np.ndarray, histories: list[list[int]], step: int, *, eos_id: int,
+               options: SearchOptions) -> np.ndarray:
+    """Apply ``min_length`` and ``no_repeat_ngram_size`` to ``(rows, vocab)`` log-probs."""
+    if step < options.min_length:
+        log_probs[:, eos_id] = NEG_INF
+    size = options.no_repeat_ngram_size
+    if size > 0 and step + 1 >= size:
+        for row, history in enumerate(histories):
+            prefix = tuple(history[len(history) - size + 1 :]) if size > 1 else ()
+            for start in range(len(history) - size + 1):
+                if tuple(history[start : start + size - 1]) == prefix:
+                    log_probs[row, history[start + size - 1]] = NEG_INF
+    return log_probs
+
+
+def greedy_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_id: int,
+                  max_length: np.ndarray, options: SearchOptions) -> list[list[Hypothesis]]:
+    """Argmax decoding; returns one hypothesis per input, in input order."""
+    rows = _Rows(np.arange(batch), max_length.copy())
+    tokens = np.full(batch, start_id, dtype=np.int64)
+    histories: list[list[int]] = [[] for _ in range(batch)]
+    sums = np.zeros(batch, dtype=np.float64)
+    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    step = 0
+    while len(rows.origin):
+        log_probs, state = decoder.step(tokens, state)
+        log_probs = ban_tokens(log_probs, histories, step, eos_id=eos_id, options=options)
+        tokens = log_probs.argmax(-1).astype(np.int64)
+        sums += log_probs[np.arange(len(tokens)), tokens]
+        keep = []
+        for row, token in enumerate(tokens.tolist()):
+            at_limit = step + 1 >= rows.max_length[row]
+            if token == eos_id or at_limit:
+                reason: FinishReason = "eos" if token == eos_id else "length"
+                out = histories[row] if token == eos_id else [*histories[row], token]
+                score = float(normalise(sums[row], step + 1, options))
+                results[rows.origin[row]] = [Hypothesis(out, score, reason)]
+            else:
+                histories[row].append(token)
+                keep.append(row)
+        step += 1
+        if len(keep) < len(tokens) and keep:
+            index = np.array(keep)
+            state = decoder.reorder(state, index)
+            tokens, sums = tokens[index], sums[index]
+            histories = [histories[i] for i in keep]
+            rows = _Rows(rows.origin[index], rows.max_length[index])
+        elif not keep:
+            break
+    return results

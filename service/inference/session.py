@@ -1,0 +1,53 @@
+"""ONNX Runtime sessions with deliberate options and honest provider reporting."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+class ProviderError(RuntimeError):
+    """A GPU was required but is not usable."""
+
+
+def resolve_providers(requested: list[str] | None) -> list[str]:
+    """``None`` means CUDA when this onnxruntime build offers it, else the CPU."""
+    if requested:
+        return list(requested)
+    return [CUDA, CPU] if CUDA in ort.get_available_providers() else [CPU]
+
+
+def session_options(threads: int | None) -> ort.SessionOptions:
+    """All graph optimizations, the memory arena and patterns on, sequential execution."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_cpu_mem_arena = True
+    options.enable_mem_pattern = True
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
+
+
+def create_session(path: Path, providers: list[str], threads: int | None,
+                   require_gpu: bool) -> ort.InferenceSession:
+    """A session on the first usable provider; a silent CUDA fallback becomes a warning,
+    or a :class:`ProviderError` with ``require_gpu``."""
+    session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
+    active = session.get_providers()[0]
+    wanted_gpu = CUDA in providers or require_gpu
+    if wanted_gpu and active != CUDA:
+        message = (f"{path.name}: CUDA was requested but ONNX Runtime runs on {active} "
+                   f"(available: {ort.get_available_providers()}); install onnxruntime-gpu with "
+                   "its CUDA/cuDNN libraries, or ask for the CPU")
+        if require_gpu:
+            raise ProviderError(message)
+        log.warning(message)
+    return session
