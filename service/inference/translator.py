@@ -159,7 +159,7 @@ class Translator:
         if any(truncated) and on_too_long == "error":
             raise InputTooLongError(f"a sentence has more than {limit} tokens, the model's "
                                     "maximum; shorten it or allow truncation")
-        return [ids[: limit - 1] + [eos] if cut else ids
+        return [[*ids[: limit - 1], eos] if cut else ids
                 for ids, cut in zip(encoded, truncated, strict=True)], truncated
 
     def _assemble(self, texts: list[str], owners: list[int], sources: list[list[int]],
