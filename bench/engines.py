@@ -1,0 +1,176 @@
+"""``python -m bench.engines``: this engine vs transformers ``generate`` vs CTranslate2,
+side by side on the same weights (issue 4's harness).
+
+Setting 1 ("forced"): a randomly initialised Marian of OPUS-MT shape, 64 source sentences of
+10-40 tokens, every system forced to emit exactly 32 tokens; greedy/beam 4 x batch 64/batch 1.
+Each system runs in its own subprocess (same thread count) so peak memory is its own.
+Prints JSON lines and writes them to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8"]
+SETTINGS = [("greedy", 1, 64), ("greedy", 1, 1), ("beam4", 4, 64), ("beam4", 4, 1)]
+FORCED = 32
+
+
+def opus_shape(quick: bool) -> dict[str, int]:
+    """Model sizes: OPUS-MT's, or tiny ones that check the harness runs."""
+    if quick:
+        return {"d_model": 32, "layers": 1, "heads": 2, "ffn": 64, "vocab": 500}
+    return {"d_model": 512, "layers": 6, "heads": 8, "ffn": 2048, "vocab": 32000}
+
+
+def build_model(directory: Path, shape: dict[str, int]) -> None:
+    """Random Marian (pad = last id with a zero embedding, as in OPUS-MT) and a word tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, models
+    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    vocab = shape["vocab"]
+    config = MarianConfig(
+        vocab_size=vocab, decoder_vocab_size=vocab, d_model=shape["d_model"],
+        encoder_layers=shape["layers"], decoder_layers=shape["layers"],
+        encoder_attention_heads=shape["heads"], decoder_attention_heads=shape["heads"],
+        encoder_ffn_dim=shape["ffn"], decoder_ffn_dim=shape["ffn"], pad_token_id=vocab - 1,
+        decoder_start_token_id=vocab - 1, eos_token_id=0, max_position_embeddings=512)
+    torch.manual_seed(0)
+    model = MarianMTModel(config).eval()
+    with torch.no_grad():
+        model.model.shared.weight[vocab - 1].zero_()
+    model.save_pretrained(str(directory))
+    words = {"</s>": 0, "<unk>": 1, **{f"w{i}": i for i in range(2, vocab - 1)}, "<pad>": vocab - 1}
+    tokenizer = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>", unk_token="<unk>",
+                            pad_token="<pad>").save_pretrained(str(directory))
+
+
+def prepare(work: Path, quick: bool) -> None:
+    """Model, our fp32/int8 bundles and the CTranslate2 conversion (cached in ``work``)."""
+    model_dir, bundle, ct2 = work / "marian", work / "bundle", work / "ct2"
+    if not model_dir.exists():
+        build_model(model_dir, opus_shape(quick))
+    if not bundle.exists():
+        from training.export.__main__ import main as export
+
+        export([str(model_dir), str(bundle), "--int8", "--src-lang", "xx", "--tgt-lang", "yy"])
+    if not ct2.exists():
+        import ctranslate2
+
+        ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(ct2))
+
+
+def sources(vocab: int, count: int = 64) -> list[list[int]]:
+    """Deterministic source ids of 10-40 tokens, eos (0) last."""
+    rng = np.random.default_rng(0)
+    return [[*rng.integers(2, vocab - 1, int(n)).tolist(), 0]
+            for n in rng.integers(10, 41, count)]
+
+
+def runner(system: str, work: Path, threads: int) -> Callable[[list[list[int]], int], Any]:
+    """A function (batch of source ids, beam) -> outputs, forced to FORCED tokens."""
+    if system.startswith("engine"):
+        from service.inference import Translator
+
+        path = work / "bundle" / ("int8" if system.endswith("int8") else "")
+        tr = Translator.load(path, threads=threads, max_batch_tokens=1 << 20)
+        return lambda batch, beam: tr.translate_ids(batch, beam_size=beam, min_length=FORCED,
+                                                    max_length=FORCED)
+    if system == "generate":
+        import torch
+        from transformers import MarianMTModel
+
+        torch.set_num_threads(threads)
+        model = MarianMTModel.from_pretrained(str(work / "marian")).eval()
+        return lambda batch, beam: _generate(model, batch, beam)
+    import ctranslate2
+
+    compute = system.split("-", 1)[1]
+    translator = ctranslate2.Translator(str(work / "ct2"), device="cpu", compute_type=compute,
+                                        intra_threads=threads, inter_threads=1)
+    return lambda batch, beam: translator.translate_batch(
+        [[f"w{t}" if t > 1 else "</s>" for t in ids] for ids in batch], beam_size=beam,
+        min_decoding_length=FORCED, max_decoding_length=FORCED, max_batch_size=len(batch))
+
+
+def _generate(model: Any, batch: list[list[int]], beam: int) -> Any:
+    import torch
+
+    width = max(map(len, batch))
+    pad = model.config.pad_token_id
+    ids = torch.full((len(batch), width), pad)
+    for row, seq in enumerate(batch):
+        ids[row, : len(seq)] = torch.tensor(seq)
+    with torch.no_grad():
+        return model.generate(input_ids=ids, attention_mask=(ids != pad).long(), num_beams=beam,
+                              min_new_tokens=FORCED, max_new_tokens=FORCED, do_sample=False)
+
+
+def measure(system: str, work: Path, threads: int, repeats: int, quick: bool) -> list[dict]:
+    """Tokens/s of each setting (median over repeats) in this process."""
+    translate = runner(system, work, threads)
+    data = sources(opus_shape(quick)["vocab"])
+    rows = []
+    for name, beam, batch_size in SETTINGS:
+        inputs = data if batch_size > 1 else data[:8]
+        translate(inputs[:2], beam)  # warm-up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for start in range(0, len(inputs), batch_size):
+                translate(inputs[start : start + batch_size], beam)
+            times.append(time.perf_counter() - started)
+        rows.append({"system": system, "setting": f"{name} b{batch_size}", "threads": threads,
+                     "tokens_per_s": round(len(inputs) * FORCED / statistics.median(times), 1),
+                     "repeats": repeats})
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return [{**row, "peak_rss_mb": round(peak)} for row in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prepare once, then run each system in a fresh subprocess; print and save JSON lines."""
+    cli = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__)
+    cli.add_argument("--work", type=Path, default=Path("runs/bench-engines"))
+    cli.add_argument("--threads", type=int, default=2)
+    cli.add_argument("--repeats", type=int, default=3)
+    cli.add_argument("--quick", action="store_true", help="tiny model: checks the harness")
+    cli.add_argument("--systems", default=",".join(SYSTEMS))
+    cli.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one system here
+    cli.add_argument("--out", type=Path)
+    args = cli.parse_args(argv)
+    if args.only:
+        for row in measure(args.only, args.work, args.threads, args.repeats, args.quick):
+            print(json.dumps(row))
+        return 0
+    args.work.mkdir(parents=True, exist_ok=True)
+    prepare(args.work, args.quick)
+    rows = []
+    for system in args.systems.split(","):
+        command = [sys.executable, "-m", "bench.engines", "--only", system, "--work",
+                   str(args.work), "--threads", str(args.threads), "--repeats",
+                   str(args.repeats), *(["--quick"] if args.quick else [])]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        for line in done.stdout.splitlines():
+            if line.startswith("{"):
+                rows.append(json.loads(line))
+                print(line, flush=True)
+    if args.out:
+        args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
