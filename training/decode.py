@@ -1,16 +1,18 @@
-"""Training-time greedy and beam decoding in torch, over the model protocol.
+"""Training-time decoding over the torch model protocol.
 
-These are the references the ONNX engine is checked against; they favour clarity over speed.
+Greedy is a plain torch loop (an independent reference for the ONNX parity tests); beam search
+reuses the serving engine's numpy search so both runtimes score hypotheses identically.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import numpy as np
 import torch
 from torch import Tensor
 
-from training.models.protocol import Seq2SeqModel
+from service.inference.beam import beam_search
+from service.inference.search import SearchOptions
+from training.models.protocol import Seq2SeqModel, State
 
 
 @torch.no_grad()
@@ -39,72 +41,29 @@ def greedy_decode(model: Seq2SeqModel, src_ids: Tensor, src_mask: Tensor, *, sta
     return outputs
 
 
-@dataclass
-class _Hypotheses:
-    """Finished hypotheses of one input: (normalised score, ids)."""
+class _NumpyAdapter:
+    """The torch protocol seen through numpy, for the serving engine's pure search code."""
 
-    items: list[tuple[float, list[int]]]
+    def __init__(self, model: Seq2SeqModel) -> None:
+        self.model = model
 
-    def worst(self) -> float:
-        return min(score for score, _ in self.items)
+    def step(self, tokens: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        log_probs, state = self.model.step(torch.from_numpy(tokens), state)
+        return log_probs.numpy(), state
+
+    def reorder(self, state: State, index: np.ndarray) -> State:
+        return self.model.reorder(state, torch.from_numpy(index))
 
 
 @torch.no_grad()
 def beam_decode(model: Seq2SeqModel, src_ids: Tensor, src_mask: Tensor, *, beam: int,
                 start_id: int, eos_id: int, max_len: int, length_penalty: float = 1.0,
                 ) -> list[list[int]]:
-    """Best beam hypothesis per input (at most ``max_len`` ids, eos off).
-
-    Score = sum of log-probs / (length incl. eos) ** length_penalty.
-    """
-    batch = src_ids.size(0)
-    state = model.reorder(model.encode(src_ids, src_mask),
-                          torch.arange(batch).repeat_interleave(beam))
-    scores = torch.full((batch, beam), float("-inf"))
-    scores[:, 0] = 0.0
-    seqs: list[list[int]] = [[] for _ in range(batch * beam)]
-    tokens = torch.full((batch * beam,), start_id, dtype=torch.long)
-    finished = [_Hypotheses([]) for _ in range(batch)]
-    done = [False] * batch
-    for t in range(max_len + 1):  # at most max_len tokens, then eos
-        log_probs, state = model.step(tokens, state)
-        if t == max_len:  # force every beam to end
-            forced = torch.full_like(log_probs, float("-inf"))
-            forced[:, eos_id] = log_probs[:, eos_id]
-            log_probs = forced
-        vocab = log_probs.size(-1)
-        cand = (scores.view(-1, 1) + log_probs).view(batch, beam * vocab)
-        top_scores, top_index = cand.topk(2 * beam, dim=1)
-        new_rows, new_scores, new_tokens, new_seqs = [], [], [], []
-        for b in range(batch):
-            picked = 0
-            for score, flat in zip(top_scores[b].tolist(), top_index[b].tolist(), strict=True):
-                row, token = b * beam + flat // vocab, flat % vocab
-                if done[b] or picked == beam:
-                    break
-                if score == float("-inf"):
-                    continue
-                if token == eos_id:
-                    normed = score / ((len(seqs[row]) + 1) ** length_penalty)
-                    finished[b].items.append((normed, list(seqs[row])))
-                    continue
-                new_rows.append(row)
-                new_scores.append(score)
-                new_tokens.append(token)
-                new_seqs.append([*seqs[row], token])
-                picked += 1
-            while picked < beam:  # row finished: pad with dead beams
-                new_rows.append(b * beam)
-                new_scores.append(float("-inf"))
-                new_tokens.append(eos_id)
-                new_seqs.append([])
-                picked += 1
-            best_alive = top_scores[b, 0].item() / ((t + 2) ** length_penalty)
-            if len(finished[b].items) >= beam and best_alive < finished[b].worst():
-                done[b] = True
-        if all(done):
-            break
-        state = model.reorder(state, torch.tensor(new_rows))
-        scores = torch.tensor(new_scores).view(batch, beam)
-        tokens, seqs = torch.tensor(new_tokens), new_seqs
-    return [max(h.items)[1] if h.items else [] for h in finished]
+    """Best beam hypothesis per input (at most ``max_len`` ids, eos off), with exactly the
+    serving engine's search (``service.inference.beam``) so scores agree across runtimes."""
+    state = model.encode(src_ids, src_mask)
+    options = SearchOptions(beam_size=beam, length_penalty=length_penalty)
+    results = beam_search(_NumpyAdapter(model), state, batch=src_ids.size(0), start_id=start_id,
+                          eos_id=eos_id, max_length=np.full(src_ids.size(0), max_len),
+                          options=options)
+    return [hyps[0].tokens for hyps in results]

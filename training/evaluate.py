@@ -46,7 +46,8 @@ def references_by_key(examples: list[Example], src_version: str, tgt_versions: l
 
 
 def torch_translator(model: Seq2SeqModel, cfg: ModelConfig, tokenizer: PreTrainedTokenizerFast,
-                     *, beam: int, batch_size: int = 32) -> Translate:
+                     *, beam: int, max_length: int | None = None, batch_size: int = 32
+                     ) -> Translate:
     """Text-to-text translation with the torch model (sorted by length, batched)."""
     def translate(texts: list[str]) -> list[str]:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -55,7 +56,8 @@ def torch_translator(model: Seq2SeqModel, cfg: ModelConfig, tokenizer: PreTraine
             chunk = order[start : start + batch_size]
             enc = tokenizer([texts[i] for i in chunk], padding=True, return_tensors="pt")
             args = {"start_id": cfg.decoder_start_id, "eos_id": cfg.eos_id,
-                    "max_len": int(2 * enc["input_ids"].size(1) + 10)}
+                    "max_len": max_length or min(int(2 * enc["input_ids"].size(1) + 10),
+                                                 cfg.max_positions)}
             ids = (greedy_decode(model, enc["input_ids"], enc["attention_mask"], **args)
                    if beam == 1 else
                    beam_decode(model, enc["input_ids"], enc["attention_mask"], beam=beam, **args))
@@ -64,6 +66,16 @@ def torch_translator(model: Seq2SeqModel, cfg: ModelConfig, tokenizer: PreTraine
                 outputs[i] = text
         return [outputs[i] for i in range(len(texts))]
     return translate
+
+
+def bundle_translator(bundle: Path, *, beam: int, threads: int | None,
+                      max_length: int | None = None) -> Translate:
+    """Text-to-text translation with the ONNX engine over an exported bundle."""
+    from service.inference import Translator
+
+    translator = Translator.load(bundle, threads=threads)
+    return lambda texts: [t.text for t in translator.translate(texts, beam_size=beam,
+                                                               max_length=max_length)]
 
 
 def evaluate(translate: Translate, examples: list[Example], *, src_version: str,
@@ -86,7 +98,9 @@ def evaluate(translate: Translate, examples: list[Example], *, src_version: str,
 def parser() -> argparse.ArgumentParser:
     """Command-line interface."""
     cli = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
-    cli.add_argument("--model", type=Path, required=True, help="model directory (run/best)")
+    source = cli.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="PyTorch model directory (run/best)")
+    source.add_argument("--bundle", type=Path, help="exported ONNX bundle (models/<name>)")
     cli.add_argument("--data", type=Path, default=Path("data/en-fr"))
     cli.add_argument("--split", default="test", choices=["dev", "test"])
     cli.add_argument("--src-version", default="k")
@@ -95,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--beams", default="1,4", help="comma-separated beam sizes")
     cli.add_argument("--limit", type=int, default=0, help="score only the first N sentences")
     cli.add_argument("--threads", type=int, default=0)
+    cli.add_argument("--max-length", type=int, help="cap on generated tokens (default: "
+                     "2 * source length + 10, within the model's positions)")
     cli.add_argument("--out", type=Path, help="JSON report (default: MODEL/eval.json)")
     return cli
 
@@ -104,20 +120,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, cfg = load_model_dir(args.model)
-    tokenizer = load_tokenizer(args.model)
     multi_refs = args.multi_refs.split(",")
     if args.ref_version not in multi_refs:
         raise UserError(f"--ref-version {args.ref_version} must be one of --multi-refs")
     examples = load_split(args.data, args.split)
-    report: dict[str, Any] = {"model": str(args.model), "split": args.split,
-                              "src_version": args.src_version}
+    target = args.model or args.bundle
+    report: dict[str, Any] = {"model": str(target), "split": args.split,
+                              "src_version": args.src_version,
+                              "runtime": "torch" if args.model else "onnxruntime"}
     for beam in (int(b) for b in args.beams.split(",")):
-        translate = torch_translator(model, cfg, tokenizer, beam=beam)
+        translate = (torch_translator(*load_model_dir(args.model), load_tokenizer(args.model),
+                                      beam=beam, max_length=args.max_length) if args.model else
+                     bundle_translator(args.bundle, beam=beam, threads=args.threads or None,
+                                       max_length=args.max_length))
         report[f"beam{beam}"] = evaluate(translate, examples, src_version=args.src_version,
                                          ref_version=args.ref_version, multi_refs=multi_refs,
                                          limit=args.limit)
-    out = args.out or args.model / "eval.json"
+    out = args.out or target / "eval.json"
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps({k: v["single_reference"]["bleu"] for k, v in report.items()
                       if k.startswith("beam")}))

@@ -26,3 +26,17 @@ def test_report_has_single_and_multi_reference_scores(tiny_data: Path, tmp_path:
         assert single["sentences"] == 8
         assert single["bleu_signature"].startswith("nrefs:1|")
         assert 0 <= single["chrf"] <= 100 and 0 <= single["rouge_l"] <= 100
+
+
+def test_bundle_evaluation_uses_the_onnx_engine(trained_bundle: Path, tiny_data: Path,
+                                                tmp_path: Path) -> None:
+    common = ["--data", str(tiny_data), "--src-version", "en", "--ref-version", "fr",
+              "--multi-refs", "fr", "--beams", "1,3", "--max-length", "20"]
+    assert main(["--bundle", str(trained_bundle), *common, "--out", str(tmp_path / "o")]) == 0
+    model_dir = trained_bundle.parent / "run" / "best"
+    assert main(["--model", str(model_dir), *common, "--out", str(tmp_path / "t")]) == 0
+    onnx, torch = (json.loads((tmp_path / name).read_text()) for name in ("o", "t"))
+    assert (onnx["runtime"], torch["runtime"]) == ("onnxruntime", "torch")
+    for beam in ("beam1", "beam3"):  # same weights, same search semantics: same translations
+        assert onnx[beam]["examples"] == torch[beam]["examples"]
+        assert onnx[beam]["single_reference"]["bleu"] == torch[beam]["single_reference"]["bleu"]

@@ -1,0 +1,91 @@
+"""LibreTranslate-shaped requests and responses under ``/libretranslate/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.api.fakes import MakeClient
+
+URL = "/libretranslate/translate"
+
+
+def libre_error(response: httpx.Response, status: int) -> dict[str, object]:
+    """LibreTranslate's error body: ``error`` is the message string."""
+    assert response.status_code == status, response.text
+    body: dict[str, object] = response.json()
+    assert isinstance(body["error"], str) and "request_id" in body
+    return body
+
+
+@pytest.fixture
+def fr_only(make_client: MakeClient, models_dir: Path) -> TestClient:
+    """Only en->fr is served, so ``source=auto`` is unambiguous for ``fr``."""
+    import shutil
+
+    shutil.rmtree(models_dir / "en-de")
+    return make_client()
+
+
+def test_json_string_q(fr_only: TestClient) -> None:
+    body = fr_only.post(URL, json={"q": "hello", "source": "en", "target": "fr",
+                                   "format": "text"}).json()
+    assert body == {"translatedText": "fr:hello"}
+
+
+def test_form_encoded_auto_with_alternatives(fr_only: TestClient) -> None:
+    response = fr_only.post(URL, data={"q": "hello", "source": "auto", "target": "fr",
+                                       "alternatives": "2", "api_key": ""})
+    assert response.status_code == 200
+    assert response.json() == {"translatedText": "fr:hello",
+                               "alternatives": ["fr:hello#1", "fr:hello#2"],
+                               "detectedLanguage": {"confidence": 100.0, "language": "en"}}
+
+
+def test_list_q_gives_lists(fr_only: TestClient) -> None:
+    body = fr_only.post(URL, json={"q": ["a", "", "b"], "source": "auto", "target": "fr",
+                                   "alternatives": 1}).json()
+    assert body["translatedText"] == ["fr:a", "", "fr:b"]
+    assert body["alternatives"] == [["fr:a#1"], [], ["fr:b#1"]]
+    assert body["detectedLanguage"] == [{"confidence": 100.0, "language": "en"}] * 3
+    form = fr_only.post(URL, data={"q": ["a", "b"], "source": "en", "target": "fr"}).json()
+    assert form == {"translatedText": ["fr:a", "fr:b"]}
+
+
+def test_languages_shape(client: TestClient) -> None:
+    languages = client.get("/libretranslate/languages").json()
+    assert {"code": "en", "name": "English", "targets": ["de", "fr"]} in languages
+    assert all(set(entry) == {"code", "name", "targets"} for entry in languages)
+
+
+def test_errors_in_libretranslate_shape(client: TestClient) -> None:
+    html = libre_error(client.post(URL, json={"q": "<b>x</b>", "source": "en", "target": "fr",
+                                              "format": "html"}), 400)
+    assert html["code"] == "unsupported_format" and "html" in str(html["error"])
+    auto = libre_error(client.post(URL, json={"q": "x", "source": "auto", "target": "xx"}), 400)
+    assert auto["code"] == "ambiguous_source" and auto["field"] == "source"
+    missing = libre_error(client.post(URL, json={"q": "x", "source": "en"}), 422)
+    assert missing["field"] == "target"
+    wrong = libre_error(client.post(URL, json={"q": 3, "source": "en", "target": "fr"}), 422)
+    assert wrong["field"] == "q"
+    bad_json = client.post(URL, content=b"{", headers={"content-type": "application/json"})
+    assert libre_error(bad_json, 400)["code"] == "malformed_json"
+    text = client.post(URL, content=b"q=x", headers={"content-type": "text/plain"})
+    assert libre_error(text, 415)["code"] == "unsupported_media_type"
+    many = libre_error(client.post(URL, json={"q": "x", "source": "en", "target": "fr",
+                                              "alternatives": 50}), 422)
+    assert many["field"] == "alternatives" and many["limit"] == 7
+
+
+def test_api_key_in_body_form_or_header(make_client: MakeClient) -> None:
+    client = make_client(api_keys="k1")
+    fields = {"q": "x", "source": "en", "target": "fr"}
+    assert libre_error(client.post(URL, json=fields), 401)["code"] == "missing_api_key"
+    assert client.post(URL, json={**fields, "api_key": "k1"}).status_code == 200
+    assert client.post(URL, data={**fields, "api_key": "k1"}).status_code == 200
+    assert client.post(URL, json=fields, headers={"X-API-Key": "k1"}).status_code == 200
+    assert client.post(URL, data={**fields, "api_key": "k2"}).status_code == 401
+    assert client.get("/libretranslate/languages").status_code == 200

@@ -1,0 +1,100 @@
+"""The service over the real tiny exported bundle: in-process, then as a real server process
+that is stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import Settings, create_app
+from tests.service.api.fakes import copy_bundle, wait_ready
+
+SENTENCES = ["the cat eats fish.", "the big dog sees the red cat.", "small fish."]
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def real_models(trained_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models directory with the trained bundle (fp32) and its int8 variant."""
+    root = tmp_path_factory.mktemp("served")
+    copy_bundle(trained_bundle, root, "tiny-en-fr")
+    return root
+
+
+def test_translate_with_the_real_engine(real_models: Path) -> None:
+    settings = Settings(models_dir=real_models, threads=1, max_wait_ms=20)
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        models = {m["name"]: m for m in client.get("/models").json()["models"]}
+        assert set(models) == {"tiny-en-fr", "tiny-en-fr-int8"}
+        assert models["tiny-en-fr"]["default"] and models["tiny-en-fr"]["dtype"] == "float32"
+        assert models["tiny-en-fr"]["provider"] == "CPUExecutionProvider"
+        body = client.post("/translate", json={"text": [SENTENCES[0], " "], "source_lang": "en",
+                                               "target_lang": "fr", "num_hypotheses": 2}).json()
+        first, blank = body["translations"]
+        assert body["model"] == "tiny-en-fr" and first["text"] and blank["text"] == ""
+        assert first["finish_reason"] in {"eos", "length"} and len(first["alternatives"]) == 2
+        assert body["usage"]["source_tokens"] > 0 and body["usage"]["target_tokens"] > 0
+        with ThreadPoolExecutor(6) as pool:
+            replies = list(pool.map(lambda text: client.post("/translate", json={
+                "text": text, "model": "tiny-en-fr-int8", "beam_size": 1}),
+                SENTENCES * 2))
+        assert all(r.status_code == 200 for r in replies)
+        assert all(r.json()["translations"][0]["text"] for r in replies)
+        metrics = client.get("/metrics").text
+        assert 'translate_decode_steps_total{model="tiny-en-fr-int8"}' in metrics
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the server did not become ready")
+
+
+def test_server_process_translates_and_exits_0_on_sigterm(real_models: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "TRANSLATE_THREADS": "1", "TRANSLATE_DRAIN_TIMEOUT_S": "5"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "--port", str(port), "--models", str(real_models)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_ready(base, process)
+        reply = httpx.post(f"{base}/translate", json={"text": SENTENCES[0], "source_lang": "en",
+                                                      "target_lang": "fr"}, timeout=30)
+        assert reply.status_code == 200 and reply.json()["translations"][0]["text"]
+        assert reply.headers["x-request-id"]
+        libre = httpx.post(f"{base}/libretranslate/translate", data={
+            "q": SENTENCES[1], "source": "auto", "target": "fr"}, timeout=30)
+        assert libre.status_code == 200 and libre.json()["translatedText"]
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert b'"message": "stopped"' in stderr
