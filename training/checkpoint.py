@@ -55,8 +55,10 @@ def load_checkpoint(path: Path, model_cfg: ModelConfig) -> dict[str, Any]:
 
 
 def save_model_dir(model: nn.Module, cfg: ModelConfig, directory: Path,
-                   extra: dict[str, Any] | None = None) -> None:
-    """Weights only (safetensors, tied weights once) plus ``model_config.json``."""
+                   extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None
+                   ) -> None:
+    """Weights only (safetensors, tied weights once, optionally cast to ``dtype``) plus
+    ``model_config.json``."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     seen: dict[int, str] = {}
@@ -65,7 +67,7 @@ def save_model_dir(model: nn.Module, cfg: ModelConfig, directory: Path,
         if tensor.data_ptr() in seen:
             continue
         seen[tensor.data_ptr()] = name
-        unique[name] = tensor
+        unique[name] = tensor.to(dtype) if dtype and tensor.is_floating_point() else tensor
     save_file(unique, str(directory / "model.safetensors"))
     meta = {"model": dataclasses.asdict(cfg), **(extra or {})}
     (directory / "model_config.json").write_text(json.dumps(meta, indent=2) + "\n")

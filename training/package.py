@@ -1,0 +1,163 @@
+"""``python -m training.package RUN NAME``: turn a training run into a shipped model.
+
+Writes ``models/NAME/``: the fp32 ONNX bundle (what the server loads), ``int8/`` (a complete
+dynamic-int8 bundle), ``weights/`` (fp16 safetensors, config and tokenizer: the source the
+bundles were exported from, for fine-tuning or re-export), ``eval-*.json`` and a model card
+``README.md`` with test-split scores of each variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from service.bundle import MANIFEST
+from training.checkpoint import load_model_dir, save_model_dir
+from training.errors import UserError, run_cli
+from training.evaluate import main as evaluate_main
+from training.export.__main__ import main as export_main
+from training.tokenizer import load_tokenizer
+
+
+def save_weights(run: Path, weights: Path, manifest: dict[str, Any]) -> None:
+    """fp16 weights of ``run/best`` with its tokenizer and the data languages."""
+    model, cfg = load_model_dir(run / "best")
+    extra = {"src_lang": manifest["src_lang"], "tgt_lang": manifest["tgt_lang"],
+             "weights_dtype": "float16"}
+    save_model_dir(model, cfg, weights, extra, dtype=torch.float16)
+    load_tokenizer(run / "best").save_pretrained(str(weights))
+
+
+def evaluate_variant(bundle: Path, data: Path, out: Path, versions: list[str]
+                     ) -> dict[str, Any]:
+    """Greedy and beam-4 scores of one bundle on the test split (default KJV -> Segond)."""
+    src, ref, refs = versions
+    if evaluate_main(["--bundle", str(bundle), "--data", str(data), "--beams", "1,4",
+                      "--src-version", src, "--ref-version", ref, "--multi-refs", refs,
+                      "--out", str(out)]) != 0:
+        raise UserError(f"evaluation of {bundle} failed")
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
+
+
+def record_scores(bundle: Path, scores: dict[str, Any]) -> None:
+    """Put evaluation figures into model.json's metadata (not covered by the checksums)."""
+    path = bundle / MANIFEST
+    raw = json.loads(path.read_text())
+    raw["metadata"]["evaluation"] = scores
+    path.write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of an evaluation report."""
+    out = {}
+    for beam in ("beam1", "beam4"):
+        single, multi = report[beam]["single_reference"], report[beam]["multi_reference"]
+        out[beam] = {"bleu": single["bleu"], "chrf": single["chrf"], "rouge_l": single["rouge_l"],
+                     "bleu_multi_ref": multi["bleu"], "chrf_multi_ref": multi["chrf"],
+                     "seconds": report[beam]["seconds"]}
+    out["bleu_signature"] = report["beam4"]["single_reference"]["bleu_signature"]
+    return out
+
+
+def package(run: Path, name: str, root: Path, data: Path, versions: list[str]
+            ) -> dict[str, Any]:
+    """Weights, bundles, evaluations; returns the figures for the model card."""
+    manifest = json.loads((data / "manifest.json").read_text())
+    out = root / name
+    staging = root / f".{name}.weights"
+    save_weights(run, staging, manifest)
+    if export_main([str(staging), str(out), "--int8", "--name", name]) != 0:
+        raise UserError("export failed")
+    staging.rename(out / "weights")
+    figures: dict[str, Any] = {}
+    for variant, bundle in (("fp32", out), ("int8", out / "int8")):
+        started = time.time()
+        report = evaluate_variant(bundle, data, out / f"eval-{variant}.json", versions)
+        figures[variant] = summary(report)
+        figures[variant]["eval_wall_s"] = round(time.time() - started, 1)
+        figures[variant]["onnx_mb"] = round(
+            sum(p.stat().st_size for p in bundle.glob("*.onnx")) / 1e6, 1)
+        record_scores(bundle, figures[variant])
+    return figures
+
+
+def training_facts(run: Path) -> dict[str, Any]:
+    """Steps, wall time and throughput from the run's metrics log and checkpoint."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    dev = [r for r in rows if r["kind"] == "dev"]
+    best = max(dev, key=lambda r: r["bleu"]) if dev else {}
+    checkpoint = run / "checkpoint.pt"
+    minutes = None
+    if checkpoint.is_file():
+        progress = torch.load(checkpoint, map_location="cpu", weights_only=False)["progress"]
+        minutes = round(progress["elapsed"] / 60, 1)
+    return {"steps": train[-1]["step"] if train else 0, "train_minutes": minutes,
+            "median_tok_s": sorted(r["tok_s"] for r in train)[len(train) // 2] if train else 0,
+            "best_dev_bleu_greedy": best.get("bleu"), "best_step": best.get("step")}
+
+
+def model_card(name: str, config: dict[str, Any], data: dict[str, Any],
+               facts: dict[str, Any], figures: dict[str, Any]) -> str:
+    """Markdown model card."""
+    model = config["model"]
+    lines = [f"# {name}", "",
+             f"{model['arch']} {data['src_lang']}->{data['tgt_lang']} translation model, "
+             "trained with `python -m training.train` and packaged with "
+             "`python -m training.package`.", "",
+             "## Data", "",
+             f"- Corpus: {data['source'].get('corpus')}; source versions "
+             f"{data['source'].get('src_versions')}, target versions "
+             f"{data['source'].get('tgt_versions')}.",
+             f"- Examples: {data['counts']}.", f"- Split: {data['split_rule']}.", "",
+             "## Hyper-parameters", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(),
+             "```", "", "## Training", "",
+             f"- {facts['steps']} optimizer steps in {facts['train_minutes']} min of training "
+             f"(median {facts['median_tok_s']:.0f} target tokens/s) on 1 thread of a 2-core "
+             "AMD EPYC CPU (no GPU).",
+             f"- Best greedy dev BLEU {facts['best_dev_bleu_greedy']} at step "
+             f"{facts['best_step']}.", "", "## Test split (KJV source)", "",
+             "| variant | decoding | BLEU (Segond) | chrF | ROUGE-L | BLEU (3 refs) | ONNX MB |",
+             "|---|---|---|---|---|---|---|"]
+    for variant, fig in figures.items():
+        for beam in ("beam1", "beam4"):
+            row = fig[beam]
+            lines.append(f"| {variant} | {beam} | {row['bleu']} | {row['chrf']} | "
+                         f"{row['rouge_l']} | {row['bleu_multi_ref']} | {fig['onnx_mb']} |")
+    lines += ["", f"BLEU signature: `{figures['fp32']['bleu_signature']}`; multi-reference: "
+              "Louis Segond + Ostervald + Darby.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    cli = argparse.ArgumentParser(prog="python -m training.package", description=__doc__)
+    cli.add_argument("run", type=Path, help="training run directory (with best/ and config.yaml)")
+    cli.add_argument("name", help="model name, e.g. transformer-en-fr")
+    cli.add_argument("--models", type=Path, default=Path("models"))
+    cli.add_argument("--src-version", default="k", help="test source version")
+    cli.add_argument("--ref-version", default="l", help="single-reference target version")
+    cli.add_argument("--multi-refs", default="l,o,5", help="multi-reference target versions")
+    args = cli.parse_args(argv)
+    config = yaml.safe_load((args.run / "config.yaml").read_text())
+    versions = [args.src_version, args.ref_version, args.multi_refs]
+    figures = package(args.run, args.name, args.models, Path(config["data"]), versions)
+    out = args.models / args.name
+    (out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+    data = json.loads((Path(config["data"]) / "manifest.json").read_text())
+    card = model_card(args.name, config, data, training_facts(args.run), figures)
+    (out / "README.md").write_text(card)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
