@@ -77,10 +77,11 @@ def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_
         candidates = (beams.scores.reshape(-1, 1) + log_probs).reshape(len(beams.origin), -1)
         top = _top_candidates(candidates, 2 * width)
         step += 1
+        inputs = len(beams.origin)
         beams, index = _advance(beams, candidates, top, vocab, step, finished, results,
                                 eos_id=eos_id, options=options)
         if len(beams.origin):
-            state = decoder.reorder(state, index)
+            state = decoder.reorder(state, index, inputs_changed=len(beams.origin) < inputs)
     return results
 
 

@@ -61,10 +61,14 @@ class OnnxModel:
         new = dict(zip((s.input for s in self.state_specs), carried, strict=True))
         return log_probs, OnnxState(state.mask, state.static, new)
 
-    def reorder(self, state: OnnxState, index: np.ndarray) -> OnnxState:
-        """Gather rows on axis 0 of every state array."""
+    def reorder(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool = True
+                ) -> OnnxState:
+        """Gather rows on axis 0 of the carried state; of the mask and the static encoder
+        outputs too unless only beams of the same inputs were reordered."""
         def take(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return {name: np.take(value, index, axis=0) for name, value in arrays.items()}
 
+        if not inputs_changed:
+            return OnnxState(state.mask, state.static, take(state.carried))
         return OnnxState(np.take(state.mask, index, axis=0), take(state.static),
                          take(state.carried))

@@ -16,6 +16,9 @@ Semantics (the same as ``transformers``' ``generate`` for encoder-decoder models
   length, cannot beat the worst of them (``early_stopping=False`` of ``generate``), or, with
   ``early_stopping=True``, as soon as it has ``beam`` finished hypotheses.
 - ``no_repeat_ngram_size=n`` forbids any n-gram from appearing twice in a hypothesis.
+
+Per-input tensors (cross-attention keys/values, RNN memory) are identical across an input's
+beams, so beam reordering only gathers them when an input has left the batch.
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ class Decoder(Protocol):
 
     def step(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]: ...
 
-    def reorder(self, state: Any, index: np.ndarray) -> Any: ...
+    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True) -> Any:
+        """Select rows; ``inputs_changed=False`` promises that every new row comes from a row
+        of the same input (beams reordered, none dropped), so per-input tensors can stay."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)

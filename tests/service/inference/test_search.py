@@ -43,7 +43,7 @@ class Scripted:
                 out[row, tok] = math.log(prob)
         return out, new
 
-    def reorder(self, state: Any, index: np.ndarray) -> Any:
+    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True) -> Any:
         return state[index]
 
 
