@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ from training.decode import greedy_decode
 from training.errors import UserError, run_cli
 from training.metrics import corpus_scores, plot_curves
 from training.models import build_model
+from training.models.marian import config_of_checkpoint
+from training.tokenizer import load_tokenizer
 
 
 @dataclass
@@ -80,6 +82,11 @@ class Trainer:
     """Owns model, optimizer, data and progress of one run."""
 
     def __init__(self, cfg: TrainConfig) -> None:
+        if cfg.init_from:  # the checkpoint decides the architecture and the tokenizer
+            try:
+                cfg = replace(cfg, model=config_of_checkpoint(Path(cfg.init_from)))
+            except (OSError, ValueError) as err:
+                raise UserError(f"init_from={cfg.init_from}: {err}".split("\n")[0]) from None
         self.cfg = cfg
         self.rank, self.world_size = world()
         self.device = device_for(self.rank)
@@ -103,15 +110,17 @@ class Trainer:
         cfg = self.cfg
         data = Path(cfg.data)
         train_examples = load_split(data, "train", cfg.limit_train)
-        tok_dir = tokenizer_dir(cfg)
+        tok_dir = Path(cfg.init_from) if cfg.init_from else tokenizer_dir(cfg)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-            get_tokenizer(tok_dir, train_examples, vocab_size=cfg.model.vocab_size,
-                          algorithm=cfg.tokenizer_algorithm, seed=cfg.seed)
+            if not cfg.init_from:
+                get_tokenizer(tok_dir, train_examples, vocab_size=cfg.model.vocab_size,
+                              algorithm=cfg.tokenizer_algorithm, seed=cfg.seed)
         if self.world_size > 1:
             dist.barrier()
-        self.tokenizer = get_tokenizer(tok_dir, train_examples, vocab_size=cfg.model.vocab_size,
-                                       algorithm=cfg.tokenizer_algorithm, seed=cfg.seed)
+        self.tokenizer = (load_tokenizer(tok_dir) if cfg.init_from else
+                          get_tokenizer(tok_dir, train_examples, vocab_size=cfg.model.vocab_size,
+                                        algorithm=cfg.tokenizer_algorithm, seed=cfg.seed))
         if len(self.tokenizer) > cfg.model.vocab_size:
             raise UserError(f"tokenizer has {len(self.tokenizer)} tokens but model.vocab_size is "
                             f"{cfg.model.vocab_size}: raise model.vocab_size")
@@ -271,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, args.overrides)
     trainer = Trainer(cfg)
     if trainer.rank == 0:
-        save_config(cfg, Path(cfg.out) / "config.yaml")
+        save_config(trainer.cfg, Path(cfg.out) / "config.yaml")
     progress = trainer.run()
     if trainer.rank == 0:
         print(json.dumps({"out": cfg.out, **asdict(progress)}))

@@ -80,3 +80,27 @@ def test_two_process_ddp_on_gloo(tiny_data: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["step"] == 4
     assert sorted(losses(run)) == [1, 2, 3, 4]
+
+
+def test_fine_tuning_from_a_local_marian_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
+    from transformers import MarianConfig, MarianMTModel
+
+    from training.checkpoint import load_model_dir
+    from training.tokenizer import train_tokenizer
+
+    start = tmp_path / "opus-like"
+    config = MarianConfig(vocab_size=300, d_model=32, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2,
+                          encoder_ffn_dim=64, decoder_ffn_dim=64, pad_token_id=0,
+                          eos_token_id=1, decoder_start_token_id=0, max_position_embeddings=64)
+    MarianMTModel(config).save_pretrained(str(start))
+    texts = [line for line in (tiny_data / "train.jsonl").read_text().splitlines()]
+    train_tokenizer(texts, vocab_size=300).save_pretrained(str(start))
+    run = tmp_path / "run"
+    trainer = train([*tiny_overrides(tiny_data, run), f"init_from={start}", "max_steps=4",
+                     "eval_every=4", "model.d_model=999"])  # the checkpoint's sizes win
+    assert trainer.cfg.model.d_model == 32 and trainer.cfg.model.layers == 1
+    _, cfg = load_model_dir(run / "best")
+    assert cfg.d_model == 32
+    with pytest.raises(UserError, match="init_from="):
+        train([*tiny_overrides(tiny_data, tmp_path / "x"), f"init_from={tmp_path / 'none'}"])

@@ -35,6 +35,31 @@ def marian_config(cfg: ModelConfig) -> MarianConfig:
     )
 
 
+def config_of_checkpoint(directory: Path) -> ModelConfig:
+    """The ModelConfig of a local MarianMT checkpoint, for fine-tuning it (``init_from``).
+
+    Raises ValueError for configurations this project's config cannot describe."""
+    config = MarianConfig.from_pretrained(str(directory))
+    same = (config.encoder_layers == config.decoder_layers
+            and config.encoder_attention_heads == config.decoder_attention_heads
+            and config.encoder_ffn_dim == config.decoder_ffn_dim
+            and config.share_encoder_decoder_embeddings
+        and all(isinstance(i, int) for i in (config.pad_token_id, config.eos_token_id,
+                                              config.decoder_start_token_id)))
+    if not same:
+        raise ValueError(f"{directory}: fine-tuning supports MarianMT checkpoints with equal "
+                         "encoder/decoder layers, heads and FFN sizes, shared embeddings and "
+                         "single special-token ids")
+    return ModelConfig(
+        arch="transformer", vocab_size=config.vocab_size, d_model=config.d_model,
+        layers=config.encoder_layers, heads=config.encoder_attention_heads,
+        ffn_dim=config.encoder_ffn_dim, dropout=config.dropout,
+        max_positions=config.max_position_embeddings, activation=config.activation_function,
+        scale_embedding=config.scale_embedding, tie_embeddings=config.tie_word_embeddings,
+        pad_id=int(config.pad_token_id), eos_id=int(config.eos_token_id),  # type: ignore[arg-type]
+        decoder_start_id=int(config.decoder_start_token_id))
+
+
 class MarianSeq2Seq(nn.Module):
     """A MarianMTModel behind the ``encode/step/reorder`` protocol."""
 
