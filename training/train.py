@@ -126,6 +126,9 @@ class Trainer:
                             f"{cfg.model.vocab_size}: raise model.vocab_size")
         self.train: TokenizedSplit = tokenize(self.tokenizer, train_examples, cfg.max_len)
         self.dev = dev_subset(load_split(data, "dev"), cfg.dev_pairs, cfg.dev_size)
+        manifest = data / "manifest.json"
+        info = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        self.languages = {k: info[k] for k in ("src_lang", "tgt_lang") if k in info}
 
     def _maybe_resume(self) -> None:
         path = self.out / CHECKPOINT
@@ -211,7 +214,7 @@ class Trainer:
         if bleu > prog.best_bleu:
             prog.best_bleu, prog.bad_evals = bleu, 0
             save_model_dir(self.model, self.cfg.model, self.out / "best",
-                           {"step": prog.step, "dev_bleu_greedy": bleu})
+                           {"step": prog.step, "dev_bleu_greedy": bleu, **self.languages})
             self.tokenizer.save_pretrained(str(self.out / "best"))
         else:
             prog.bad_evals += 1

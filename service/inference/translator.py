@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from transformers import AutoTokenizer
 
 from service.bundle import Manifest, check_contract, load_bundle_manifest
 from service.inference.batching import pad_batch, token_budget_batches
@@ -17,6 +16,7 @@ from service.inference.onnx_decoder import OnnxModel
 from service.inference.search import Hypothesis, SearchOptions, greedy_search
 from service.inference.session import create_session, resolve_providers
 from service.inference.text import join_sentences, split_sentences
+from service.inference.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 TooLong = Literal["truncate", "error"]
@@ -83,7 +83,7 @@ class Translator:
         encoder = create_session(directory / "encoder.onnx", chosen, threads, require_gpu)
         decoder = create_session(directory / "decoder.onnx", chosen, threads, require_gpu)
         check_contract(directory, manifest, encoder, decoder)
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        tokenizer = load_tokenizer(directory)
         return cls(manifest, OnnxModel(manifest, encoder, decoder), tokenizer,
                    decoder.get_providers()[0], max_batch_tokens)
 

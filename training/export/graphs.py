@@ -50,7 +50,8 @@ def marian_plan(model: Any) -> GraphPlan:
             state.append(StateSpec(f"past_{part}_{i}", f"present_{part}_{i}", F32,
                                    ["batch", heads, "past_len", head_dim], "empty", grow_axis=2))
     contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS))
-    return GraphPlan(MarianEncoderGraph(model), MarianDecoderStepGraph(model), outputs, contract)
+    return GraphPlan(MarianEncoderGraph(model).eval(), MarianDecoderStepGraph(model).eval(),
+                     outputs, contract)
 
 
 def rnn_plan(model: Any) -> GraphPlan:
@@ -64,7 +65,8 @@ def rnn_plan(model: Any) -> GraphPlan:
              for name in names[1:]]
     static = [StaticSpec("memory", "memory", F32, shapes["memory"])]
     contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS))
-    return GraphPlan(RNNEncoderGraph(model), RNNDecoderStepGraph(model), outputs, contract)
+    return GraphPlan(RNNEncoderGraph(model).eval(), RNNDecoderStepGraph(model).eval(), outputs,
+                     contract)
 
 
 def plan_for(source: Source) -> GraphPlan:

@@ -8,9 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
 from fastapi.testclient import TestClient
 
 from service.api import Settings
@@ -91,7 +90,19 @@ def wait_ready(client: TestClient, timeout: float = 30) -> None:
     raise AssertionError(client.get("/health/ready").json())
 
 
-def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
+class Reply(Protocol):
+    """What the checks read from a TestClient response."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
+def error_of(response: Reply, status: int) -> dict[str, Any]:
     """The error object of a response, after checking its status and shape."""
     assert response.status_code == status, response.text
     body = response.json()

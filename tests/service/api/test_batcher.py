@@ -17,6 +17,7 @@ from service.api.batcher import (
     DeadlineExceededError,
     DecodeOptions,
     QueueFullError,
+    _Work,
     group_by_options,
 )
 from service.inference.translator import Translation
@@ -109,7 +110,6 @@ def test_token_budget_splits_batches() -> None:
 def test_group_by_options_keeps_first_appearance_order() -> None:
     loop = asyncio.new_event_loop()
     try:
-        from service.api.batcher import _Work
         works = [_Work([str(i)], opts, loop.create_future(), 1)
                  for i, opts in enumerate([GREEDY, BEAM, GREEDY])]
         groups = group_by_options(works)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.api.fakes import MakeClient
+from tests.service.api.fakes import MakeClient, Reply
 
 URL = "/libretranslate/translate"
 
 
-def libre_error(response: httpx.Response, status: int) -> dict[str, object]:
+def libre_error(response: Reply, status: int) -> dict[str, object]:
     """LibreTranslate's error body: ``error`` is the message string."""
     assert response.status_code == status, response.text
     body: dict[str, object] = response.json()

@@ -3,16 +3,20 @@ that is stopped with SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,9 +29,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def real_models(trained_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models directory with the trained bundle (fp32) and its int8 variant."""
+    """A models directory with the trained bundle (fp32) and its int8 variant, labelled en->fr
+    (the fixture exports ``run/best`` directly, whose config records no languages: "und")."""
     root = tmp_path_factory.mktemp("served")
-    copy_bundle(trained_bundle, root, "tiny-en-fr")
+    bundle = copy_bundle(trained_bundle, root, "tiny-en-fr")
+    for manifest in (bundle / "model.json", bundle / "int8" / "model.json"):
+        raw = json.loads(manifest.read_text())
+        raw.update(source_lang="en", target_lang="fr")
+        manifest.write_text(json.dumps(raw))
     return root
 
 
@@ -51,6 +60,11 @@ def test_translate_with_the_real_engine(real_models: Path) -> None:
                 SENTENCES * 2))
         assert all(r.status_code == 200 for r in replies)
         assert all(r.json()["translations"][0]["text"] for r in replies)
+        odd = ["I ❤️ 🐟, le chat ест 猫!", "\u200b", "fish " * 300, "x" * 2000]
+        reply = client.post("/translate", json={"text": odd, "source_lang": "en",
+                                                "target_lang": "fr", "max_length": 8})
+        assert reply.status_code == 200, reply.text
+        assert len(reply.json()["translations"]) == 4
         metrics = client.get("/metrics").text
         assert 'translate_decode_steps_total{model="tiny-en-fr-int8"}' in metrics
 
@@ -61,14 +75,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def call(url: str, body: dict[str, object] | None = None, form: bool = False
+         ) -> tuple[int, dict[str, str], Any]:
+    """Status, headers and JSON body of one HTTP request (stdlib only)."""
+    data, headers = None, {}
+    if body is not None:
+        data = (urlencode(body) if form else json.dumps(body)).encode()
+        headers["Content-Type"] = ("application/x-www-form-urlencoded" if form
+                                   else "application/json")
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, dict(reply.headers), json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), json.loads(err.read())
+
+
 def wait_for_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[1].decode()[-2000:]
         try:
-            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+            if call(f"{base}/health/ready")[0] == 200:
                 return
-        except httpx.TransportError:
+        except OSError:  # not listening yet
             pass
         time.sleep(0.2)
     raise AssertionError("the server did not become ready")
@@ -83,13 +113,13 @@ def test_server_process_translates_and_exits_0_on_sigterm(real_models: Path) -> 
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_ready(base, process)
-        reply = httpx.post(f"{base}/translate", json={"text": SENTENCES[0], "source_lang": "en",
-                                                      "target_lang": "fr"}, timeout=30)
-        assert reply.status_code == 200 and reply.json()["translations"][0]["text"]
-        assert reply.headers["x-request-id"]
-        libre = httpx.post(f"{base}/libretranslate/translate", data={
-            "q": SENTENCES[1], "source": "auto", "target": "fr"}, timeout=30)
-        assert libre.status_code == 200 and libre.json()["translatedText"]
+        status, headers, body = call(f"{base}/translate", {
+            "text": SENTENCES[0], "source_lang": "en", "target_lang": "fr"})
+        assert status == 200 and body["translations"][0]["text"]
+        assert headers["x-request-id"]
+        status, _, body = call(f"{base}/libretranslate/translate", {
+            "q": SENTENCES[1], "source": "auto", "target": "fr"}, form=True)
+        assert status == 200 and body["translatedText"]
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:

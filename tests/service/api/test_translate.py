@@ -131,21 +131,24 @@ def test_emoji_mixed_scripts_and_tabs_translate(client: TestClient) -> None:
     assert [t["text"] for t in response.json()["translations"]] == [f"fr:{t}" for t in texts]
 
 
-def test_engine_failure_is_a_json_500(make_client: MakeClient, models_dir: Path) -> None:
+def test_engine_failure_is_a_json_500(make_client: MakeClient, models_dir: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     loader = FakeLoader()
     client = make_client(loader)
 
     def explode(*args: object) -> None:
         raise RuntimeError("secret internals")
 
-    loader.engines[models_dir / "en-fr"].translate = explode  # type: ignore[method-assign]
+    monkeypatch.setattr(loader.engines[models_dir / "en-fr"], "translate", explode)
     response = client.post("/translate", json={"text": "x", **EN_FR})
     error = error_of(response, 500)
     assert error["code"] == "engine_error" and "secret" not in response.text
 
 
-def test_deadline_is_504(make_client: MakeClient) -> None:
-    client = make_client(FakeLoader(delay=0.3))
+def test_deadline_is_504(make_client: MakeClient, models_dir: Path) -> None:
+    loader = FakeLoader()
+    client = make_client(loader)
+    loader.engines[models_dir / "en-fr"].delay = 0.3
     error = error_of(client.post("/translate", json={"text": "x", "timeout": 0.05, **EN_FR}),
                      504)
     assert error["code"] == "deadline_exceeded" and error["limit"] == 0.05

@@ -1,0 +1,280 @@
+"""Cross-request dynamic batching: one :class:`Batcher` per model owns the queue and the loop.
+
+Routes only ``await batcher.submit(texts, options, timeout=...)``. The loop takes the oldest
+queued request, gathers more until the source-token budget is reached or ``max_wait_s`` has
+passed, splits what it gathered by decoding options (requests with different beams cannot
+share a search), runs one engine call per group in the model's worker thread and hands every
+request exactly its own slice of the results, in order.
+
+A full queue raises :class:`QueueFullError` at once (the caller answers 503); a request whose
+deadline passes raises :class:`DeadlineExceededError` (504); a request whose caller went away
+(its task was cancelled) is dropped if it has not started yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from service.inference.translator import Translation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeOptions:
+    """Decoding options; requests share an engine call only when these are equal."""
+
+    beam_size: int = 4
+    num_hypotheses: int = 1
+    length_penalty: float = 1.0
+    max_length: int | None = None
+
+
+class Engine(Protocol):
+    """What a batcher drives: a blocking batched ``translate`` (run in a worker thread)."""
+
+    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
+        """One translation per text, in order."""
+        ...
+
+    def decode_steps(self) -> int:
+        """Decoder calls made so far (a running total)."""
+        ...
+
+
+class QueueFullError(Exception):
+    """The model's queue is at capacity; retry after ``retry_after`` seconds."""
+
+    def __init__(self, capacity: int, retry_after: int = 1) -> None:
+        super().__init__(f"the queue is full ({capacity} requests waiting)")
+        self.capacity = capacity
+        self.retry_after = retry_after
+
+
+class DeadlineExceededError(Exception):
+    """The request's deadline passed before its translations were ready."""
+
+
+class BatcherClosedError(Exception):
+    """The batcher is shutting down and takes no more work."""
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one engine call did, for metrics."""
+
+    texts: int
+    requests: int
+    queue_waits: list[float]  # seconds each request waited before its batch started
+    seconds: float
+    source_tokens: int
+    target_tokens: int
+    decode_steps: int
+
+
+def approx_tokens(texts: Sequence[str]) -> int:
+    """Cheap source-token estimate (about 4 characters per subword, plus eos)."""
+    return sum(len(text) // 4 + 2 for text in texts)
+
+
+@dataclass(eq=False)
+class _Work:
+    texts: list[str]
+    options: DecodeOptions
+    future: asyncio.Future[list[Translation]]
+    cost: int
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+_STOP = object()  # wakes an idle loop when the batcher closes
+
+
+class Batcher:
+    """The queue, the batching loop and the worker thread of one model."""
+
+    def __init__(self, engine: Engine, *, max_batch_tokens: int = 4096,
+                 max_wait_s: float = 0.005, queue_size: int = 256,
+                 cost: Callable[[Sequence[str]], int] = approx_tokens,
+                 on_batch: Callable[[BatchReport], None] | None = None,
+                 name: str = "model") -> None:
+        self.engine = engine
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait_s = max_wait_s
+        self.queue_size = queue_size
+        self.name = name
+        self._cost = cost
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[_Work | object] = asyncio.Queue(maxsize=queue_size)
+        self._carry: _Work | None = None  # taken from the queue, did not fit the last batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{name}")
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a batch."""
+        return self._queue.qsize() + (self._carry is not None)
+
+    def depth_of(self) -> float:
+        """``depth`` as a callable (for a live gauge)."""
+        return float(self.depth)
+
+    def start(self) -> None:
+        """Start the loop on the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
+
+    async def submit(self, texts: list[str], options: DecodeOptions, *,
+                     timeout: float) -> list[Translation]:
+        """Queue ``texts`` and wait (at most ``timeout`` seconds) for their translations."""
+        if self._closing or self._task is None:
+            raise BatcherClosedError(f"{self.name} is not accepting work")
+        future: asyncio.Future[list[Translation]] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Work(list(texts), options, future, self._cost(texts)))
+        except asyncio.QueueFull:
+            raise QueueFullError(self.queue_size) from None
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"no result within the {timeout:g} s deadline") from None
+
+    async def close(self, timeout: float) -> None:
+        """Stop taking work, finish what is queued (up to ``timeout``), then fail the rest."""
+        self._closing = True
+        with suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_STOP)
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                self._task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await self._task
+        self._fail_queued()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _fail_queued(self) -> None:
+        pending = [self._carry] if self._carry else []
+        self._carry = None
+        while not self._queue.empty():
+            pending.append(self._queue.get_nowait())  # type: ignore[arg-type]
+        for work in pending:
+            if isinstance(work, _Work) and not work.future.done():
+                work.future.set_exception(BatcherClosedError("the server is shutting down"))
+
+    async def _loop(self) -> None:
+        while True:
+            batch = await self._collect()
+            if batch is None:
+                return
+            for group in group_by_options(batch):
+                await self._run(group)
+
+    async def _collect(self) -> list[_Work] | None:
+        """The next batch: the oldest live request plus whatever fits the budget in time."""
+        first = await self._next_live()
+        if first is None:
+            return None
+        batch, tokens = [first], first.cost
+        until = asyncio.get_running_loop().time() + self.max_wait_s
+        while tokens < self.max_batch_tokens:
+            item = await self._get_until(until)
+            if not isinstance(item, _Work):
+                break
+            if item.future.done():  # deadline passed or caller gone while queued
+                continue
+            if tokens + item.cost > self.max_batch_tokens:
+                self._carry = item
+                break
+            batch.append(item)
+            tokens += item.cost
+        return batch
+
+    async def _next_live(self) -> _Work | None:
+        """Block for the next request that still has a waiting caller; None once closed."""
+        while True:
+            if self._carry is not None:
+                item: _Work | object = self._carry
+                self._carry = None
+            elif self._closing and self._queue.empty():
+                return None
+            else:
+                item = await self._queue.get()
+            if isinstance(item, _Work) and not item.future.done():
+                return item
+
+    async def _get_until(self, until: float) -> _Work | object | None:
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        remaining = until - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return None
+        try:
+            return await asyncio.wait_for(self._queue.get(), remaining)
+        except TimeoutError:
+            return None
+
+    async def _run(self, group: list[_Work]) -> None:
+        """One engine call for ``group``; every request gets its own slice."""
+        live = [work for work in group if not work.future.done()]
+        if not live:
+            return
+        texts = [text for work in live for text in work.texts]
+        started = time.perf_counter()
+        steps = self.engine.decode_steps()
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self.engine.translate, texts,
+                                                 live[0].options)
+        except asyncio.CancelledError:
+            _fail(live, BatcherClosedError("the server is shutting down"))
+            raise
+        except Exception as err:  # the engine failed: every caller of this batch learns why
+            log.exception("engine call failed", extra={"fields": {"model": self.name}})
+            _fail(live, err)
+            return
+        offset = 0
+        for work in live:
+            mine = results[offset: offset + len(work.texts)]
+            offset += len(work.texts)
+            if not work.future.done():
+                work.future.set_result(mine)
+        self._report(live, results, started, steps)
+
+    def _report(self, live: list[_Work], results: list[Translation], started: float,
+                steps: int) -> None:
+        if self._on_batch is None:
+            return
+        report = BatchReport(
+            texts=len(results), requests=len(live),
+            queue_waits=[started - work.enqueued for work in live],
+            seconds=time.perf_counter() - started,
+            source_tokens=sum(r.source_tokens for r in results),
+            target_tokens=sum(r.target_tokens for r in results),
+            decode_steps=self.engine.decode_steps() - steps)
+        try:
+            self._on_batch(report)
+        except Exception:  # metrics must never break serving
+            log.exception("batch report failed")
+
+
+def group_by_options(batch: list[_Work]) -> list[list[_Work]]:
+    """Split a batch into groups with equal options, in order of first appearance."""
+    groups: dict[DecodeOptions, list[_Work]] = {}
+    for work in batch:
+        groups.setdefault(work.options, []).append(work)
+    return list(groups.values())
+
+
+def _fail(works: list[_Work], error: BaseException) -> None:
+    for work in works:
+        if not work.future.done():
+            work.future.set_exception(error)

@@ -1,0 +1,215 @@
+"""Which bundles exist, which are loaded, and which one serves a request.
+
+Discovery: every directory under ``models_dir`` (the directory itself included) holding a
+``model.json`` is a bundle, named by its path relative to ``models_dir`` with ``/`` replaced by
+``-`` (``models/transformer-en-fr/int8`` -> ``transformer-en-fr-int8``).
+
+Default per language pair, among the loaded bundles serving it: the first one listed in
+``default_models``; otherwise the float32 bundle with the smallest name; otherwise the bundle
+with the smallest name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Literal, Protocol
+
+from service.api.batcher import Batcher, BatchReport, DecodeOptions, Engine
+from service.api.errors import ApiError
+from service.api.settings import Settings
+from service.bundle import MANIFEST, BundleError, Manifest, read_manifest
+from service.inference.translator import Translation, Translator
+
+log = logging.getLogger(__name__)
+Status = Literal["pending", "loading", "ready", "failed"]
+WARMUP_TEXT = "Hello, world."
+
+
+class LoadedModel(Engine, Protocol):
+    """An engine plus what ``/models`` reports about it."""
+
+    manifest: Manifest
+    provider: str
+
+
+class TranslatorEngine:
+    """:class:`Translator` behind the batcher's :class:`Engine` protocol."""
+
+    def __init__(self, translator: Translator) -> None:
+        self.translator = translator
+        self.manifest = translator.manifest
+        self.provider = translator.provider
+
+    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
+        """Blocking batched translation (scores always on; the service hides them)."""
+        return self.translator.translate(
+            texts, beam_size=options.beam_size, num_hypotheses=options.num_hypotheses,
+            length_penalty=options.length_penalty, max_length=options.max_length)
+
+    def decode_steps(self) -> int:
+        """Decoder calls so far."""
+        return int(self.translator.model.steps)
+
+
+Loader = Callable[[Path, Settings], LoadedModel]
+
+
+def load_translator(path: Path, settings: Settings) -> LoadedModel:
+    """The default loader: an ONNX Runtime :class:`Translator` over the bundle."""
+    translator = Translator.load(path, providers=settings.providers or None,
+                                 threads=settings.threads, require_gpu=settings.require_gpu,
+                                 max_batch_tokens=settings.max_batch_tokens)
+    return TranslatorEngine(translator)
+
+
+@dataclass(eq=False)
+class ModelEntry:
+    """One discovered bundle and its state."""
+
+    name: str
+    path: Path
+    manifest: Manifest | None = None
+    status: Status = "pending"
+    error: str | None = None
+    engine: LoadedModel | None = None
+    batcher: Batcher | None = None
+
+    @property
+    def pair(self) -> tuple[str, str] | None:
+        """``(source_lang, target_lang)`` once the manifest is known."""
+        return (self.manifest.source_lang, self.manifest.target_lang) if self.manifest else None
+
+
+def discover(models_dir: Path) -> list[ModelEntry]:
+    """Every bundle under ``models_dir``, sorted by name; unreadable manifests are failed."""
+    entries = []
+    for manifest_path in sorted(models_dir.rglob(MANIFEST)):
+        directory = manifest_path.parent
+        relative = directory.relative_to(models_dir).as_posix()
+        name = models_dir.resolve().name if relative == "." else relative.replace("/", "-")
+        entry = ModelEntry(name=name, path=directory)
+        try:
+            entry.manifest = read_manifest(directory)
+        except BundleError as err:
+            entry.status, entry.error = "failed", str(err)
+        entries.append(entry)
+    return sorted(entries, key=lambda e: e.name)
+
+
+class ModelRegistry:
+    """Loads the discovered bundles, starts their batchers and routes requests to them."""
+
+    def __init__(self, settings: Settings, loader: Loader = load_translator,
+                 on_batch: Callable[[str, BatchReport], None] | None = None) -> None:
+        self.settings = settings
+        self.loader = loader
+        self.on_batch = on_batch
+        self.entries: dict[str, ModelEntry] = {}
+
+    def discover(self) -> None:
+        """Find the bundles (cheap: manifests only)."""
+        self.entries = {entry.name: entry for entry in discover(self.settings.models_dir)}
+
+    async def load_all(self) -> None:
+        """Load, warm up and start every bundle, one at a time, off the event loop."""
+        for entry in self.entries.values():
+            if entry.status == "pending":
+                await self._load(entry)
+
+    async def _load(self, entry: ModelEntry) -> None:
+        entry.status = "loading"
+        try:
+            engine = await asyncio.to_thread(self._load_and_warm, entry.path)
+        except Exception as err:  # BundleError, ProviderError, ONNX Runtime's, tokenizer's...
+            entry.status, entry.error = "failed", f"{type(err).__name__}: {err}"
+            log.error("model failed to load", extra={"fields": {"model": entry.name,
+                                                                "error": entry.error}})
+            return
+        s, report = self.settings, self.on_batch
+        entry.engine, entry.manifest = engine, engine.manifest
+        entry.batcher = Batcher(
+            engine, max_batch_tokens=s.max_batch_tokens, max_wait_s=s.max_wait_ms / 1000,
+            queue_size=s.queue_size, name=entry.name,
+            on_batch=partial(report, entry.name) if report else None)
+        entry.batcher.start()
+        entry.status = "ready"
+        log.info("model ready", extra={"fields": {"model": entry.name,
+                                                  "provider": engine.provider}})
+
+    def _load_and_warm(self, path: Path) -> LoadedModel:
+        engine = self.loader(path, self.settings)
+        engine.translate([WARMUP_TEXT], DecodeOptions(beam_size=self.settings.default_beam_size))
+        return engine
+
+    async def close(self, timeout: float) -> None:
+        """Drain every batcher (finishing queued work up to ``timeout``)."""
+        batchers = [e.batcher for e in self.entries.values() if e.batcher is not None]
+        await asyncio.gather(*(batcher.close(timeout) for batcher in batchers))
+
+    def ready(self) -> list[ModelEntry]:
+        """Bundles serving requests."""
+        return [entry for entry in self.entries.values() if entry.status == "ready"]
+
+    def failed(self) -> list[ModelEntry]:
+        """Bundles that could not be loaded."""
+        return [entry for entry in self.entries.values() if entry.status == "failed"]
+
+    def defaults(self) -> dict[tuple[str, str], ModelEntry]:
+        """The bundle serving each language pair by default (see the module docstring)."""
+        preferred = {name: rank for rank, name in enumerate(self.settings.default_models)}
+        chosen: dict[tuple[str, str], ModelEntry] = {}
+        for entry in self.ready():
+            assert entry.pair is not None and entry.manifest is not None
+            current = chosen.get(entry.pair)
+            if current is None or _rank(entry, preferred) < _rank(current, preferred):
+                chosen[entry.pair] = entry
+        return chosen
+
+    def served(self) -> dict[str, list[str]]:
+        """What is served, for error messages: model names and ``src-tgt`` pairs."""
+        return {"models": sorted(e.name for e in self.ready()),
+                "pairs": sorted(f"{src}-{tgt}" for src, tgt in self.defaults())}
+
+    def resolve(self, *, model: str | None, source: str | None, target: str | None
+                ) -> ModelEntry:
+        """The ready bundle for an explicit ``model`` or a ``source``/``target`` pair."""
+        if model is not None:
+            return self._by_name(model, source, target)
+        if not source or not target:
+            raise ApiError(422, "missing_route", "give source_lang and target_lang, or model",
+                           field="target_lang" if source else "source_lang",
+                           details={"served": self.served()})
+        entry = self.defaults().get((source, target))
+        if entry is None:
+            raise ApiError(400, "unsupported_language_pair",
+                           f"no model translates {source} to {target}; served pairs: "
+                           f"{', '.join(self.served()['pairs']) or 'none'}",
+                           field="target_lang", details={"served": self.served()})
+        return entry
+
+    def _by_name(self, model: str, source: str | None, target: str | None) -> ModelEntry:
+        entry = self.entries.get(model)
+        if entry is None or entry.status == "pending":
+            raise ApiError(400, "unknown_model", f"no model named {model!r}; served: "
+                           f"{', '.join(self.served()['models']) or 'none'}",
+                           field="model", details={"served": self.served()})
+        if entry.status != "ready":
+            raise ApiError(503, "model_unavailable", f"model {model!r} is {entry.status}",
+                           field="model", details={"served": self.served()},
+                           headers={"Retry-After": "5"})
+        src, tgt = entry.pair or ("", "")
+        if (source and source != src) or (target and target != tgt):
+            raise ApiError(422, "model_language_mismatch", f"model {model!r} translates {src} "
+                           f"to {tgt}", field="model", details={"served": self.served()})
+        return entry
+
+
+def _rank(entry: ModelEntry, preferred: dict[str, int]) -> tuple[int, int, str]:
+    assert entry.manifest is not None
+    return (preferred.get(entry.name, len(preferred)),
+            0 if entry.manifest.dtype == "float32" else 1, entry.name)

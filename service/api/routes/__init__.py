@@ -1,0 +1,1 @@
+"""HTTP routes: thin adapters from pydantic bodies to one domain call each."""

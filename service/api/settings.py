@@ -1,0 +1,102 @@
+"""One ``Settings`` object for the HTTP service, read from ``TRANSLATE_*`` environment variables.
+
+Built by the caller (``python -m service``, a test) and handed to ``create_app``; never a
+module-level singleton. Every field is documented in ``docs/service.md``.
+List fields accept a JSON list (``'["a", "b"]'``) or a comma-separated string (``a,b``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def split_list(value: Any) -> Any:
+    """``'a, b'`` or ``'["a", "b"]'`` -> ``["a", "b"]``; lists pass through."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def hash_key(key: str) -> str:
+    """Hex sha256 of an API key: what the server stores and compares."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment (prefix ``TRANSLATE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRANSLATE_", extra="ignore", frozen=True)
+
+    # Where and what to serve
+    host: str = Field(default="127.0.0.1", description="address `python -m service` binds")
+    port: int = Field(default=8000, ge=0, le=65535, description="port `python -m service` binds")
+    models_dir: Path = Field(default=Path("models"), description="searched for bundles")
+    default_models: CommaList = Field(default_factory=list,
+                                      description="bundles preferred for their language pair")
+    required_models: CommaList = Field(default_factory=list,
+                                       description="bundles readiness requires (lenient)")
+    load_policy: Literal["strict", "lenient"] = Field(
+        default="strict", description="strict: a broken bundle stops the server; lenient: it "
+        "is marked unavailable")
+    # Engine
+    threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads")
+    providers: CommaList = Field(default_factory=list,
+                                 description="ONNX Runtime execution providers, in order")
+    require_gpu: bool = Field(default=False, description="fail when CUDA is not usable")
+    default_beam_size: int = Field(default=4, ge=1, description="beam when a request has none")
+    # Batching and deadlines
+    max_batch_tokens: int = Field(default=4096, ge=1, description="token budget per engine call")
+    max_wait_ms: float = Field(default=5.0, ge=0, description="longest wait to fill a batch")
+    queue_size: int = Field(default=256, ge=1, description="queued requests per model")
+    request_timeout_s: float = Field(default=30.0, gt=0, description="default, maximum deadline")
+    drain_timeout_s: float = Field(default=30.0, ge=0, description="shutdown wait for requests")
+    # Limits
+    max_chars_per_text: int = Field(default=5000, ge=1, description="characters in one text")
+    max_texts: int = Field(default=64, ge=1, description="texts in one request")
+    max_total_chars: int = Field(default=20000, ge=1, description="characters in one request")
+    max_beam_size: int = Field(default=8, ge=1, description="largest beam_size")
+    max_hypotheses: int = Field(default=8, ge=1, description="largest num_hypotheses")
+    max_length_limit: int = Field(default=512, ge=1, description="largest max_length")
+    max_body_bytes: int = Field(default=1_000_000, ge=1, description="body size (413 above)")
+    # Security
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="plain API keys, hashed at load")
+    api_key_hashes: CommaList = Field(default_factory=list,
+                                      description="sha256 hex digests of API keys")
+    auth_health: bool = Field(default=False, description="health and metrics need a key")
+    cors_origins: CommaList = Field(default_factory=list,
+                                    description="origins allowed by CORS (`*` for any)")
+    log_level: str = Field(default="info", description="level of the JSON logs")
+
+    @field_validator("default_models", "required_models", "providers", "api_key_hashes",
+                     "cors_origins", "api_keys", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_list(value)
+
+    @field_validator("api_key_hashes")
+    @classmethod
+    def _check_hashes(cls, value: list[str]) -> list[str]:
+        lowered = [digest.lower() for digest in value]
+        for digest in lowered:
+            if not SHA256_HEX.match(digest):
+                raise ValueError("every api_key_hashes entry must be 64 hex digits (sha256)")
+        return lowered
+
+    def key_hashes(self) -> frozenset[str]:
+        """All accepted keys as sha256 hex digests; empty means no authentication."""
+        plain = {hash_key(key.get_secret_value()) for key in self.api_keys}
+        return frozenset(plain | set(self.api_key_hashes))

@@ -1,0 +1,192 @@
+"""The domain call behind both translate routes: check limits, route, batch, assemble.
+
+Nothing here knows about HTTP beyond raising :class:`ApiError` with a status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from fastapi import Request
+
+from service.api.batcher import (
+    BatcherClosedError,
+    DeadlineExceededError,
+    DecodeOptions,
+    QueueFullError,
+)
+from service.api.errors import ApiError
+from service.api.registry import ModelEntry, ModelRegistry
+from service.api.schemas import (
+    AlternativeOut,
+    TranslateRequest,
+    TranslateResponse,
+    TranslationOut,
+    Usage,
+)
+from service.api.settings import Settings
+from service.inference.translator import Translation
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, LF and CR are allowed
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated decoding options of one request."""
+
+    decode: DecodeOptions
+    return_scores: bool
+    timeout: float
+
+
+class TranslationService:
+    """Limits, routing and batching for ``/translate`` and ``/libretranslate/translate``."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+
+    def check_texts(self, texts: list[str], field: str) -> None:
+        """Raise a 4xx ``ApiError`` naming the field and the limit for any violation."""
+        s = self.settings
+        if len(texts) > s.max_texts:
+            raise ApiError(422, "too_many_texts", f"{len(texts)} texts in one request; the "
+                           f"limit is {s.max_texts}", field=field, limit=s.max_texts)
+        for index, text in enumerate(texts):
+            self._check_text(text, f"{field}[{index}]" if len(texts) > 1 else field)
+        total = sum(len(text) for text in texts)
+        if total > s.max_total_chars:
+            raise ApiError(422, "request_too_long", f"{total} characters in one request; the "
+                           f"limit is {s.max_total_chars}", field=field, limit=s.max_total_chars)
+
+    def _check_text(self, text: str, name: str) -> None:
+        limit = self.settings.max_chars_per_text
+        if len(text) > limit:
+            raise ApiError(422, "text_too_long", f"{name} has {len(text)} characters; the "
+                           f"limit is {limit}", field=name, limit=limit)
+        bad = CONTROL.search(text)
+        if bad:
+            raise ApiError(422, "invalid_characters", f"{name} contains the control character "
+                           f"U+{ord(bad.group()):04X} at position {bad.start()}", field=name)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ApiError(422, "invalid_characters", f"{name} is not valid Unicode (lone "
+                           f"surrogate at position {err.start})", field=name) from None
+
+    def options(self, *, beam_size: int | None, num_hypotheses: int, length_penalty: float,
+                max_length: int | None, return_scores: bool = True,
+                timeout: float | None = None) -> Options:
+        """Decoding options within the configured limits."""
+        s = self.settings
+        beam = s.default_beam_size if beam_size is None else beam_size
+        beam = max(beam, num_hypotheses) if beam_size is None else beam
+        for name, value, limit in (("beam_size", beam, s.max_beam_size),
+                                   ("num_hypotheses", num_hypotheses, s.max_hypotheses),
+                                   ("max_length", max_length or 0, s.max_length_limit)):
+            if value > limit:
+                raise ApiError(422, f"{name}_too_large", f"{name} is {value}; the limit is "
+                               f"{limit}", field=name, limit=limit)
+        if num_hypotheses > beam:
+            raise ApiError(422, "invalid_request", f"num_hypotheses ({num_hypotheses}) must not "
+                           f"exceed beam_size ({beam})", field="num_hypotheses", limit=beam)
+        decode = DecodeOptions(beam_size=beam, num_hypotheses=num_hypotheses,
+                               length_penalty=length_penalty, max_length=max_length)
+        deadline = min(timeout or s.request_timeout_s, s.request_timeout_s)
+        return Options(decode, return_scores, deadline)
+
+    async def run(self, entry: ModelEntry, texts: list[str], options: Options
+                  ) -> list[Translation]:
+        """Translations of ``texts`` in order; blank texts become "" without the model."""
+        results = [Translation("", math.nan, "empty") for _ in texts]
+        todo = [i for i, text in enumerate(texts) if text.strip()]
+        if not todo:
+            return results
+        assert entry.batcher is not None
+        try:
+            done = await entry.batcher.submit([texts[i].strip() for i in todo], options.decode,
+                                              timeout=options.timeout)
+        except QueueFullError as err:
+            raise ApiError(503, "queue_full", f"model {entry.name}: {err}; retry shortly",
+                           limit=err.capacity, headers={"Retry-After": str(err.retry_after)}
+                           ) from None
+        except DeadlineExceededError as err:
+            raise ApiError(504, "deadline_exceeded", f"model {entry.name}: {err}",
+                           field="timeout", limit=options.timeout) from None
+        except BatcherClosedError:
+            raise ApiError(503, "shutting_down", "the server is shutting down",
+                           headers={"Retry-After": "5"}) from None
+        except Exception:
+            log.exception("translation failed", extra={"fields": {"model": entry.name}})
+            raise ApiError(500, "engine_error", "the translation engine failed") from None
+        for index, result in zip(todo, done, strict=True):
+            results[index] = result
+        return results
+
+    async def translate(self, body: TranslateRequest) -> TranslateResponse:
+        """``POST /translate``."""
+        texts = [body.text] if isinstance(body.text, str) else list(body.text)
+        self.check_texts(texts, "text")
+        entry = self.registry.resolve(model=body.model, source=_lang(body.source_lang),
+                                      target=_lang(body.target_lang))
+        options = self.options(beam_size=body.beam_size, num_hypotheses=body.num_hypotheses,
+                               length_penalty=body.length_penalty, max_length=body.max_length,
+                               return_scores=body.return_scores, timeout=body.timeout)
+        results = await self.run(entry, texts, options)
+        outs = [to_out(result, options.return_scores) for result in results]
+        assert entry.pair is not None
+        return TranslateResponse(
+            model=entry.name, source_lang=entry.pair[0], target_lang=entry.pair[1],
+            translations=outs, usage=Usage(texts=len(outs),
+                                           source_tokens=sum(o.source_tokens for o in outs),
+                                           target_tokens=sum(o.target_tokens for o in outs)))
+
+
+def _lang(code: str | None) -> str | None:
+    return code.strip().lower() if code else None
+
+
+def _score(value: float, keep: bool) -> float | None:
+    return value if keep and math.isfinite(value) else None
+
+
+def to_out(result: Translation, return_scores: bool) -> TranslationOut:
+    """Engine result -> response entry (non-finite or unwanted scores become null)."""
+    return TranslationOut(
+        text=result.text, score=_score(result.score, return_scores),
+        finish_reason=result.finish_reason, truncated=result.truncated,
+        alternatives=[AlternativeOut(text=a.text, score=_score(a.score, return_scores))
+                      for a in result.alternatives],
+        source_tokens=result.source_tokens, target_tokens=result.target_tokens)
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it (which drops its queued batch work) if the client
+    disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    raise ApiError(499, "client_closed_request", "the client disconnected")
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the server reports the client gone (the body was already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.01)  # never spin on a server that answers at once
