@@ -4,7 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: test lint typecheck unit train data bench clean
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+SERVE_STAMP := $(VENV)/.serve-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: serve test lint typecheck unit train data bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +17,16 @@ $(PY):
 # torch is installed first on its own: the exact pin resolves to the local CPU wheel.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[serve,train,dev]'
+	$(PY) -m pip install --quiet -e '.[serve,train,dev,bench]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+# Serving needs no torch: only the `serve` extra (onnxruntime, fastapi, ...).
+$(SERVE_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[serve]'
+	rm -f $(VENV)/.serve-* && touch $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
+	$(PY) -m service --host $(HOST) --port $(PORT) --models models
 
 test: $(STAMP) lint typecheck unit
 
@@ -37,8 +49,12 @@ train: $(STAMP)
 	$(PY) -m training.train --config configs/transformer-en-fr.yaml
 	$(PY) -m training.train --config configs/lstm-en-fr.yaml
 
+# Slow measurements (not tests); figures go to docs/benchmarks.md.
 bench: $(STAMP)
 	$(PY) -m bench
+	$(PY) -m bench.graph_opt models/transformer-en-fr models/transformer-en-fr/int8
+	$(PY) -m bench.engines --out runs/bench-engines.jsonl
+	$(PY) -m bench.load --out runs/bench-load.jsonl
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
