@@ -17,6 +17,7 @@ from torch import nn
 from training.errors import UserError
 from training.models.config import ModelConfig
 from training.models.factory import Seq2SeqModule, build_model
+from training.models.marian import config_of_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -71,6 +72,23 @@ def save_model_dir(model: nn.Module, cfg: ModelConfig, directory: Path,
     save_file(unique, str(directory / "model.safetensors"))
     meta = {"model": dataclasses.asdict(cfg), **(extra or {})}
     (directory / "model_config.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def start_config(directory: Path) -> ModelConfig:
+    """Model config of a fine-tuning start point: a project model directory (e.g.
+    ``models/<name>/weights``) or a local MarianMT checkpoint."""
+    meta = directory / "model_config.json"
+    if meta.is_file():
+        return ModelConfig(**json.loads(meta.read_text())["model"])
+    return config_of_checkpoint(directory)
+
+
+def start_model(directory: Path, cfg: ModelConfig) -> Seq2SeqModule:
+    """The weights to fine-tune, in training mode."""
+    if (directory / "model_config.json").is_file():
+        model, _ = load_model_dir(directory)
+        return model.train()
+    return build_model(cfg, directory)
 
 
 def load_model_dir(directory: Path) -> tuple[Seq2SeqModule, ModelConfig]:

@@ -25,7 +25,7 @@ class TrainConfig:
     out: str = "runs/transformer"  # run directory: checkpoints, metrics, curves, best model
     tokenizer: str = ""  # tokenizer directory; trained from the data when it does not exist
     tokenizer_algorithm: str = "bpe"
-    init_from: str = ""  # a local MarianMT checkpoint to fine-tune (transformer only)
+    init_from: str = ""  # weights to start from: models/<name>/weights or a MarianMT checkpoint
     model: ModelConfig = field(default_factory=ModelConfig)
     seed: int = 1234
     max_tokens: int = 4000  # per batch, counting padded source + target positions

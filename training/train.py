@@ -31,6 +31,8 @@ from training.checkpoint import (
     save_checkpoint,
     save_model_dir,
     set_rng_state,
+    start_config,
+    start_model,
 )
 from training.config import TrainConfig, load_config, save_config, tokenizer_dir
 from training.corpus import TokenizedSplit, dev_subset, get_tokenizer, load_split, tokenize
@@ -38,7 +40,6 @@ from training.decode import greedy_decode
 from training.errors import UserError, run_cli
 from training.metrics import corpus_scores, plot_curves
 from training.models import build_model
-from training.models.marian import config_of_checkpoint
 from training.tokenizer import load_tokenizer
 
 
@@ -84,7 +85,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         if cfg.init_from:  # the checkpoint decides the architecture and the tokenizer
             try:
-                cfg = replace(cfg, model=config_of_checkpoint(Path(cfg.init_from)))
+                cfg = replace(cfg, model=start_config(Path(cfg.init_from)))
             except (OSError, ValueError) as err:
                 raise UserError(f"init_from={cfg.init_from}: {err}".split("\n")[0]) from None
         self.cfg = cfg
@@ -95,7 +96,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self._load_data()
-        self.model = build_model(cfg.model, Path(cfg.init_from) if cfg.init_from else None)
+        self.model = (start_model(Path(cfg.init_from), cfg.model) if cfg.init_from
+                      else build_model(cfg.model))
         self.model.to(self.device)
         self.ddp: nn.Module = self.model
         if self.world_size > 1:

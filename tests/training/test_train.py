@@ -104,3 +104,17 @@ def test_fine_tuning_from_a_local_marian_checkpoint(tiny_data: Path, tmp_path: P
     assert cfg.d_model == 32
     with pytest.raises(UserError, match="init_from="):
         train([*tiny_overrides(tiny_data, tmp_path / "x"), f"init_from={tmp_path / 'none'}"])
+
+
+def test_continue_training_from_a_shipped_model_directory(tiny_data: Path, tmp_path: Path
+                                                          ) -> None:
+    first = tmp_path / "first"
+    train([*tiny_overrides(tiny_data, first, "lstm"), "max_steps=30", "eval_every=30",
+           "log_every=1", "label_smoothing=0"])
+    again = tmp_path / "again"
+    train([*tiny_overrides(tiny_data, again, "gru"), f"init_from={first / 'best'}",
+           "max_steps=2", "eval_every=2", "log_every=1", "label_smoothing=0", "warmup=1"])
+    trainer = train([*tiny_overrides(tiny_data, tmp_path / "third", "gru"),
+                     f"init_from={first / 'best'}", "max_steps=1", "eval_every=1"])
+    assert trainer.cfg.model.arch == "lstm"  # the start point's architecture wins
+    assert losses(again)[1] < losses(first)[1] * 0.8  # and its weights: no fresh start
