@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SERVE_STAMP := $(VENV)/.serve-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: serve test lint typecheck unit train data bench clean
+.PHONY: serve test test-container lint typecheck unit train data bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench: $(STAMP)
 	$(PY) -m bench.graph_opt models/transformer-en-fr models/transformer-en-fr/int8
 	$(PY) -m bench.engines --out runs/bench-engines.jsonl
 	$(PY) -m bench.load --out runs/bench-load.jsonl
+
+# Container tests only (docs/deployment.md); `make unit` runs them too.
+test-container: $(STAMP)
+	$(PY) -m pytest tests/deploy -m container -rP
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
