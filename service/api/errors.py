@@ -41,6 +41,18 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class LibreErrorBody(BaseModel):
+    """The error body under ``/libretranslate/``: LibreTranslate's ``{"error": "<message>"}``
+    with our ``code``, ``field``, ``limit``, ``request_id`` and ``details`` beside it."""
+
+    error: str = Field(description="human-readable explanation (what LibreTranslate sends)")
+    code: str = Field(description="stable identifier, e.g. `text_too_long`, `queue_full`")
+    field: str | None = Field(default=None, description="request field at fault")
+    limit: int | float | None = Field(default=None, description="the limit that was exceeded")
+    request_id: str | None = Field(default=None, description="the X-Request-ID of this request")
+    details: dict[str, Any] | None = Field(default=None, description="extra context")
+
+
 class ApiError(Exception):
     """An error response: status, code, message and optionally the field and limit."""
 
@@ -73,15 +85,20 @@ def is_libretranslate(request: Request) -> bool:
     return request.url.path.startswith(LIBRETRANSLATE_PREFIX)
 
 
-def error_payload(status: int, code: str, message: str) -> bytes:
+def error_payload(status: int, code: str, message: str, *, libretranslate: bool = False
+                  ) -> bytes:
     """The same body as bytes, for middleware that answers before routing."""
-    response = error_response(status, ErrorDetail(code=code, message=message))
+    response = error_response(status, ErrorDetail(code=code, message=message),
+                              libretranslate=libretranslate)
     return bytes(response.body)
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries declaring the error body for these status codes."""
-    return {status: {"model": ErrorBody, "description": STATUS_CODES.get(status, "error")}
+def responses(*statuses: int, libretranslate: bool = False
+              ) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries declaring the error body for these status codes
+    (LibreTranslate's shape for the ``/libretranslate/`` routes)."""
+    model = LibreErrorBody if libretranslate else ErrorBody
+    return {status: {"model": model, "description": STATUS_CODES.get(status, "error")}
             for status in statuses}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -73,6 +74,8 @@ class LibreLanguage(BaseModel):
 async def read_fields(request: Request) -> dict[str, Any]:
     """The raw fields of a JSON or form-encoded body (form ``q`` repeated -> a list)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded":
+        return urlencoded_fields(await request.body())
     if ctype in FORM_TYPES:
         try:
             form = await request.form()
@@ -89,11 +92,27 @@ async def read_fields(request: Request) -> dict[str, Any]:
                        "supported; send JSON or a form")
     try:
         data = json.loads(await request.body())
-    except ValueError:  # JSONDecodeError and invalid UTF-8 alike
+    except (ValueError, RecursionError):  # JSONDecodeError, invalid UTF-8, too deep
         raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_request", "the body must be a JSON object", field="body")
     return data
+
+
+def urlencoded_fields(body: bytes) -> dict[str, Any]:
+    """The fields of a form-encoded body read as UTF-8, raw or percent-encoded (``curl -d``
+    sends raw bytes; Starlette's parser would read those as Latin-1); ``q`` repeated -> a
+    list. Invalid UTF-8 is a 400."""
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8",
+                          errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_utf8", "the form body is not valid UTF-8") from None
+    fields: dict[str, Any] = dict(pairs)
+    queries = [value for name, value in pairs if name == "q"]
+    if len(queries) > 1:
+        fields["q"] = queries
+    return fields
 
 
 def parse(fields: dict[str, Any]) -> LibreRequest:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import error_payload
+from service.api.errors import LIBRETRANSLATE_PREFIX, error_payload
 from service.api.lifecycle import Lifecycle
 from service.api.logs import request_id
 from service.api.metrics import Metrics
@@ -26,10 +26,12 @@ OPS_PATHS = ("/health/", "/metrics")  # not refused while draining, not counted 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
-async def send_error(send: Send, status: int, code: str, message: str,
+async def send_error(scope: Scope, send: Send, status: int, code: str, message: str,
                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    """A JSON error response straight from middleware."""
-    body = error_payload(status, code, message)
+    """A JSON error response straight from middleware, in the body shape of the route
+    (LibreTranslate's under ``/libretranslate/``)."""
+    libretranslate = str(scope.get("path", "")).startswith(LIBRETRANSLATE_PREFIX)
+    body = error_payload(status, code, message, libretranslate=libretranslate)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), *(headers or [])]})
@@ -79,8 +81,9 @@ class RequestContextMiddleware:
         ops = scope["path"].startswith(OPS_PATHS)
         try:
             if not ops and self.lifecycle.draining:
-                await send_error(send_with_id, 503, "shutting_down", "the server is shutting "
-                                 "down; retry on another instance", [(b"retry-after", b"5")])
+                await send_error(scope, send_with_id, 503, "shutting_down", "the server is "
+                                 "shutting down; retry on another instance",
+                                 [(b"retry-after", b"5")])
                 return
             await self._serve(scope, receive, send_with_id, ops, outcome)
         finally:
@@ -97,7 +100,7 @@ class RequestContextMiddleware:
         except Exception:
             log.exception("unhandled error")
             if not outcome.started:
-                await send_error(send, 500, "internal_error", "internal server error")
+                await send_error(scope, send, 500, "internal_error", "internal server error")
         finally:
             if not ops:
                 self.lifecycle.in_flight -= 1
@@ -126,7 +129,7 @@ class BodyLimitMiddleware:
             return
         limit_message = f"the request body is larger than {self.max_bytes} bytes"
         if self._declared(scope) > self.max_bytes:
-            await send_error(send, 413, "body_too_large", limit_message)
+            await send_error(scope, send, 413, "body_too_large", limit_message)
             return
         chunks, size = [], 0
         while True:
@@ -136,14 +139,15 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await send_error(send, 413, "body_too_large", limit_message)
+                await send_error(scope, send, 413, "body_too_large", limit_message)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
         if _is_json(scope) and not _is_utf8(body):
-            await send_error(send, 400, "invalid_utf8", "the request body is not valid UTF-8")
+            await send_error(scope, send, 400, "invalid_utf8",
+                             "the request body is not valid UTF-8")
             return
         await self.app(scope, _replay(body, receive), send)
 

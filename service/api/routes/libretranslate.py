@@ -25,7 +25,8 @@ BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
 
 
 @router.post("/translate", response_model=lt.LibreResponse, response_model_exclude_none=True,
-             openapi_extra=BODY, responses=responses(400, 401, 413, 415, 422, 503, 504))
+             openapi_extra=BODY, responses=responses(400, 401, 413, 415, 422, 503, 504,
+                                 libretranslate=True))
 async def translate(request: Request, state: State) -> lt.LibreResponse:
     """LibreTranslate's `/translate`: `q`, `source` (or `auto`), `target`, `format`,
     `alternatives`, `api_key`; JSON or form-encoded."""
