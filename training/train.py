@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,8 @@ def world() -> tuple[int, int]:
     """(rank, world size), initialising the process group under torchrun."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                timeout=timedelta(minutes=5))
     return (dist.get_rank(), size) if size > 1 else (0, 1)
 
 
@@ -290,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.rank == 0:
         print(json.dumps({"out": cfg.out, **asdict(progress)}))
     if dist.is_initialized():
+        dist.barrier()  # every rank leaves together: a rank that exits early can hang the rest
         dist.destroy_process_group()
     return 0
 

@@ -73,7 +73,7 @@ def test_two_process_ddp_on_gloo(tiny_data: Path, tmp_path: Path) -> None:
     assert torchrun, "torchrun comes with torch"
     run = tmp_path / "ddp"
     result = subprocess.run(
-        [torchrun, "--nproc_per_node=2", "--master_port=29517", "-m", "training.train",
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "training.train",
          *tiny_overrides(tiny_data, run), "max_steps=4", "eval_every=4", "log_every=1"],
         capture_output=True, text=True, timeout=300,
     )
