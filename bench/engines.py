@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -136,8 +135,16 @@ def measure(system: str, work: Path, threads: int, repeats: int, quick: bool) ->
         rows.append({"system": system, "setting": f"{name} b{batch_size}", "threads": threads,
                      "tokens_per_s": round(len(inputs) * FORCED / statistics.median(times), 1),
                      "repeats": repeats})
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return [{**row, "peak_rss_mb": round(peak)} for row in rows]
+    return [{**row, "peak_rss_mb": round(peak_rss_mb())} for row in rows]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. (Not ru_maxrss: Linux carries that over exec from
+    the parent, which here held the exported model.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
