@@ -66,19 +66,9 @@ def test_recorded_parity_is_within_tolerance(bundle_name: str, request: pytest.F
 
 
 @pytest.mark.parametrize("lengths", BATCHES)
-def test_project_transformer_greedy_matches_torch(transformer_bundle: Path, lengths: list[int]
-                                                  ) -> None:
-    ids, mask = padded_batch(lengths, 300, seed=len(lengths))
-    model, cfg = load_model_dir(transformer_bundle.parent / "model")
-    expected = greedy_decode(model, torch.from_numpy(ids), torch.from_numpy(mask),
-                             start_id=cfg.decoder_start_id, eos_id=cfg.eos_id, max_len=MAX_LEN)
-    assert bundle_greedy(transformer_bundle, ids, mask) == expected
-
-
-@pytest.mark.parametrize("lengths", BATCHES)
-@pytest.mark.parametrize("bundle_name", ["lstm_bundle", "gru_bundle"])
-def test_rnn_greedy_matches_project_decoding(bundle_name: str, lengths: list[int],
-                                             request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("bundle_name", ["transformer_bundle", "lstm_bundle", "gru_bundle"])
+def test_project_model_greedy_matches_torch_decoding(bundle_name: str, lengths: list[int],
+                                                     request: pytest.FixtureRequest) -> None:
     bundle: Path = request.getfixturevalue(bundle_name)
     ids, mask = padded_batch(lengths, 300, seed=len(lengths))
     model, cfg = load_model_dir(bundle.parent / "model")
