@@ -1,6 +1,8 @@
 """Cross-request dynamic batching: one :class:`Batcher` per model owns the queue and the loop.
 
-Routes only ``await batcher.submit(texts, options, timeout=...)``. The loop takes the oldest
+Routes only ``await batcher.submit(texts, options, timeout=...)`` (one request, one result
+list) or ``batcher.submit_each(texts, options, timeout=...)`` (one queued work item per text,
+one future each, for streaming). The loop takes the oldest
 queued request, gathers more until the source-token budget is reached or ``max_wait_s`` has
 passed, splits what it gathered by decoding options (requests with different beams cannot
 share a search), runs one engine call per group in the model's worker thread and hands every
@@ -133,8 +135,7 @@ class Batcher:
     async def submit(self, texts: list[str], options: DecodeOptions, *,
                      timeout: float) -> list[Translation]:
         """Queue ``texts`` and wait (at most ``timeout`` seconds) for their translations."""
-        if self._closing or self._task is None:
-            raise BatcherClosedError(f"{self.name} is not accepting work")
+        self._check_open()
         future: asyncio.Future[list[Translation]] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Work(list(texts), options, future, self._cost(texts)))
@@ -145,6 +146,38 @@ class Batcher:
         except TimeoutError:
             raise DeadlineExceededError(
                 f"no result within the {timeout:g} s deadline") from None
+
+    def submit_each(self, texts: list[str], options: DecodeOptions, *,
+                    timeout: float) -> list[asyncio.Future[Translation]]:
+        """Queue every text as its own work item; one future per text, in order.
+
+        Synchronous (call it on the running event loop): nothing is awaited, the futures are
+        returned at once and complete independently as their batches finish (an item may
+        share an engine call with any other queued work, or not). Semantics:
+
+        - all or nothing: raises :class:`BatcherClosedError` when closing and
+          :class:`QueueFullError` when the queue has no room for *all* the texts, before any
+          of them is queued;
+        - each future fails with :class:`DeadlineExceededError` once ``timeout`` seconds
+          have passed without its result (its work is dropped if still queued);
+        - cancelling a future drops its work if it has not started yet (a disconnected
+          client cancels the futures it no longer needs);
+        - an engine failure or shutdown fails the future with the error ``submit`` raises.
+        """
+        self._check_open()
+        if self._queue.maxsize > 0 and self._queue.qsize() + len(texts) > self._queue.maxsize:
+            raise QueueFullError(self.queue_size)
+        loop = asyncio.get_running_loop()
+        futures = []
+        for text in texts:
+            work: asyncio.Future[list[Translation]] = loop.create_future()
+            self._queue.put_nowait(_Work([text], options, work, self._cost([text])))
+            futures.append(_single(work, timeout))
+        return futures
+
+    def _check_open(self) -> None:
+        if self._closing or self._task is None:
+            raise BatcherClosedError(f"{self.name} is not accepting work")
 
     async def close(self, timeout: float) -> None:
         """Stop taking work, finish what is queued (up to ``timeout``), then fail the rest."""
@@ -278,3 +311,39 @@ def _fail(works: list[_Work], error: BaseException) -> None:
     for work in works:
         if not work.future.done():
             work.future.set_exception(error)
+
+
+def _single(work: asyncio.Future[list[Translation]],
+            timeout: float) -> asyncio.Future[Translation]:
+    """The caller's future of one queued text, linked both ways to the batcher's ``work``
+    future: ``work``'s outcome is copied to it; cancelling it, or its deadline passing,
+    cancels ``work`` (which the loop then skips if it has not started)."""
+    loop = asyncio.get_running_loop()
+    out: asyncio.Future[Translation] = loop.create_future()
+
+    def expire() -> None:
+        if not out.done():
+            out.set_exception(DeadlineExceededError(
+                f"no result within the {timeout:g} s deadline"))
+
+    timer = loop.call_later(timeout, expire)
+
+    def deliver(done: asyncio.Future[list[Translation]]) -> None:
+        if out.done():
+            return
+        if done.cancelled():
+            out.cancel()
+            return
+        error = done.exception()
+        if error is not None:
+            out.set_exception(error)
+        else:
+            out.set_result(done.result()[0])
+
+    def finished(_: asyncio.Future[Translation]) -> None:
+        timer.cancel()
+        work.cancel()  # no-op once it has a result; otherwise the loop drops it
+
+    work.add_done_callback(deliver)
+    out.add_done_callback(finished)
+    return out

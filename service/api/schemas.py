@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.api.errors import ErrorDetail
+
 JSON_TYPES = {str: "a string", bool: "a boolean", int: "a number", float: "a number",
               list: "an array", dict: "an object", type(None): "null"}
 
@@ -91,6 +93,43 @@ class TranslateResponse(BaseModel):
     target_lang: str
     translations: list[TranslationOut]
     usage: Usage
+
+
+class StreamStart(BaseModel):
+    """``event: start`` of ``POST /translate/stream``: the model and what will follow."""
+
+    model: str
+    source_lang: str
+    target_lang: str
+    sentences: int = Field(description="`sentence` events that follow when all goes well")
+
+
+class StreamSentence(TranslationOut):
+    """``event: sentence``: one sentence's translation, sent in order as soon as it and every
+    earlier sentence are done."""
+
+    index: int = Field(description="position among all sentences of the request, from 0")
+    text_index: int = Field(description="the input text it belongs to (0 for a string)")
+    source: str = Field(description="the source sentence")
+
+
+class StreamDone(BaseModel):
+    """``event: done``: the last event of a stream that succeeded."""
+
+    model: str
+    source_lang: str
+    target_lang: str
+    translations: list[str] = Field(description="one per input text: its sentences' "
+                                    "translations joined with single spaces")
+    sentences: int = Field(description="sentence events sent")
+    usage: Usage
+
+
+class StreamError(BaseModel):
+    """``event: error``: the last event of a stream that failed after it started."""
+
+    status: int = Field(description="the HTTP status the error would have had, e.g. 504")
+    error: ErrorDetail
 
 
 class ModelInfo(BaseModel):

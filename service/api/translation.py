@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from fastapi import Request
 
@@ -45,6 +45,14 @@ class Options:
     decode: DecodeOptions
     return_scores: bool
     timeout: float
+
+
+class Prepared(NamedTuple):
+    """A checked native request: its texts, the model serving it and its options."""
+
+    texts: list[str]
+    entry: ModelEntry
+    options: Options
 
 
 class TranslationService:
@@ -114,32 +122,26 @@ class TranslationService:
         try:
             done = await entry.batcher.submit([texts[i].strip() for i in todo], options.decode,
                                               timeout=options.timeout)
-        except QueueFullError as err:
-            raise ApiError(503, "queue_full", f"model {entry.name}: {err}; retry shortly",
-                           limit=err.capacity, headers={"Retry-After": str(err.retry_after)}
-                           ) from None
-        except DeadlineExceededError as err:
-            raise ApiError(504, "deadline_exceeded", f"model {entry.name}: {err}",
-                           field="timeout", limit=options.timeout) from None
-        except BatcherClosedError:
-            raise ApiError(503, "shutting_down", "the server is shutting down",
-                           headers={"Retry-After": "5"}) from None
-        except Exception:
-            log.exception("translation failed", extra={"fields": {"model": entry.name}})
-            raise ApiError(500, "engine_error", "the translation engine failed") from None
+        except Exception as err:
+            raise batch_error(err, entry.name, options.timeout) from None
         for index, result in zip(todo, done, strict=True):
             results[index] = result
         return results
 
-    async def translate(self, body: TranslateRequest) -> TranslateResponse:
-        """``POST /translate``."""
+    def prepare(self, body: TranslateRequest) -> Prepared:
+        """Check the texts, route and options of a native request (4xx ``ApiError``)."""
         texts = [body.text] if isinstance(body.text, str) else list(body.text)
         self.check_texts(texts, "text")
-        entry = self.registry.resolve(model=body.model, source=_lang(body.source_lang),
-                                      target=_lang(body.target_lang))
+        entry = self.registry.resolve(model=body.model, source=lang(body.source_lang),
+                                      target=lang(body.target_lang))
         options = self.options(beam_size=body.beam_size, num_hypotheses=body.num_hypotheses,
                                length_penalty=body.length_penalty, max_length=body.max_length,
                                return_scores=body.return_scores, timeout=body.timeout)
+        return Prepared(texts, entry, options)
+
+    async def translate(self, body: TranslateRequest) -> TranslateResponse:
+        """``POST /translate``."""
+        texts, entry, options = self.prepare(body)
         results = await self.run(entry, texts, options)
         outs = [to_out(result, options.return_scores) for result in results]
         assert entry.pair is not None
@@ -150,7 +152,24 @@ class TranslationService:
                                            target_tokens=sum(o.target_tokens for o in outs)))
 
 
-def _lang(code: str | None) -> str | None:
+def batch_error(err: Exception, model: str, timeout: float) -> ApiError:
+    """The API error for a batcher failure: queue full or shutting down (503), deadline
+    (504), anything else an engine error (500, logged with its traceback)."""
+    if isinstance(err, QueueFullError):
+        return ApiError(503, "queue_full", f"model {model}: {err}; retry shortly",
+                        limit=err.capacity, headers={"Retry-After": str(err.retry_after)})
+    if isinstance(err, DeadlineExceededError):
+        return ApiError(504, "deadline_exceeded", f"model {model}: {err}", field="timeout",
+                        limit=timeout)
+    if isinstance(err, BatcherClosedError):
+        return ApiError(503, "shutting_down", "the server is shutting down",
+                        headers={"Retry-After": "5"})
+    log.error("translation failed", exc_info=err, extra={"fields": {"model": model}})
+    return ApiError(500, "engine_error", "the translation engine failed")
+
+
+def lang(code: str | None) -> str | None:
+    """A request's language code, normalised (trimmed, lower case)."""
     return code.strip().lower() if code else None
 
 
@@ -172,7 +191,7 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
     """Await ``work``, cancelling it (which drops its queued batch work) if the client
     disconnects first."""
     task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+    watcher = asyncio.ensure_future(wait_disconnected(request))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
@@ -186,7 +205,7 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
     raise ApiError(499, "client_closed_request", "the client disconnected")
 
 
-async def _disconnected(request: Request) -> None:
+async def wait_disconnected(request: Request) -> None:
     """Return when the server reports the client gone (the body was already read)."""
     while (await request.receive())["type"] != "http.disconnect":
         await asyncio.sleep(0.01)  # never spin on a server that answers at once

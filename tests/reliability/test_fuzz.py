@@ -31,7 +31,8 @@ from service.api import Settings, create_app
 from tests.service.api.fakes import FakeLoader, write_manifest
 
 MAX_EXAMPLES = 25
-OPERATIONS = [("POST", "/translate"), ("POST", "/libretranslate/translate"),
+OPERATIONS = [("POST", "/translate"), ("POST", "/translate/stream"),
+              ("POST", "/libretranslate/translate"),
               ("GET", "/libretranslate/languages"), ("GET", "/models"),
               ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics")]
 CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance,

@@ -1,0 +1,53 @@
+"""``POST /translate/stream`` over the real tiny exported bundle: the streamed sentences are
+exactly what ``/translate`` answers for the same sentences with the same options."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import Settings, create_app
+from service.inference.text import join_sentences, split_sentences
+from tests.service.api.fakes import copy_bundle, wait_ready
+from tests.service.api.test_stream import parse_sse
+
+TEXT = "the cat eats fish. the big dog sees the red cat. small fish."
+EN_FR = {"source_lang": "en", "target_lang": "fr"}
+
+
+@pytest.fixture(scope="module")
+def client(trained_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A started app over the trained bundle, labelled en->fr."""
+    root = tmp_path_factory.mktemp("streamed")
+    bundle = copy_bundle(trained_bundle, root, "tiny-en-fr")
+    raw = json.loads((bundle / "model.json").read_text())
+    raw.update(source_lang="en", target_lang="fr")
+    (bundle / "model.json").write_text(json.dumps(raw))
+    with TestClient(create_app(Settings(models_dir=root, threads=1, max_wait_ms=20))) as started:
+        wait_ready(started)
+        yield started
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", [{"beam_size": 1}, {"beam_size": 3, "num_hypotheses": 2}])
+def test_stream_matches_translate(client: TestClient, options: dict[str, Any]) -> None:
+    response = client.post("/translate/stream", json={"text": TEXT, **EN_FR, **options})
+    assert response.status_code == 200
+    events = parse_sse(response.text)
+    assert [name for name, _ in events] == ["start", "sentence", "sentence", "sentence", "done"]
+    streamed = [data for name, data in events if name == "sentence"]
+    reference = client.post("/translate", json={"text": split_sentences(TEXT), **EN_FR,
+                                                **options}).json()["translations"]
+    assert [s["text"] for s in streamed] == [r["text"] for r in reference]
+    assert all(s["text"] for s in streamed)
+    for mine, theirs in zip(streamed, reference, strict=True):
+        assert math.isclose(mine["score"], theirs["score"], abs_tol=1e-4)
+        assert [a["text"] for a in mine["alternatives"]] == [
+            a["text"] for a in theirs["alternatives"]]
+        assert mine["target_tokens"] == theirs["target_tokens"]
+    assert events[-1][1]["translations"] == [join_sentences([r["text"] for r in reference])]

@@ -1,0 +1,195 @@
+"""``Batcher.submit_each``: one queued work item and one future per text (for streaming)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import pytest
+
+from service.api.batcher import (
+    Batcher,
+    BatcherClosedError,
+    DeadlineExceededError,
+    DecodeOptions,
+    QueueFullError,
+)
+from service.inference.translator import Translation
+
+T = TypeVar("T")
+GREEDY = DecodeOptions(beam_size=1)
+
+
+@dataclass
+class StepEngine:
+    """Upper-cases texts; each call waits for one permit (``allow``) when ``gated``; texts
+    containing ``boom`` fail the call."""
+
+    gated: bool = False
+    permits: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    calls: list[list[str]] = field(default_factory=list)
+
+    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
+        self.calls.append(list(texts))
+        if self.gated:
+            assert self.permits.acquire(timeout=5), "the test never allowed this call"
+        if any("boom" in text for text in texts):
+            raise RuntimeError("engine exploded")
+        return [Translation(text.upper(), -1.0, "eos", source_tokens=2, target_tokens=3)
+                for text in texts]
+
+    def decode_steps(self) -> int:
+        return len(self.calls)
+
+    def allow(self, calls: int = 1) -> None:
+        """Let ``calls`` more engine calls finish."""
+        for _ in range(calls):
+            self.permits.release()
+
+
+def run(make: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(asyncio.wait_for(make(), 20))
+
+
+def one_per_call(engine: StepEngine, queue_size: int = 256) -> Batcher:
+    """A started batcher whose every engine call takes a single queued item."""
+    batcher = Batcher(engine, max_batch_tokens=1, max_wait_s=0, queue_size=queue_size)
+    batcher.start()
+    return batcher
+
+
+async def settle() -> None:
+    """Give the loop and the worker thread time to move."""
+    await asyncio.sleep(0.05)
+
+
+def test_items_complete_independently_in_their_own_calls() -> None:
+    engine = StepEngine(gated=True)
+
+    async def scenario() -> None:
+        batcher = one_per_call(engine)
+        futures = batcher.submit_each(["a", "b", "c"], GREEDY, timeout=5)
+        assert len(futures) == 3 and batcher.depth >= 2
+        engine.allow()
+        first = await futures[0]
+        await settle()
+        assert first.text == "A" and not futures[1].done() and not futures[2].done()
+        engine.allow(2)
+        assert [(await f).text for f in futures[1:]] == ["B", "C"]
+        await batcher.close(1)
+
+    run(scenario)
+    assert engine.calls == [["a"], ["b"], ["c"]]
+
+
+def test_items_may_share_a_call_and_match_submit() -> None:
+    engine = StepEngine()
+
+    async def scenario() -> tuple[list[Translation], list[Translation]]:
+        batcher = Batcher(engine, max_wait_s=0.05)
+        batcher.start()
+        each = await asyncio.gather(*batcher.submit_each(["x", "y"], GREEDY, timeout=5))
+        whole = await batcher.submit(["x", "y"], GREEDY, timeout=5)
+        await batcher.close(1)
+        return each, whole
+
+    each, whole = run(scenario)
+    assert each == whole
+    assert engine.calls[0] == ["x", "y"]  # two work items, one engine call
+
+
+def test_full_queue_raises_before_anything_is_queued() -> None:
+    engine = StepEngine(gated=True)
+
+    async def scenario() -> None:
+        batcher = one_per_call(engine, queue_size=3)
+        running = batcher.submit_each(["run"], GREEDY, timeout=5)
+        await settle()  # "run" is in the engine; the queue is empty
+        queued = batcher.submit_each(["a", "b"], GREEDY, timeout=5)
+        assert batcher.depth == 2
+        with pytest.raises(QueueFullError) as caught:
+            batcher.submit_each(["c", "d"], GREEDY, timeout=5)  # room for one, not two
+        assert caught.value.capacity == 3 and batcher.depth == 2
+        last = batcher.submit_each(["c"], GREEDY, timeout=5)
+        engine.allow(4)
+        results = await asyncio.gather(*running, *queued, *last)
+        assert [r.text for r in results] == ["RUN", "A", "B", "C"]
+        await batcher.close(1)
+
+    run(scenario)
+    assert ["d"] not in engine.calls
+
+
+def test_deadline_fails_each_item_and_drops_its_queued_work() -> None:
+    engine = StepEngine(gated=True)
+
+    async def scenario() -> None:
+        batcher = one_per_call(engine)
+        slow = batcher.submit_each(["slow"], GREEDY, timeout=5)
+        await settle()
+        late = batcher.submit_each(["late1", "late2"], GREEDY, timeout=0.05)
+        for future in late:
+            with pytest.raises(DeadlineExceededError, match=r"0\.05 s deadline"):
+                await future
+        engine.allow()
+        assert (await slow[0]).text == "SLOW"
+        await settle()
+        await batcher.close(1)
+
+    run(scenario)
+    assert engine.calls == [["slow"]]  # the late items never reached the engine
+
+
+def test_cancelled_item_is_dropped_and_the_others_complete() -> None:
+    engine = StepEngine(gated=True)
+
+    async def scenario() -> None:
+        batcher = one_per_call(engine)
+        futures = batcher.submit_each(["a", "gone", "c"], GREEDY, timeout=5)
+        await settle()  # "a" is in the engine
+        futures[1].cancel()  # what a disconnected stream does with what it no longer needs
+        engine.allow(2)
+        assert (await futures[0]).text == "A" and (await futures[2]).text == "C"
+        await batcher.close(1)
+
+    run(scenario)
+    assert engine.calls == [["a"], ["c"]]
+
+
+def test_engine_failure_fails_only_the_items_of_that_call() -> None:
+    engine = StepEngine()
+
+    async def scenario() -> None:
+        batcher = one_per_call(engine)
+        ok, bad, after = batcher.submit_each(["ok", "boom", "after"], GREEDY, timeout=5)
+        assert (await ok).text == "OK"
+        with pytest.raises(RuntimeError, match="engine exploded"):
+            await bad
+        assert (await after).text == "AFTER"
+        await batcher.close(1)
+
+    run(scenario)
+
+
+def test_closed_batcher_refuses_and_close_fails_what_is_queued() -> None:
+    engine = StepEngine(gated=True)
+
+    async def scenario() -> None:
+        batcher = one_per_call(engine)
+        running, queued = batcher.submit_each(["run", "queued"], GREEDY, timeout=5)
+        await settle()
+        await batcher.close(0.05)
+        engine.allow()
+        for future in (running, queued):
+            with pytest.raises(BatcherClosedError):
+                await future
+        with pytest.raises(BatcherClosedError):
+            batcher.submit_each(["late"], GREEDY, timeout=5)
+
+    run(scenario)
+    never_started = Batcher(StepEngine())
+    with pytest.raises(BatcherClosedError):
+        never_started.submit_each(["x"], GREEDY, timeout=5)
