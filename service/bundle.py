@@ -69,6 +69,15 @@ class DecoderContract:
     state: list[StateSpec]
     static: list[StaticSpec]
     inputs: list[TensorSpec] = field(default_factory=list)
+    # The int64 state input that marks real (1) and padded (0) cache entries along grow_axis,
+    # so rows with caches of different lengths can share a step (continuous batching).
+    cache_mask: str | None = None
+
+    @property
+    def joinable(self) -> bool:
+        """Rows that started at different steps can share a decoder call: no state grows, or
+        the growing state is masked."""
+        return self.cache_mask is not None or all(s.grow_axis is None for s in self.state)
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,8 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
     decoder = dict(raw.pop("decoder"))
     contract = DecoderContract(
         log_probs=decoder["log_probs"], state=_specs(decoder["state"], StateSpec),
-        static=_specs(decoder["static"], StaticSpec), inputs=_specs(decoder["inputs"], TensorSpec))
+        static=_specs(decoder["static"], StaticSpec), inputs=_specs(decoder["inputs"], TensorSpec),
+        cache_mask=decoder.get("cache_mask"))
     return Manifest(decoder=contract, encoder_inputs=_specs(raw.pop("encoder_inputs"), TensorSpec),
                     encoder_outputs=_specs(raw.pop("encoder_outputs"), TensorSpec), **raw)
 
@@ -184,6 +194,9 @@ def check_contract(directory: Path, manifest: Manifest, encoder: Any, decoder: A
     sources |= {s.init.split(":", 1)[1] for s in manifest.decoder.state if s.init != "empty"}
     if not sources <= enc_out:
         problems.append(f"encoder lacks {sorted(sources - enc_out)}")
+    mask = manifest.decoder.cache_mask
+    if mask is not None and mask not in {s.input for s in manifest.decoder.state}:
+        problems.append(f"cache_mask {mask!r} is not a state input")
     if problems:
         raise BundleError(f"bundle {directory}: state contract does not match the graphs: "
                           + "; ".join(problems))

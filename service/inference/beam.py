@@ -17,17 +17,51 @@ from service.inference.search import (
 )
 
 DEAD = -1.0e9  # score of the initial copies of each beam (as generate does)
+Hypotheses = dict[int, list[Hypothesis]]  # per input key; finished so far, or final results
 
 
 @dataclass
-class _Beams:
+class Beams:
     """Running beams of the inputs still decoding; ``K`` rows per input."""
 
-    origin: np.ndarray  # (inputs,) caller's batch index
+    origin: np.ndarray  # (inputs,) caller's batch index (or job key)
     max_length: np.ndarray  # (inputs,)
     scores: np.ndarray  # (inputs, K) summed log-probs
     histories: list[list[int]]  # (inputs * K) generated tokens
     tokens: np.ndarray  # (inputs * K,) last tokens
+    steps: np.ndarray  # (inputs,) tokens generated so far
+
+    def rows_of(self, inputs: np.ndarray) -> np.ndarray:
+        """State rows ``(len(inputs) * K,)`` of the given input positions."""
+        width = self.scores.shape[1]
+        return (inputs[:, None] * width + np.arange(width)).reshape(-1)
+
+    def select(self, inputs: np.ndarray) -> Beams:
+        """The beams of the given input positions, in that order."""
+        rows = self.rows_of(inputs)
+        return Beams(self.origin[inputs], self.max_length[inputs], self.scores[inputs],
+                      [self.histories[r] for r in rows.tolist()], self.tokens[rows],
+                      self.steps[inputs])
+
+
+def start_beams(origin: np.ndarray, max_length: np.ndarray, width: int, start_id: int
+                ) -> Beams:
+    """Fresh beams: one live copy per input (the others at ``DEAD``), nothing generated."""
+    count = len(origin)
+    scores = np.full((count, width), DEAD)
+    scores[:, 0] = 0.0
+    return Beams(origin, max_length.astype(np.int64), scores, [[] for _ in range(count * width)],
+                  np.full(count * width, start_id, np.int64), np.zeros(count, np.int64))
+
+
+def concat_beams(first: Beams, second: Beams) -> Beams:
+    """Beams of ``first``'s inputs followed by ``second``'s."""
+    return Beams(np.concatenate([first.origin, second.origin]),
+                  np.concatenate([first.max_length, second.max_length]),
+                  np.concatenate([first.scores, second.scores]),
+                  first.histories + second.histories,
+                  np.concatenate([first.tokens, second.tokens]),
+                  np.concatenate([first.steps, second.steps]))
 
 
 def _top_candidates(candidates: np.ndarray, count: int) -> np.ndarray:
@@ -61,37 +95,44 @@ def _is_done(finished: list[Hypothesis], best_running: float | None, length: int
 def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_id: int,
                 max_length: np.ndarray, options: SearchOptions) -> list[list[Hypothesis]]:
     """Up to ``num_hypotheses`` best hypotheses per input, best first, in input order."""
-    width = options.beam_size
-    state = decoder.reorder(state, np.repeat(np.arange(batch), width))
-    scores = np.full((batch, width), DEAD)
-    scores[:, 0] = 0.0
-    beams = _Beams(np.arange(batch), max_length.copy(), scores,
-                   [[] for _ in range(batch * width)], np.full(batch * width, start_id, np.int64))
-    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    step = 0
+    state = decoder.reorder(state, np.repeat(np.arange(batch), options.beam_size))
+    beams = start_beams(np.arange(batch), max_length, options.beam_size, start_id)
+    finished: Hypotheses = {i: [] for i in range(batch)}
+    results: Hypotheses = {}
     while len(beams.origin):
-        log_probs, state = decoder.step(beams.tokens, state)
-        log_probs = ban_tokens(log_probs, beams.histories, step, eos_id=eos_id, options=options)
-        vocab = log_probs.shape[1]
-        candidates = (beams.scores.reshape(-1, 1) + log_probs).reshape(len(beams.origin), -1)
-        top = _top_candidates(candidates, 2 * width)
-        step += 1
-        inputs = len(beams.origin)
-        beams, index = _advance(beams, candidates, top, vocab, step, finished, results,
-                                eos_id=eos_id, options=options)
-        if len(beams.origin):
-            state = decoder.reorder(state, index, inputs_changed=len(beams.origin) < inputs)
-    return results
+        beams, state = beam_step(decoder, state, beams, finished, results, eos_id=eos_id,
+                                 options=options)
+    return [results[i] for i in range(batch)]
 
 
-def _advance(beams: _Beams, candidates: np.ndarray, top: np.ndarray, vocab: int, length: int,
-             finished: list[list[Hypothesis]], results: list[list[Hypothesis]], *, eos_id: int,
-             options: SearchOptions) -> tuple[_Beams, np.ndarray]:
+def beam_step(decoder: Decoder, state: Any, beams: Beams, finished: Hypotheses,
+              results: Hypotheses, *, eos_id: int, options: SearchOptions) -> tuple[Beams, Any]:
+    """One decoder call for every running beam: finished inputs move to ``results`` (keyed by
+    ``beams.origin``) and leave the batch; returns the remaining beams and their state."""
+    width = options.beam_size
+    log_probs, state = decoder.step(beams.tokens, state)
+    log_probs = ban_tokens(log_probs, beams.histories, np.repeat(beams.steps, width),
+                           eos_id=eos_id, options=options)
+    vocab = log_probs.shape[1]
+    candidates = (beams.scores.reshape(-1, 1) + log_probs).reshape(len(beams.origin), -1)
+    top = _top_candidates(candidates, 2 * width)
+    inputs = len(beams.origin)
+    beams, index = _advance(beams, candidates, top, vocab, finished, results, eos_id=eos_id,
+                            options=options)
+    if len(beams.origin):
+        state = decoder.reorder(state, index, inputs_changed=len(beams.origin) < inputs)
+    return beams, state
+
+
+def _advance(beams: Beams, candidates: np.ndarray, top: np.ndarray, vocab: int,
+             finished: Hypotheses, results: Hypotheses, *, eos_id: int,
+             options: SearchOptions) -> tuple[Beams, np.ndarray]:
     """Finish, select and drop: the next running beams and the state rows they continue."""
     width = options.beam_size
     keep_inputs, rows, tokens, scores, histories = [], [], [], [], []
+    lengths = beams.steps + 1
     for i, origin in enumerate(beams.origin.tolist()):
+        length = int(lengths[i])
         at_limit = length >= beams.max_length[i]
         running: list[tuple[int, int, float]] = []
         for rank, flat in enumerate(top[i].tolist()):
@@ -105,7 +146,7 @@ def _advance(beams: _Beams, candidates: np.ndarray, top: np.ndarray, vocab: int,
                 running.append((row, token, score))
         best = running[0][2] if running else None
         if at_limit or _is_done(finished[origin], best, length, options):
-            results[origin] = finished[origin][: options.num_hypotheses]
+            results[origin] = finished.pop(origin)[: options.num_hypotheses]
             continue
         keep_inputs.append(i)
         for row, token, score in running:
@@ -114,7 +155,7 @@ def _advance(beams: _Beams, candidates: np.ndarray, top: np.ndarray, vocab: int,
             scores.append(score)
             histories.append([*beams.histories[row], token])
     keep = np.array(keep_inputs, dtype=np.int64)
-    next_beams = _Beams(beams.origin[keep], beams.max_length[keep],
+    next_beams = Beams(beams.origin[keep], beams.max_length[keep],
                         np.array(scores, dtype=np.float64).reshape(len(keep), width),
-                        histories, np.array(tokens, dtype=np.int64))
+                        histories, np.array(tokens, dtype=np.int64), lengths[keep])
     return next_beams, np.array(rows, dtype=np.int64)

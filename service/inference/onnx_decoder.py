@@ -35,6 +35,14 @@ class OnnxModel:
         self.state_specs = contract.state
         self.output_names = [contract.log_probs, *(s.output for s in contract.state)]
         self.steps = 0  # decoder calls, for metrics
+        # axis of the source length in each static tensor, for padding on join
+        self.src_axes = {spec.input: spec.shape.index("src_len") for spec in contract.static}
+        self.grow_axes = {s.input: s.grow_axis for s in contract.state if s.grow_axis is not None}
+
+    @property
+    def joinable(self) -> bool:
+        """Whether :meth:`merge` can append rows that started at another step."""
+        return self.manifest.decoder.joinable
 
     def encode(self, ids: np.ndarray, mask: np.ndarray) -> OnnxState:
         """Run the encoder on ``(rows, src_len)`` ids and build the step-0 state."""
@@ -47,7 +55,7 @@ class OnnxModel:
             if spec.init == "empty":
                 shape = [len(ids) if d == "batch" else 0 if isinstance(d, str) else d
                          for d in spec.shape]
-                carried[spec.input] = np.zeros(shape, dtype=np.float32)
+                carried[spec.input] = np.zeros(shape, dtype=spec.dtype)
             else:
                 carried[spec.input] = outputs[spec.init.split(":", 1)[1]]
         return OnnxState(mask, static, carried)
@@ -72,3 +80,56 @@ class OnnxModel:
             return OnnxState(state.mask, state.static, take(state.carried))
         return OnnxState(np.take(state.mask, index, axis=0), take(state.static),
                          take(state.carried))
+
+    def merge(self, running: OnnxState, joining: OnnxState) -> OnnxState:
+        """Rows of ``running`` then rows of ``joining`` (which may have started at a later
+        step): source axes are right-padded (masked), growing caches left-padded with zeros,
+        which the cache mask marks as padding. Needs a joinable contract."""
+        if not self.joinable:
+            raise ValueError(f"{self.manifest.name}: the decoder's cache has no mask; "
+                             "re-export the bundle to use continuous batching")
+        src = max(running.mask.shape[1], joining.mask.shape[1])
+        mask = np.concatenate([pad_to(running.mask, 1, src), pad_to(joining.mask, 1, src)])
+        static = {name: np.concatenate([pad_to(running.static[name], axis, src),
+                                        pad_to(joining.static[name], axis, src)])
+                  for name, axis in self.src_axes.items()}
+        carried = {}
+        for name, old in running.carried.items():
+            new = joining.carried[name]
+            axis = self.grow_axes.get(name)
+            if axis is not None:
+                size = max(old.shape[axis], new.shape[axis])
+                old, new = pad_to(old, axis, size, left=True), pad_to(new, axis, size, left=True)
+            carried[name] = np.concatenate([old, new])
+        return OnnxState(mask, static, carried)
+
+    def compact(self, state: OnnxState) -> OnnxState:
+        """Cut cache columns that are padding for every row (left) and source columns that
+        are padding for every row (right), once they are a quarter of the tensor or more."""
+        cache_mask = self.manifest.decoder.cache_mask
+        carried = state.carried
+        if cache_mask is not None and carried[cache_mask].shape[1]:
+            used = np.flatnonzero(carried[cache_mask].any(axis=0))
+            first = int(used[0]) if len(used) else carried[cache_mask].shape[1]
+            if 4 * first >= carried[cache_mask].shape[1] > 0 and first:
+                carried = {name: np.take(value, np.arange(first, value.shape[axis]), axis=axis)
+                           if (axis := self.grow_axes.get(name)) is not None else value
+                           for name, value in carried.items()}
+        mask, static = state.mask, state.static
+        used = np.flatnonzero(mask.any(axis=0))
+        last = int(used[-1]) + 1 if len(used) else 1
+        if 4 * (mask.shape[1] - last) >= mask.shape[1]:
+            mask = mask[:, :last]
+            static = {name: np.take(value, np.arange(last), axis=self.src_axes[name])
+                      for name, value in static.items()}
+        return OnnxState(mask, static, carried)
+
+
+def pad_to(array: np.ndarray, axis: int, size: int, *, left: bool = False) -> np.ndarray:
+    """Zero-pad ``array`` along ``axis`` to ``size`` (on the right, or the left)."""
+    missing = size - array.shape[axis]
+    if missing <= 0:
+        return array
+    widths = [(0, 0)] * array.ndim
+    widths[axis] = (missing, 0) if left else (0, missing)
+    return np.pad(array, widths)

@@ -81,13 +81,16 @@ def normalise(score: float | np.ndarray, length: int, options: SearchOptions) ->
     return score / float(length) ** options.length_penalty
 
 
-def ban_tokens(log_probs: np.ndarray, histories: list[list[int]], step: int, *, eos_id: int,
-               options: SearchOptions) -> np.ndarray:
-    """Apply ``min_length`` and ``no_repeat_ngram_size`` to ``(rows, vocab)`` log-probs."""
-    if step < options.min_length:
+def ban_tokens(log_probs: np.ndarray, histories: list[list[int]], step: int | np.ndarray, *,
+               eos_id: int, options: SearchOptions) -> np.ndarray:
+    """Apply ``min_length`` and ``no_repeat_ngram_size`` to ``(rows, vocab)`` log-probs;
+    ``step`` is the tokens generated so far, for all rows or per row ``(rows,)``."""
+    if np.ndim(step):
+        log_probs[np.asarray(step) < options.min_length, eos_id] = NEG_INF
+    elif step < options.min_length:
         log_probs[:, eos_id] = NEG_INF
     size = options.no_repeat_ngram_size
-    if size > 0 and step + 1 >= size:
+    if size > 0 and np.max(step, initial=0) + 1 >= size:
         for row, history in enumerate(histories):
             prefix = tuple(history[len(history) - size + 1 :]) if size > 1 else ()
             for start in range(len(history) - size + 1):

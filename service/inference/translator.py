@@ -47,6 +47,15 @@ class Translation:
     target_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Texts split into sentences and tokenized: ``sources[i]`` belongs to ``owners[i]``."""
+
+    owners: list[int]
+    sources: list[list[int]]
+    truncated: list[bool]
+
+
 @dataclass(frozen=True, kw_only=True)
 class LengthLimits:
     """``max_length`` caps generated tokens absolutely; otherwise ``a * source + b``."""
@@ -133,11 +142,22 @@ class Translator:
         """Text in, text out; long texts are split into sentences and re-joined."""
         options = make_options(beam_size, num_hypotheses, length_penalty, min_length,
                                no_repeat_ngram_size)
+        prepared = self.prepare(texts, on_too_long)
+        hyps = self.search(prepared.sources, options, LengthLimits(max_length=max_length),
+                           max_batch_tokens)
+        return self.assemble(texts, prepared, hyps, return_scores)
+
+    def prepare(self, texts: list[str], on_too_long: TooLong = "truncate") -> Prepared:
+        """Split and tokenize: the sentences to decode and the text each belongs to."""
         pieces, owners = self._segment(texts)
         sources, truncated = self._encode(pieces, on_too_long)
-        hyps = self.search(sources, options, LengthLimits(max_length=max_length),
-                           max_batch_tokens)
-        return self._assemble(texts, owners, sources, hyps, truncated, return_scores)
+        return Prepared(owners, sources, truncated)
+
+    def assemble(self, texts: list[str], prepared: Prepared, hyps: list[list[Hypothesis]],
+                 return_scores: bool = True) -> list[Translation]:
+        """One :class:`Translation` per text from the hypotheses of its sentences."""
+        return self._assemble(texts, prepared.owners, prepared.sources, hyps,
+                              prepared.truncated, return_scores)
 
     def _segment(self, texts: list[str]) -> tuple[list[str], list[int]]:
         """Sentences to translate and the input each belongs to."""

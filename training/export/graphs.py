@@ -49,7 +49,11 @@ def marian_plan(model: Any) -> GraphPlan:
             static.append(StaticSpec(f"cross_{part}_{i}", f"cross_{part}_{i}", F32, kv))
             state.append(StateSpec(f"past_{part}_{i}", f"present_{part}_{i}", F32,
                                    ["batch", heads, "past_len", head_dim], "empty", grow_axis=2))
-    contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS))
+    state += [StateSpec("past_mask", "present_mask", I64, ["batch", "past_len"], "empty",
+                        grow_axis=1),
+              StateSpec("position", "next_position", I64, ["batch"], "empty")]
+    contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS),
+                               cache_mask="past_mask")
     return GraphPlan(MarianEncoderGraph(model).eval(), MarianDecoderStepGraph(model).eval(),
                      outputs, contract)
 
@@ -116,9 +120,12 @@ def export_graphs(plan: GraphPlan, out: Path, *, opset: int, max_positions: int)
 
 
 def example_state(spec: StateSpec, encoded: dict[str, Tensor], past: int = 3) -> Tensor:
-    """Tracing value of a state input: from the encoder, or a random cache of ``past`` steps."""
+    """Tracing value of a state input: from the encoder, a random cache of ``past`` steps, or
+    for int64 state the cache mask (ones) or the position (``past``)."""
     if spec.init != "empty":
         return encoded[spec.init.split(":", 1)[1]]
     batch = next(iter(encoded.values())).size(0)
-    shape = [batch if d == "batch" else past if d == "past_len" else d for d in spec.shape]
-    return torch.randn(*[int(d) for d in shape])
+    shape = [int(batch if d == "batch" else past if d == "past_len" else d) for d in spec.shape]
+    if spec.dtype == I64:
+        return torch.ones(*shape, dtype=torch.long) * (1 if "past_len" in spec.shape else past)
+    return torch.randn(*shape)

@@ -66,7 +66,12 @@ class MarianEncoderGraph(nn.Module):
 
 
 class MarianDecoderStepGraph(nn.Module):
-    """One decoder step: new token, mask, past self K/V, cross K/V -> log-probs, present K/V."""
+    """One decoder step: new token, mask, past self K/V, cache mask, position, cross K/V ->
+    log-probs, present K/V, the cache mask one longer, the next position.
+
+    The cache mask and the per-row position let rows that started at different steps share a
+    call (continuous batching): a row that joins late has its cache left-padded with masked
+    entries, and its own position drives the positional embedding."""
 
     def __init__(self, model: MarianMTModel) -> None:
         super().__init__()
@@ -79,14 +84,19 @@ class MarianDecoderStepGraph(nn.Module):
     def forward(self, input_ids: Tensor, encoder_attention_mask: Tensor, *state: Tensor
                 ) -> tuple[Tensor, ...]:
         """input_ids ``(B, 1)``, mask ``(B, S)``, state = ``past_key_i, past_value_i`` for each
-        layer, then ``cross_key_i, cross_value_i``. Returns ``(B, V)`` log-probs, then
-        ``present_key_i, present_value_i`` ``(B, H, P+1, K)``."""
+        layer, ``past_mask`` ``(B, P)`` (1 = real cache entry), ``position`` ``(B,)``, then
+        ``cross_key_i, cross_value_i``. Returns ``(B, V)`` log-probs, then
+        ``present_key_i, present_value_i`` ``(B, H, P+1, K)``, ``(B, P+1)`` mask, ``(B,)``
+        next position."""
         dec = self.decoder
-        past, cross_kv = state[: 2 * self.layers], state[2 * self.layers :]
-        position = past[0].size(2)
-        positions = torch.narrow(dec.embed_positions.weight, 0, position, 1)
+        past = state[: 2 * self.layers]
+        past_mask, position = state[2 * self.layers], state[2 * self.layers + 1]
+        cross_kv = state[2 * self.layers + 2 :]
+        positions = dec.embed_positions.weight[position].unsqueeze(1)
         x = dec.embed_tokens(input_ids) * dec.embed_scale + positions
         bias = padding_bias(encoder_attention_mask, x.dtype)
+        present_mask = torch.cat([past_mask, torch.ones_like(position).unsqueeze(1)], dim=1)
+        self_bias = padding_bias(present_mask, x.dtype)
         presents: list[Tensor] = []
         for index, layer in enumerate(dec.layers):
             attn = layer.self_attn
@@ -95,11 +105,11 @@ class MarianDecoderStepGraph(nn.Module):
             k = torch.cat([past[2 * index], k], dim=2)
             v = torch.cat([past[2 * index + 1], v], dim=2)
             presents += [k, v]
-            x = layer.self_attn_layer_norm(x + attn.out_proj(attend(q, k, v, None)))
+            x = layer.self_attn_layer_norm(x + attn.out_proj(attend(q, k, v, self_bias)))
             cross = layer.encoder_attn
             q = split_heads(cross.q_proj(x), self.heads)
             context = attend(q, cross_kv[2 * index], cross_kv[2 * index + 1], bias)
             x = layer.encoder_attn_layer_norm(x + cross.out_proj(context))
             x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
         logits = self.lm_head(x[:, 0]) + self.final_logits_bias
-        return (torch.log_softmax(logits, dim=-1), *presents)
+        return (torch.log_softmax(logits, dim=-1), *presents, present_mask, position + 1)

@@ -32,7 +32,7 @@ def initial_state(contract: DecoderContract, encoded: dict[str, np.ndarray], bat
         if spec.init == "empty":
             shape = [batch if d == "batch" else 0 if d == "past_len" else int(d)
                      for d in spec.shape]
-            feeds[spec.input] = np.zeros(shape, dtype=np.float32)
+            feeds[spec.input] = np.zeros(shape, dtype=spec.dtype)
         else:
             feeds[spec.input] = encoded[spec.init.split(":", 1)[1]]
     for static in contract.static:

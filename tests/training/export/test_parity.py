@@ -89,7 +89,9 @@ def test_custom_marian_manifest_honours_its_config(marian_bundle: Path) -> None:
     manifest = read_manifest(marian_bundle)
     assert manifest.special_tokens == {"pad": 299, "eos": 1, "decoder_start": 299, "unk": 2}
     assert (manifest.source_lang, manifest.target_lang) == ("en", "de")
-    assert len(manifest.decoder.state) == 2 and len(manifest.decoder.static) == 2
+    # one layer: past key and value, the cache mask and the position; cross key and value
+    assert len(manifest.decoder.state) == 4 and len(manifest.decoder.static) == 2
+    assert manifest.decoder.cache_mask == "past_mask" and manifest.decoder.joinable
     assert manifest.decoder.state[0].shape == ["batch", 4, "past_len", 8]
 
 

@@ -1,0 +1,134 @@
+"""Continuous batching: requests joining a running decode loop at different steps get what
+they get alone (same tokens; scores equal up to float summation order)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.inference import Translator
+from service.inference.continuous import DecodeLoop
+from service.inference.onnx_decoder import OnnxModel
+from service.inference.search import SearchOptions
+from service.inference.translator import Translation
+from tests.conftest import synthetic_pairs
+
+TEXTS = [src for src, _ in synthetic_pairs(16, seed=11)]
+GREEDY = SearchOptions(beam_size=1)
+BEAM = SearchOptions(beam_size=4, num_hypotheses=2)
+
+
+@dataclass
+class Arrival:
+    step: int
+    texts: list[str]
+    options: SearchOptions
+    max_length: int | None = None
+
+
+PLAN = [Arrival(0, TEXTS[0:3], GREEDY), Arrival(0, TEXTS[3:5], BEAM),
+        Arrival(1, TEXTS[5:6], GREEDY, max_length=4), Arrival(2, TEXTS[6:8], BEAM),
+        Arrival(3, [" ".join(TEXTS[8:11])], GREEDY), Arrival(4, TEXTS[11:12], BEAM),
+        Arrival(6, TEXTS[12:14], SearchOptions(beam_size=4, length_penalty=0.6))]
+CANCELLED = Arrival(1, TEXTS[14:16], GREEDY)
+
+
+@pytest.fixture(scope="module", params=["trained_bundle", "lstm_bundle"])
+def translator(request: pytest.FixtureRequest) -> Translator:
+    return Translator.load(request.getfixturevalue(request.param))
+
+
+def alone(translator: Translator, arrival: Arrival) -> list[Translation]:
+    options = arrival.options
+    return translator.translate(arrival.texts, beam_size=options.beam_size,
+                                num_hypotheses=options.num_hypotheses,
+                                length_penalty=options.length_penalty,
+                                max_length=arrival.max_length)
+
+
+def run_plan(loop: DecodeLoop, plan: list[Arrival], cancel: tuple[int, int] | None = None
+             ) -> tuple[dict[int, list[Translation]], int]:
+    """Drive the loop step by step; results by plan index and the widest spread of steps
+    seen inside one running search (0 would mean nobody ever joined a running batch)."""
+    results: dict[int, list[Translation]] = {}
+    spread, step = 0, 0
+    while step < 200:
+        for key, arrival in enumerate(plan):
+            if arrival.step == step:
+                assert loop.admit(key, arrival.texts, arrival.options, arrival.max_length) is None
+        if cancel is not None and cancel[1] == step:
+            loop.cancel(cancel[0])
+        for search in loop.searches.values():
+            if search.beams is not None:
+                spread = max(spread, int(np.ptp(search.beams.steps)))
+        for key, outcome in loop.step():
+            assert not isinstance(outcome, Exception)
+            results[key] = outcome
+        step += 1
+        if step > max(a.step for a in plan) and not loop.running:
+            break
+    return results, spread
+
+
+def assert_same(got: Translation, want: Translation) -> None:
+    assert (got.text, got.finish_reason, got.target_tokens) == (
+        want.text, want.finish_reason, want.target_tokens)
+    assert got.score == pytest.approx(want.score, rel=1e-5, abs=1e-5)
+    assert [a.text for a in got.alternatives] == [a.text for a in want.alternatives]
+    assert [a.score for a in got.alternatives] == pytest.approx(
+        [a.score for a in want.alternatives], rel=1e-5, abs=1e-5)
+
+
+def test_joining_requests_get_their_alone_results(translator: Translator) -> None:
+    plan = [*PLAN, CANCELLED]
+    results, spread = run_plan(DecodeLoop(translator), plan, cancel=(len(plan) - 1, 3))
+    assert spread > 0, "no request joined a batch already running"
+    assert sorted(results) == list(range(len(PLAN)))  # the cancelled one never answers
+    for key, arrival in enumerate(PLAN):
+        for got, want in zip(results[key], alone(translator, arrival), strict=True):
+            assert_same(got, want)
+
+
+def test_cancel_frees_rows_and_the_loop_drains(translator: Translator) -> None:
+    loop = DecodeLoop(translator)
+    assert loop.admit(0, TEXTS[:4], BEAM, None) is None
+    assert loop.admit(1, TEXTS[4:6], BEAM, None) is None
+    loop.step()
+    before = loop.running
+    loop.cancel(0)
+    assert loop.running == before - 4
+    while loop.running:
+        outcomes = loop.step()
+        assert all(key == 1 for key, _ in outcomes)
+    assert not loop.searches and not loop.requests
+
+
+def test_merge_pads_sources_and_masks_caches(trained_bundle: Path) -> None:
+    translator = Translator.load(trained_bundle)
+    model = translator.model
+    long_ids = np.array([[5, 6, 7, 8, 1]]), np.ones((1, 5), dtype=np.int64)
+    running = model.encode(*long_ids)
+    _, running = model.step(np.array([3]), running)
+    _, running = model.step(np.array([9]), running)
+    joining = model.encode(np.array([[5, 1]]), np.ones((1, 2), dtype=np.int64))
+    merged = model.merge(running, joining)
+    assert merged.mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    cache = translator.manifest.decoder.cache_mask
+    assert cache is not None
+    assert merged.carried[cache].tolist() == [[1, 1], [0, 0]]
+    assert merged.carried["position"].tolist() == [2, 0]
+
+
+def test_bundles_without_cache_mask_are_refused(trained_bundle: Path, lstm_bundle: Path
+                                                ) -> None:
+    translator = Translator.load(trained_bundle)
+    old = replace(translator.manifest,
+                  decoder=replace(translator.manifest.decoder, cache_mask=None))
+    assert not old.decoder.joinable  # a growing cache without a mask cannot be padded
+    model = OnnxModel(old, translator.model.encoder, translator.model.decoder)
+    with pytest.raises(ValueError, match="re-export"):
+        DecodeLoop(Translator(old, model, translator.tokenizer, translator.provider))
+    assert Translator.load(lstm_bundle).manifest.decoder.joinable  # no growing state at all
