@@ -172,7 +172,7 @@ class Batcher:
         for text in texts:
             work: asyncio.Future[list[Translation]] = loop.create_future()
             self._queue.put_nowait(_Work([text], options, work, self._cost([text])))
-            futures.append(_single(work, timeout))
+            futures.append(linked_future(work, timeout))
         return futures
 
     def _check_open(self) -> None:
@@ -313,7 +313,7 @@ def _fail(works: list[_Work], error: BaseException) -> None:
             work.future.set_exception(error)
 
 
-def _single(work: asyncio.Future[list[Translation]],
+def linked_future(work: asyncio.Future[list[Translation]],
             timeout: float) -> asyncio.Future[Translation]:
     """The caller's future of one queued text, linked both ways to the batcher's ``work``
     future: ``work``'s outcome is copied to it; cancelling it, or its deadline passing,

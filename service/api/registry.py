@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from service.api.batcher import Batcher, BatchReport, DecodeOptions, Engine
+from service.api.continuous import ContinuousBatcher
 from service.api.errors import ApiError
 from service.api.settings import Settings
 from service.bundle import MANIFEST, BundleError, Manifest, read_manifest
+from service.inference.continuous import DecodeLoop
 from service.inference.translator import Translation, Translator
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ class ModelEntry:
     status: Status = "pending"
     error: str | None = None
     engine: LoadedModel | None = None
-    batcher: Batcher | None = None
+    batcher: Batcher | ContinuousBatcher | None = None
 
     @property
     def pair(self) -> tuple[str, str] | None:
@@ -130,16 +132,29 @@ class ModelRegistry:
             log.error("model failed to load", extra={"fields": {"model": entry.name,
                                                                 "error": entry.error}})
             return
-        s, report = self.settings, self.on_batch
         entry.engine, entry.manifest = engine, engine.manifest
-        entry.batcher = Batcher(
-            engine, max_batch_tokens=s.max_batch_tokens, max_wait_s=s.max_wait_ms / 1000,
-            queue_size=s.queue_size, name=entry.name,
-            on_batch=partial(report, entry.name) if report else None)
+        entry.batcher = self._batcher_for(entry.name, engine)
         entry.batcher.start()
         entry.status = "ready"
         log.info("model ready", extra={"fields": {"model": entry.name,
                                                   "provider": engine.provider}})
+
+    def _batcher_for(self, name: str, engine: LoadedModel) -> Batcher | ContinuousBatcher:
+        """The batcher the ``batching`` setting asks for, when the model supports it."""
+        s = self.settings
+        report = partial(self.on_batch, name) if self.on_batch else None
+        translator = getattr(engine, "translator", None)
+        if s.batching == "continuous":
+            if isinstance(translator, Translator) and translator.model.joinable:
+                return ContinuousBatcher(DecodeLoop(translator), queue_size=s.queue_size,
+                                         max_batch_tokens=s.max_batch_tokens, name=name,
+                                         on_batch=report)
+            log.warning("continuous batching unavailable, using request-level batching",
+                        extra={"fields": {"model": name, "reason": "the bundle cannot join "
+                                          "running batches; re-export it"}})
+        return Batcher(engine, max_batch_tokens=s.max_batch_tokens,
+                       max_wait_s=s.max_wait_ms / 1000, queue_size=s.queue_size, name=name,
+                       on_batch=report)
 
     def _load_and_warm(self, path: Path) -> LoadedModel:
         engine = self.loader(path, self.settings)

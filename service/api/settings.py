@@ -59,7 +59,12 @@ class Settings(BaseSettings):
     default_beam_size: int = Field(default=4, ge=1, description="beam when a request has none")
     # Batching and deadlines
     max_batch_tokens: int = Field(default=4096, ge=1, description="token budget per engine call")
-    max_wait_ms: float = Field(default=5.0, ge=0, description="longest wait to fill a batch")
+    batching: Literal["request", "continuous"] = Field(
+        default="continuous", description="request: batches of whole requests; continuous: "
+        "requests join and leave the running decode loop between steps (request-level for "
+        "bundles that cannot join)")
+    max_wait_ms: float = Field(default=5.0, ge=0,
+                               description="longest wait to fill a batch (request-level)")
     queue_size: int = Field(default=256, ge=1, description="queued requests per model")
     request_timeout_s: float = Field(default=30.0, gt=0, description="default, maximum deadline")
     drain_timeout_s: float = Field(default=30.0, ge=0, description="shutdown wait for requests")

@@ -104,6 +104,16 @@ class LoopRequest:
 Outcome = tuple[int, list[Translation] | Exception]  # request key and its result or error
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A request to admit: its key, texts, search options and absolute length cap."""
+
+    key: int
+    texts: list[str]
+    options: SearchOptions
+    max_length: int | None = None
+
+
 class DecodeLoop:
     """Requests in, finished requests out; not thread-safe (one worker thread drives it)."""
 
@@ -122,27 +132,36 @@ class DecodeLoop:
         """Sentences still decoding, over all searches."""
         return sum(len(search) for search in self.searches.values())
 
-    def admit(self, key: int, texts: list[str], options: SearchOptions,
-              max_length: int | None) -> Outcome | None:
-        """Tokenize ``texts`` and join their sentences to the running search of ``options``;
-        a request with nothing to decode (or that cannot be tokenized) is answered at once."""
+    def admit(self, arrivals: list[Arrival]) -> list[Outcome]:
+        """Tokenize the arrivals and join their sentences to the running search of their
+        options (one encoder call per options group); requests with nothing to decode, or that
+        cannot be tokenized, are answered at once (returned)."""
         translator = self.translator
-        try:
-            prepared = translator.prepare(texts)
-        except ValueError as err:
-            return key, err
-        jobs = list(range(self._next_job, self._next_job + len(prepared.sources)))
-        self._next_job += len(jobs)
-        request = LoopRequest(texts, options, prepared, jobs)
-        if not jobs:
-            return key, translator.assemble(texts, prepared, [])
-        self.requests[key] = request
-        self.owner_of_job.update((job, key) for job in jobs)
-        lengths = np.array([len(source) for source in prepared.sources])
-        limit = LengthLimits(max_length=max_length).for_sources(
-            lengths, translator.manifest.max_positions)
-        self._search_for(options).add(jobs, prepared.sources, limit)
-        return None
+        outcomes: list[Outcome] = []
+        groups: dict[SearchOptions, list[tuple[list[int], list[list[int]], np.ndarray]]] = {}
+        for arrival in arrivals:
+            try:
+                prepared = translator.prepare(arrival.texts)
+            except ValueError as err:
+                outcomes.append((arrival.key, err))
+                continue
+            jobs = list(range(self._next_job, self._next_job + len(prepared.sources)))
+            self._next_job += len(jobs)
+            if not jobs:
+                outcomes.append((arrival.key, translator.assemble(arrival.texts, prepared, [])))
+                continue
+            self.requests[arrival.key] = LoopRequest(arrival.texts, arrival.options, prepared,
+                                                     jobs)
+            self.owner_of_job.update((job, arrival.key) for job in jobs)
+            lengths = np.array([len(source) for source in prepared.sources])
+            limit = LengthLimits(max_length=arrival.max_length).for_sources(
+                lengths, translator.manifest.max_positions)
+            groups.setdefault(arrival.options, []).append((jobs, prepared.sources, limit))
+        for options, parts in groups.items():
+            self._search_for(options).add([j for jobs, _, _ in parts for j in jobs],
+                                          [s for _, sources, _ in parts for s in sources],
+                                          np.concatenate([limit for _, _, limit in parts]))
+        return outcomes
 
     def cancel(self, key: int) -> None:
         """Forget a request and free its rows."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from service.inference import Translator
-from service.inference.continuous import DecodeLoop
+from service.inference.continuous import Arrival, DecodeLoop
 from service.inference.onnx_decoder import OnnxModel
 from service.inference.search import SearchOptions
 from service.inference.translator import Translation
@@ -22,18 +22,18 @@ BEAM = SearchOptions(beam_size=4, num_hypotheses=2)
 
 
 @dataclass
-class Arrival:
+class Planned:
     step: int
     texts: list[str]
     options: SearchOptions
     max_length: int | None = None
 
 
-PLAN = [Arrival(0, TEXTS[0:3], GREEDY), Arrival(0, TEXTS[3:5], BEAM),
-        Arrival(1, TEXTS[5:6], GREEDY, max_length=4), Arrival(2, TEXTS[6:8], BEAM),
-        Arrival(3, [" ".join(TEXTS[8:11])], GREEDY), Arrival(4, TEXTS[11:12], BEAM),
-        Arrival(6, TEXTS[12:14], SearchOptions(beam_size=4, length_penalty=0.6))]
-CANCELLED = Arrival(1, TEXTS[14:16], GREEDY)
+PLAN = [Planned(0, TEXTS[0:3], GREEDY), Planned(0, TEXTS[3:5], BEAM),
+        Planned(1, TEXTS[5:6], GREEDY, max_length=4), Planned(2, TEXTS[6:8], BEAM),
+        Planned(3, [" ".join(TEXTS[8:11])], GREEDY), Planned(4, TEXTS[11:12], BEAM),
+        Planned(6, TEXTS[12:14], SearchOptions(beam_size=4, length_penalty=0.6))]
+CANCELLED = Planned(1, TEXTS[14:16], GREEDY)
 
 
 @pytest.fixture(scope="module", params=["trained_bundle", "lstm_bundle"])
@@ -41,7 +41,7 @@ def translator(request: pytest.FixtureRequest) -> Translator:
     return Translator.load(request.getfixturevalue(request.param))
 
 
-def alone(translator: Translator, arrival: Arrival) -> list[Translation]:
+def alone(translator: Translator, arrival: Planned) -> list[Translation]:
     options = arrival.options
     return translator.translate(arrival.texts, beam_size=options.beam_size,
                                 num_hypotheses=options.num_hypotheses,
@@ -49,16 +49,16 @@ def alone(translator: Translator, arrival: Arrival) -> list[Translation]:
                                 max_length=arrival.max_length)
 
 
-def run_plan(loop: DecodeLoop, plan: list[Arrival], cancel: tuple[int, int] | None = None
+def run_plan(loop: DecodeLoop, plan: list[Planned], cancel: tuple[int, int] | None = None
              ) -> tuple[dict[int, list[Translation]], int]:
     """Drive the loop step by step; results by plan index and the widest spread of steps
     seen inside one running search (0 would mean nobody ever joined a running batch)."""
     results: dict[int, list[Translation]] = {}
     spread, step = 0, 0
     while step < 200:
-        for key, arrival in enumerate(plan):
-            if arrival.step == step:
-                assert loop.admit(key, arrival.texts, arrival.options, arrival.max_length) is None
+        arrivals = [Arrival(key, a.texts, a.options, a.max_length)
+                    for key, a in enumerate(plan) if a.step == step]
+        assert loop.admit(arrivals) == []  # nothing answered before decoding
         if cancel is not None and cancel[1] == step:
             loop.cancel(cancel[0])
         for search in loop.searches.values():
@@ -94,8 +94,7 @@ def test_joining_requests_get_their_alone_results(translator: Translator) -> Non
 
 def test_cancel_frees_rows_and_the_loop_drains(translator: Translator) -> None:
     loop = DecodeLoop(translator)
-    assert loop.admit(0, TEXTS[:4], BEAM, None) is None
-    assert loop.admit(1, TEXTS[4:6], BEAM, None) is None
+    assert loop.admit([Arrival(0, TEXTS[:4], BEAM), Arrival(1, TEXTS[4:6], BEAM)]) == []
     loop.step()
     before = loop.running
     loop.cancel(0)

@@ -1,0 +1,192 @@
+"""``python -m bench.continuous``: request-level vs continuous batching over HTTP (issue 8).
+
+For each batching mode, in one run: start ``python -m service`` with ``TRANSLATE_BATCHING``
+set, measure the saturated throughput (closed loop, ``--saturate-clients`` clients), then send
+open-loop Poisson arrivals of single test-split sentences (mixed lengths) at 50 %, 70 % and
+90 % of the **request-level** capacity: p50/p99 latency, achieved sentences/s, errors. Last,
+a 10-sentence text on ``/translate/stream``: time to the first sentence event and to the
+final event, against ``/translate`` for the same text. Writes JSONL rows and a chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+
+from bench.load import free_port, load, start_server
+from training.data import read_examples
+
+MODES = ("request", "continuous")
+
+
+def quantile(values: list[float], q: int) -> float:
+    """The ``q``-th percentile in ms (0 when empty)."""
+    if len(values) < 2:
+        return 1000 * values[0] if values else 0.0
+    return 1000 * statistics.quantiles(values, n=100)[q - 1]
+
+
+async def open_loop(port: int, sentences: list[str], rate: float, seconds: float,
+                    body: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Poisson arrivals at ``rate`` per second for ``seconds``; latency counts from the
+    scheduled arrival, so a server falling behind shows up as latency, not a lower rate."""
+    rng = random.Random(seed)
+    latencies: list[float] = []
+    errors: list[int] = []
+    limits = httpx.Limits(max_connections=1024)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
+                                 timeout=300) as http:
+        async def one(at: float, text: str) -> None:
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            response = await http.post("/translate", json={**body, "text": text})
+            if response.status_code == 200:
+                latencies.append(time.perf_counter() - at)
+            else:
+                errors.append(response.status_code)
+
+        start, clock, tasks = time.perf_counter() + 0.2, 0.0, []
+        while clock < seconds:
+            clock += rng.expovariate(rate)
+            tasks.append(asyncio.create_task(one(start + clock, rng.choice(sentences))))
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - start
+    return {"offered_per_s": round(rate, 2), "sent": len(tasks),
+            "sentences_per_s": round(len(latencies) / wall, 2),
+            "p50_ms": round(quantile(latencies, 50), 1),
+            "p99_ms": round(quantile(latencies, 99), 1), "errors": len(errors)}
+
+
+async def stream_timing(port: int, text: str, body: dict[str, Any]) -> dict[str, float]:
+    """Seconds to the first sentence event and to the final event of ``/translate/stream``,
+    and of a plain ``/translate`` of the same text."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+        started = time.perf_counter()
+        first = None
+        async with http.stream("POST", "/translate/stream", json={**body, "text": text}) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("event: sentence") and first is None:
+                    first = time.perf_counter() - started
+        total = time.perf_counter() - started
+        started = time.perf_counter()
+        response = await http.post("/translate", json={**body, "text": text})
+        assert response.status_code == 200, response.text
+        whole = time.perf_counter() - started
+    return {"stream_first_sentence_ms": round(1000 * (first or total), 1),
+            "stream_done_ms": round(1000 * total, 1), "translate_ms": round(1000 * whole, 1)}
+
+
+def run_mode(mode: str, args: argparse.Namespace, sentences: list[str], text: str,
+             capacity: float | None) -> tuple[list[dict[str, Any]], float]:
+    """All measurements of one batching mode; returns its rows and its saturated rate."""
+    port = free_port()
+    env = {"TRANSLATE_BATCHING": mode, "TRANSLATE_DEFAULT_MODELS": args.model}
+    process, _ = start_server(args.models, port, env)
+    body = {"model": args.model, "beam_size": args.beam}
+    rows: list[dict[str, Any]] = []
+    try:
+        saturated = asyncio.run(load(port, sentences, args.saturate_clients, args.seconds, body))
+        rate = float(saturated["sentences_per_s"])
+        rows.append({"mode": mode, "kind": "saturated", **saturated})
+        base = capacity or rate
+        for fraction in args.loads:
+            result = asyncio.run(open_loop(port, sentences, fraction * base, args.seconds, body,
+                                           seed=int(100 * fraction)))
+            rows.append({"mode": mode, "kind": "open_loop", "load": fraction, **result})
+            print(json.dumps(rows[-1]), flush=True)
+        rows.append({"mode": mode, "kind": "stream",
+                     **asyncio.run(stream_timing(port, text, body))})
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    return rows, rate
+
+
+def chart(rows: list[dict[str, Any]], png: Path) -> None:
+    """p50 and p99 latency against offered load, one line per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for mode in MODES:
+        points = [r for r in rows if r.get("mode") == mode and r["kind"] == "open_loop"]
+        loads = [100 * r["load"] for r in points]
+        ax.plot(loads, [r["p50_ms"] for r in points], marker="o", label=f"{mode} p50")
+        ax.plot(loads, [r["p99_ms"] for r in points], marker="x", linestyle="--",
+                label=f"{mode} p99")
+    ax.set_xlabel("offered load, % of request-level capacity")
+    ax.set_ylabel("latency (ms)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="python -m bench.continuous", description=__doc__)
+    cli.add_argument("--models", type=Path, default=Path("models"))
+    cli.add_argument("--model", default="transformer-en-fr")
+    cli.add_argument("--data", type=Path, default=Path("data/en-fr/test.jsonl"))
+    cli.add_argument("--beam", type=int, default=4)
+    cli.add_argument("--seconds", type=float, default=30, help="per measurement")
+    cli.add_argument("--saturate-clients", type=int, default=64)
+    cli.add_argument("--loads", type=lambda s: [float(x) for x in s.split(",")],
+                     default=[0.5, 0.7, 0.9])
+    cli.add_argument("--out", type=Path)
+    cli.add_argument("--png", type=Path)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    examples = [e.src for e in read_examples(args.data) if e.src_version == "k"]
+    sentences = random.Random(0).sample(examples, min(2000, len(examples)))
+    text = " ".join(sentences[:10])
+    rows, capacity = run_mode("request", args, sentences, text, None)
+    more, _ = run_mode("continuous", args, sentences, text, capacity)
+    rows += more
+    summary = summarise(rows)
+    rows.append(summary)
+    print(json.dumps(summary))
+    if args.out:
+        args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if args.png:
+        chart(rows, args.png)
+    return 0
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The two target ratios: p50 at 70 % load and saturated throughput, continuous over
+    request-level."""
+    def pick(mode: str, kind: str, load: float | None = None) -> dict[str, Any]:
+        return next(r for r in rows if r["mode"] == mode and r["kind"] == kind
+                    and (load is None or r.get("load") == load))
+
+    out: dict[str, Any] = {"kind": "summary"}
+    loads = [r["load"] for r in rows if r["kind"] == "open_loop" and r["mode"] == "request"]
+    middle = 0.7 if 0.7 in loads else loads[len(loads) // 2]
+    out[f"p50_ratio_at_{int(100 * middle)}pct"] = round(
+        pick("continuous", "open_loop", middle)["p50_ms"]
+        / max(pick("request", "open_loop", middle)["p50_ms"], 1e-9), 2)
+    out["saturated_throughput_ratio"] = round(
+        pick("continuous", "saturated")["sentences_per_s"]
+        / max(pick("request", "saturated")["sentences_per_s"], 1e-9), 2)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

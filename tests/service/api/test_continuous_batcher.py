@@ -1,0 +1,158 @@
+"""ContinuousBatcher over the real tiny bundle: own results, early answers, deadlines, queue
+bound, cancellation, drain, and the ``batching`` setting."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from service.api import Settings
+from service.api.batcher import (
+    Batcher,
+    DeadlineExceededError,
+    DecodeOptions,
+    QueueFullError,
+)
+from service.api.continuous import ContinuousBatcher
+from service.api.registry import ModelRegistry
+from service.inference import Translator
+from service.inference.continuous import DecodeLoop
+from tests.conftest import synthetic_pairs
+from tests.service.api.fakes import copy_bundle
+
+TEXTS = [src for src, _ in synthetic_pairs(10, seed=21)]
+GREEDY = DecodeOptions(beam_size=1)
+BEAM = DecodeOptions(beam_size=4, num_hypotheses=2)
+
+
+@pytest.fixture(scope="module")
+def translator(trained_bundle: Path) -> Translator:
+    return Translator.load(trained_bundle, threads=1)
+
+
+def alone(translator: Translator, texts: list[str], options: DecodeOptions) -> list[str]:
+    return [t.text for t in translator.translate(
+        texts, beam_size=options.beam_size, num_hypotheses=options.num_hypotheses,
+        length_penalty=options.length_penalty, max_length=options.max_length)]
+
+
+async def started(translator: Translator, **kwargs: int) -> ContinuousBatcher:
+    batcher = ContinuousBatcher(DecodeLoop(translator), **kwargs)
+    batcher.start()
+    return batcher
+
+
+def test_concurrent_requests_get_their_own_results(translator: Translator) -> None:
+    requests = [(TEXTS[0:2], GREEDY), (TEXTS[2:3], BEAM), (TEXTS[3:6], BEAM),
+                (TEXTS[6:7], DecodeOptions(beam_size=2, max_length=3)), (TEXTS[7:10], GREEDY)]
+
+    async def run() -> list[list[str]]:
+        batcher = await started(translator)
+        results = await asyncio.gather(*(batcher.submit(texts, options, timeout=60)
+                                         for texts, options in requests))
+        await batcher.close(5)
+        return [[t.text for t in result] for result in results]
+
+    got = asyncio.run(run())
+    assert got == [alone(translator, texts, options) for texts, options in requests]
+
+
+def test_a_short_request_does_not_wait_for_a_long_one(translator: Translator) -> None:
+    long_text = " ".join(TEXTS)  # one long sentence: many decoder steps
+
+    async def run() -> tuple[list[str], int]:
+        batcher = await started(translator)
+        order: list[str] = []
+        tokens: dict[str, int] = {}
+
+        async def timed(name: str, texts: list[str], options: DecodeOptions) -> None:
+            result = await batcher.submit(texts, options, timeout=60)
+            order.append(name)
+            tokens[name] = result[0].target_tokens
+
+        long_task = asyncio.create_task(timed("long", [long_text], DecodeOptions(
+            beam_size=4, max_length=80)))
+        while not batcher.decode_loop.running:  # the long request is decoding
+            await asyncio.sleep(0.001)
+        await timed("short", [TEXTS[0]], DecodeOptions(beam_size=1, max_length=3))
+        await long_task
+        await batcher.close(5)
+        return order, tokens["long"]
+
+    order, long_tokens = asyncio.run(run())
+    assert long_tokens > 20  # it really was long
+    assert order == ["short", "long"]
+
+
+def test_deadline_frees_the_rows(translator: Translator) -> None:
+    async def run() -> int:
+        batcher = await started(translator)
+        with pytest.raises(DeadlineExceededError):
+            await batcher.submit([" ".join(TEXTS)], DecodeOptions(beam_size=4, max_length=200),
+                                 timeout=0.001)
+        await batcher.submit([TEXTS[0]], GREEDY, timeout=60)  # the loop iterates again
+        running = batcher.decode_loop.running
+        await batcher.close(5)
+        return running
+
+    assert asyncio.run(run()) == 0
+
+
+def test_full_queue_is_refused_at_once(translator: Translator) -> None:
+    async def run() -> None:
+        batcher = ContinuousBatcher(DecodeLoop(translator), queue_size=2)
+        batcher.start()
+        batcher._task.cancel()  # type: ignore[union-attr]  # nothing drains the queue
+        tasks = [asyncio.create_task(batcher.submit([t], GREEDY, timeout=60))
+                 for t in TEXTS[:2]]
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError):
+            await batcher.submit([TEXTS[2]], GREEDY, timeout=60)
+        with pytest.raises(QueueFullError):
+            batcher.submit_each(TEXTS[2:4], GREEDY, timeout=60)
+        for task in tasks:
+            task.cancel()
+
+    asyncio.run(run())
+
+
+def test_submit_each_answers_every_text(translator: Translator) -> None:
+    async def run() -> list[str]:
+        batcher = await started(translator)
+        futures = batcher.submit_each(TEXTS[:4], BEAM, timeout=60)
+        results = [(await future).text for future in futures]
+        await batcher.close(5)
+        return results
+
+    assert asyncio.run(run()) == alone(translator, TEXTS[:4], BEAM)
+
+
+def test_close_finishes_running_requests(translator: Translator) -> None:
+    async def run() -> int:
+        batcher = await started(translator)
+        tasks = [asyncio.create_task(batcher.submit([t], BEAM, timeout=60)) for t in TEXTS[:5]]
+        await asyncio.sleep(0.02)
+        await batcher.close(30)
+        return sum(len(result) for result in [await task for task in tasks])
+
+    assert asyncio.run(run()) == 5
+
+
+@pytest.mark.parametrize(("batching", "kind"), [("continuous", ContinuousBatcher),
+                                                ("request", Batcher)])
+def test_setting_chooses_the_batcher(trained_bundle: Path, tmp_path: Path, batching: str,
+                                     kind: type) -> None:
+    copy_bundle(trained_bundle, tmp_path, "tiny")
+    settings = Settings(models_dir=tmp_path, threads=1, batching=batching)
+
+    async def run() -> object:
+        registry = ModelRegistry(settings)
+        registry.discover()
+        await registry.load_all()
+        batcher = registry.entries["tiny"].batcher
+        await registry.close(5)
+        return batcher
+
+    assert isinstance(asyncio.run(run()), kind)
