@@ -110,12 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--clients", default="1,8,32,64")
     cli.add_argument("--seconds", type=float, default=20)
     cli.add_argument("--beam", type=int, default=4)
+    cli.add_argument("--batching", choices=["request", "continuous"], default="continuous",
+                     help="TRANSLATE_BATCHING of the server")
     cli.add_argument("--out", type=Path)
     args = cli.parse_args(argv)
     sentences = [e.src for e in read_examples(args.data) if e.src_version == "k"]
     port = free_port()
-    process, ready_s = start_server(args.models, port, {})
-    rows: list[dict[str, Any]] = [{"ready_s": round(ready_s, 2),
+    process, ready_s = start_server(args.models, port, {"TRANSLATE_BATCHING": args.batching})
+    rows: list[dict[str, Any]] = [{"batching": args.batching, "ready_s": round(ready_s, 2),
                                    "rss_mb_ready": round(rss_mb(process.pid), 1)}]
     try:
         body = {"model": args.model, "beam_size": args.beam}

@@ -1,0 +1,33 @@
+"""The batching comparison harness runs end to end against the real server (quick sizes;
+figures: ``python -m bench.continuous``, docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.continuous import main
+from tests.conftest import synthetic_pairs
+from training.data import Example, write_examples
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_harness_measures_both_modes(tmp_path: Path) -> None:
+    data = tmp_path / "test.jsonl"
+    write_examples(data, [Example(f"line:{i}", "k", "l", src, tgt)
+                          for i, (src, tgt) in enumerate(synthetic_pairs(40, seed=2))])
+    out = tmp_path / "rows.jsonl"
+    assert main(["--models", str(ROOT / "models"), "--model", "lstm-en-fr", "--data", str(data),
+                 "--seconds", "1", "--saturate-clients", "4", "--loads", "0.5",
+                 "--beam", "1", "--out", str(out), "--png", str(tmp_path / "chart.png")]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    for mode in ("request", "continuous"):
+        kinds = {r["kind"]: r for r in rows if r.get("mode") == mode}
+        assert kinds["saturated"]["sentences_per_s"] > 0 and kinds["saturated"]["errors"] == 0
+        assert kinds["open_loop"]["errors"] == 0 and kinds["open_loop"]["p50_ms"] > 0
+        stream = kinds["stream"]
+        assert 0 < stream["stream_first_sentence_ms"] <= stream["stream_done_ms"]
+    summary = rows[-1]
+    assert summary["kind"] == "summary" and summary["saturated_throughput_ratio"] > 0
+    assert (tmp_path / "chart.png").stat().st_size > 0
