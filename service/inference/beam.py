@@ -109,19 +109,28 @@ def beam_step(decoder: Decoder, state: Any, beams: Beams, finished: Hypotheses,
               results: Hypotheses, *, eos_id: int, options: SearchOptions) -> tuple[Beams, Any]:
     """One decoder call for every running beam: finished inputs move to ``results`` (keyed by
     ``beams.origin``) and leave the batch; returns the remaining beams and their state."""
-    width = options.beam_size
     log_probs, state = decoder.step(beams.tokens, state)
+    inputs = len(beams.origin)
+    beams, index = select_step(log_probs, beams, finished, results, eos_id=eos_id,
+                               options=options)
+    if len(beams.origin):
+        state = decoder.reorder(state, index, inputs_changed=len(beams.origin) < inputs)
+    return beams, state
+
+
+def select_step(log_probs: np.ndarray, beams: Beams, finished: Hypotheses,
+                results: Hypotheses, *, eos_id: int, options: SearchOptions
+                ) -> tuple[Beams, np.ndarray]:
+    """From one step's ``(inputs * K, vocab)`` log-probs: the next beams, and the state rows
+    ``(next inputs * K,)`` they continue (grouped by input, in the order of ``beams``)."""
+    width = options.beam_size
     log_probs = ban_tokens(log_probs, beams.histories, np.repeat(beams.steps, width),
                            eos_id=eos_id, options=options)
     vocab = log_probs.shape[1]
     candidates = (beams.scores.reshape(-1, 1) + log_probs).reshape(len(beams.origin), -1)
     top = _top_candidates(candidates, 2 * width)
-    inputs = len(beams.origin)
-    beams, index = _advance(beams, candidates, top, vocab, finished, results, eos_id=eos_id,
-                            options=options)
-    if len(beams.origin):
-        state = decoder.reorder(state, index, inputs_changed=len(beams.origin) < inputs)
-    return beams, state
+    return _advance(beams, candidates, top, vocab, finished, results, eos_id=eos_id,
+                    options=options)
 
 
 def _advance(beams: Beams, candidates: np.ndarray, top: np.ndarray, vocab: int,

@@ -16,22 +16,95 @@ in the last bits, see ``tests/service/inference/test_continuous.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from service.inference.batching import pad_batch
-from service.inference.beam import Beams, Hypotheses, beam_step, concat_beams, start_beams
-from service.inference.onnx_decoder import OnnxModel
+from service.inference.beam import Beams, Hypotheses, concat_beams, select_step, start_beams
+from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import Hypothesis, SearchOptions
 from service.inference.translator import LengthLimits, Prepared, Translation, Translator
+
+
+class StaticSlab:
+    """Encoder outputs and source mask of the running rows, in reusable buffers.
+
+    Rows ``[0, rows)`` are live. Joining rows are written after them; the rows of inputs that
+    leave are filled with the rows of the last inputs (:meth:`move`), so neither copies the rows
+    that stay (copying every static tensor at every join or departure cost a third of the
+    decoding time). Buffers are ``capacity`` rows by ``width`` source positions; positions past
+    a row's source are masked, so the decoder may attend over the whole ``width``.
+    """
+
+    def __init__(self, src_axes: dict[str, int]) -> None:
+        self.src_axes = src_axes
+        self.rows = 0
+        self.mask = np.zeros((0, 0), dtype=np.int64)
+        self.static: dict[str, np.ndarray] = {}
+
+    @property
+    def width(self) -> int:
+        """Source positions the decoder sees."""
+        return int(self.mask.shape[1])
+
+    def view(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The live rows: mask ``(rows, width)`` and every static tensor (no copy)."""
+        return self.mask[: self.rows], {name: buf[: self.rows] for name, buf in self.static.items()}
+
+    def append(self, mask: np.ndarray, static: dict[str, np.ndarray]) -> None:
+        """Add rows after the live ones; ``mask`` ``(n, src_len)``."""
+        count, src = mask.shape
+        if not self.static or self.rows + count > len(self.mask) or src > self.width:
+            self._reallocate(max(2 * (self.rows + count), 8), max(src, self.width), static)
+        end = self.rows + count
+        self.mask[self.rows : end] = 0
+        self.mask[self.rows : end, :src] = mask
+        for name, axis in self.src_axes.items():
+            self.static[name][self._rows_and_src(axis, self.rows, end, src)] = static[name]
+        self.rows = end
+
+    def move(self, source: np.ndarray, target: np.ndarray) -> None:
+        """Copy rows ``source`` onto rows ``target`` (same length)."""
+        if len(source):
+            self.mask[target] = self.mask[source]
+            for buf in self.static.values():
+                buf[target] = buf[source]
+
+    def shrink(self) -> None:
+        """Narrow the buffers when the live sources use at most half the width."""
+        used = np.flatnonzero(self.mask[: self.rows].any(axis=0))
+        needed = int(used[-1]) + 1 if len(used) else 1
+        if 2 * needed <= self.width:
+            self._reallocate(len(self.mask), needed, None)
+
+    def _rows_and_src(self, axis: int, start: int, end: int, src: int) -> tuple[slice, ...]:
+        index = [slice(None)] * self.static[next(iter(self.static))].ndim
+        index[0], index[axis] = slice(start, end), slice(0, src)
+        return tuple(index)
+
+    def _reallocate(self, capacity: int, width: int,
+                    example: dict[str, np.ndarray] | None) -> None:
+        old_mask, old_static = self.mask, self.static
+        keep = min(width, self.width)
+        self.mask = np.zeros((capacity, width), dtype=np.int64)
+        self.mask[: self.rows, :keep] = old_mask[: self.rows, :keep]
+        template = old_static or example or {}
+        self.static = {}
+        for name, axis in self.src_axes.items():
+            shape = list(template[name].shape)
+            shape[0], shape[axis] = capacity, width
+            self.static[name] = np.zeros(shape, dtype=template[name].dtype)
+            if old_static:
+                index = self._rows_and_src(axis, 0, self.rows, keep)
+                self.static[name][index] = old_static[name][index]
 
 
 class RunningSearch:
     """A beam search over a batch whose inputs change between steps.
 
     Inputs are identified by integer keys. State rows: ``K`` per input (``K`` = beam size),
-    in the order of ``beams.origin``.
+    in the order of ``beams.origin``; static tensors live in a :class:`StaticSlab`, carried
+    state (caches) in plain arrays gathered every step.
     """
 
     def __init__(self, model: OnnxModel, options: SearchOptions, *, start_id: int, eos_id: int,
@@ -40,7 +113,8 @@ class RunningSearch:
         self.options = options
         self.start_id, self.eos_id, self.pad_id = start_id, eos_id, pad_id
         self.beams: Beams | None = None
-        self.state: Any = None
+        self.slab = StaticSlab(model.src_axes)
+        self.carried: dict[str, np.ndarray] = {}
         self.finished: Hypotheses = {}
 
     def __len__(self) -> int:
@@ -57,37 +131,68 @@ class RunningSearch:
         beams = start_beams(np.array(keys, dtype=np.int64), max_length, width, self.start_id)
         for key in keys:
             self.finished[key] = []
-        if self.beams is None or not len(self.beams.origin):
-            self.beams, self.state = beams, state
+        self.slab.append(state.mask, state.static)
+        if self.beams is None:
+            self.beams, self.carried = beams, state.carried
         else:
             self.beams = concat_beams(self.beams, beams)
-            self.state = self.model.merge(self.state, state)
+            self.carried = self.model.merge_carried(self.carried, state.carried)
 
     def drop(self, keys: set[int]) -> None:
         """Remove the given inputs (a cancelled request) from the batch."""
         if self.beams is None:
             return
         keep = np.flatnonzero(~np.isin(self.beams.origin, list(keys)))
-        if len(keep) == len(self.beams.origin):
-            return
         for key in keys:
             self.finished.pop(key, None)
-        self.state = (self.model.reorder(self.state, self.beams.rows_of(keep))
-                      if len(keep) else None)
-        self.beams = self.beams.select(keep) if len(keep) else None
+        if len(keep) < len(self.beams.origin):
+            self._keep(keep, self.beams.select(keep), self.beams.rows_of(keep))
 
     def step(self) -> Hypotheses:
         """One decoder call; the hypotheses of the inputs that finished in it, by key."""
-        if self.beams is None or not len(self.beams.origin):
+        if self.beams is None:
             return {}
+        mask, static = self.slab.view()
+        log_probs, state = self.model.step(self.beams.tokens,
+                                           OnnxState(mask, static, self.carried))
+        self.carried = state.carried
         results: Hypotheses = {}
-        self.beams, self.state = beam_step(self.model, self.state, self.beams, self.finished,
-                                           results, eos_id=self.eos_id, options=self.options)
-        if len(self.beams.origin):
-            self.state = self.model.compact(self.state)
-        else:
-            self.beams, self.state = None, None
+        beams, index = select_step(log_probs, self.beams, self.finished, results,
+                                   eos_id=self.eos_id, options=self.options)
+        self._keep(index[:: self.options.beam_size] // self.options.beam_size, beams, index)
         return results
+
+    def _keep(self, kept: np.ndarray, beams: Beams, rows: np.ndarray) -> None:
+        """Continue with ``beams`` (the inputs at old positions ``kept``, ascending) whose state
+        rows are the old rows ``rows``: fill the slab rows of departed inputs with those of the
+        last inputs, reorder beams and carried state to match, trim the cache."""
+        width = self.options.beam_size
+        count = len(kept)
+        if not count:
+            self.beams, self.carried, self.slab.rows = None, {}, 0
+            return
+        before = 0 if self.beams is None else len(self.beams.origin)
+        layout = np.arange(count)  # layout[p]: old input now at slab position p
+        if count < before:
+            gone = np.setdiff1d(np.arange(before), kept)
+            holes = gone[gone < count]
+            movers = kept[kept >= count]
+            layout[holes] = movers
+            self.slab.move(_block_rows(movers, width), _block_rows(holes, width))
+            self.slab.rows = count * width
+            self.slab.shrink()
+        rank = np.empty(kept.max() + 1, dtype=np.int64)
+        rank[kept] = np.arange(count)
+        order = rank[layout]  # position in ``beams`` of the input at each slab position
+        self.beams = beams.select(order)
+        index = rows.reshape(count, width)[order].reshape(-1)
+        self.carried = self.model.trim_cache(
+            {name: np.take(value, index, axis=0) for name, value in self.carried.items()})
+
+
+def _block_rows(inputs: np.ndarray, width: int) -> np.ndarray:
+    """State rows ``(len(inputs) * width,)`` of the given input positions."""
+    return (inputs[:, None] * width + np.arange(width)).reshape(-1)
 
 
 @dataclass

@@ -93,28 +93,43 @@ class OnnxModel:
         static = {name: np.concatenate([pad_to(running.static[name], axis, src),
                                         pad_to(joining.static[name], axis, src)])
                   for name, axis in self.src_axes.items()}
+        return OnnxState(mask, static, self.merge_carried(running.carried, joining.carried))
+
+    def merge_carried(self, running: dict[str, np.ndarray], joining: dict[str, np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+        """Carried state of ``running`` rows then ``joining`` rows, growing caches left-padded
+        (masked) to the longer of the two."""
+        if not self.joinable:
+            raise ValueError(f"{self.manifest.name}: the decoder's cache has no mask; "
+                             "re-export the bundle to use continuous batching")
         carried = {}
-        for name, old in running.carried.items():
-            new = joining.carried[name]
+        for name, old in running.items():
+            new = joining[name]
             axis = self.grow_axes.get(name)
             if axis is not None:
                 size = max(old.shape[axis], new.shape[axis])
                 old, new = pad_to(old, axis, size, left=True), pad_to(new, axis, size, left=True)
             carried[name] = np.concatenate([old, new])
-        return OnnxState(mask, static, carried)
+        return carried
+
+    def trim_cache(self, carried: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Cut cache columns that are padding for every row (on the left), once they are a
+        quarter of the cache or more."""
+        cache_mask = self.manifest.decoder.cache_mask
+        if cache_mask is None or not carried[cache_mask].shape[1]:
+            return carried
+        used = np.flatnonzero(carried[cache_mask].any(axis=0))
+        first = int(used[0]) if len(used) else carried[cache_mask].shape[1]
+        if not first or 4 * first < carried[cache_mask].shape[1]:
+            return carried
+        return {name: np.take(value, np.arange(first, value.shape[axis]), axis=axis)
+                if (axis := self.grow_axes.get(name)) is not None else value
+                for name, value in carried.items()}
 
     def compact(self, state: OnnxState) -> OnnxState:
         """Cut cache columns that are padding for every row (left) and source columns that
         are padding for every row (right), once they are a quarter of the tensor or more."""
-        cache_mask = self.manifest.decoder.cache_mask
-        carried = state.carried
-        if cache_mask is not None and carried[cache_mask].shape[1]:
-            used = np.flatnonzero(carried[cache_mask].any(axis=0))
-            first = int(used[0]) if len(used) else carried[cache_mask].shape[1]
-            if 4 * first >= carried[cache_mask].shape[1] > 0 and first:
-                carried = {name: np.take(value, np.arange(first, value.shape[axis]), axis=axis)
-                           if (axis := self.grow_axes.get(name)) is not None else value
-                           for name, value in carried.items()}
+        carried = self.trim_cache(state.carried)
         mask, static = state.mask, state.static
         used = np.flatnonzero(mask.any(axis=0))
         last = int(used[-1]) + 1 if len(used) else 1

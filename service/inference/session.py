@@ -23,13 +23,19 @@ def resolve_providers(requested: list[str] | None) -> list[str]:
 
 
 def session_options(threads: int | None) -> ort.SessionOptions:
-    """All graph optimizations, the memory arena and patterns on, sequential execution."""
+    """All graph optimizations, the memory arena and patterns on, sequential execution, no
+    spinning."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.enable_cpu_mem_arena = True
     options.enable_mem_pattern = True
     options.log_severity_level = 3
+    # Idle intra-op threads sleep instead of spinning: a model has two sessions (encoder and
+    # decoder) with a pool each, plus numpy search and the HTTP loop on the same cores, and
+    # spinning pools took the CPU from each other (docs/benchmarks.md: 126 -> 91 ms for one
+    # greedy sentence on 2 cores, and twice the per-row decoder cost under continuous batching).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

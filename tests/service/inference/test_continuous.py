@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from service.inference import Translator
-from service.inference.continuous import Arrival, DecodeLoop
+from service.inference.continuous import Arrival, DecodeLoop, StaticSlab
 from service.inference.onnx_decoder import OnnxModel
 from service.inference.search import SearchOptions
 from service.inference.translator import Translation
@@ -131,3 +131,24 @@ def test_bundles_without_cache_mask_are_refused(trained_bundle: Path, lstm_bundl
     with pytest.raises(ValueError, match="re-export"):
         DecodeLoop(Translator(old, model, translator.tokenizer, translator.provider))
     assert Translator.load(lstm_bundle).manifest.decoder.joinable  # no growing state at all
+
+
+def test_static_slab_reuses_rows_and_masks_the_rest() -> None:
+    slab = StaticSlab({"memory": 1})
+    first = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    slab.append(np.array([[1, 1, 1], [1, 1, 0]]), {"memory": first})
+    slab.append(np.array([[1, 1, 1, 1, 1]]), {"memory": np.full((1, 5, 2), 7, np.float32)})
+    mask, static = slab.view()
+    assert slab.width == 5 and mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0],
+                                                 [1, 1, 1, 1, 1]]
+    assert np.array_equal(static["memory"][:2, :3], first)
+    assert not static["memory"][:2, 3:].any() and (static["memory"][2] == 7).all()
+    slab.move(np.array([2]), np.array([0]))  # the last row fills a departed one
+    slab.rows = 2
+    mask, static = slab.view()
+    assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert (static["memory"][0] == 7).all() and np.array_equal(static["memory"][1, :3], first[1])
+    slab.move(np.array([1]), np.array([0]))
+    slab.rows = 1
+    slab.shrink()  # the long source left: half the width is enough
+    assert slab.width == 2 and slab.view()[0].tolist() == [[1, 1]]
