@@ -1,25 +1,30 @@
 """Continuous (iteration-level) batching: the same interface as :class:`Batcher`, but requests
 join and leave the running decode loop between two decoder steps.
 
-One asyncio task owns the queue and drives a :class:`DecodeLoop` in the model's worker thread,
-one iteration per call: drop the rows of requests whose caller went away (deadline passed,
-client disconnected), admit queued requests in arrival order while the running rows stay under
-the token budget (``beam * source tokens`` per request; the oldest waiting request is never
-overtaken, so none starves), then one decoder step of every running search. A request whose
-sentences are all done is answered at once, without waiting for the rest of its batch.
+The decode loop runs in the model's own worker thread and never waits for the event loop: the
+event loop only posts commands (admit a request, drop one) to a thread-safe inbox, and the
+worker posts results back with ``call_soon_threadsafe``. One worker iteration: read the inbox
+(blocking only when nothing is decoding), drop the rows of requests whose caller went away
+(deadline passed, client disconnected), admit waiting requests in arrival order while the
+running ones stay under the token budget (``beam * source tokens`` per request; the oldest
+waiting request is never overtaken, so none starves), then one decoder step of every running
+search. A request whose sentences are all done is answered at once, without waiting for the
+rest of its batch.
 
-The queue bound, ``Retry-After`` on overload and per-request deadlines are those of
-:class:`Batcher`; results are the ones each request gets alone (``service.inference.continuous``).
+The queue bound (requests submitted but not yet admitted), ``Retry-After`` on overload and
+per-request deadlines are those of :class:`Batcher`; results are the ones each request gets
+alone (``service.inference.continuous``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -48,11 +53,16 @@ class _Request:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
+@dataclass(frozen=True)
+class _Drop:
+    key: int
+
+
 _STOP = object()
 
 
 class ContinuousBatcher:
-    """The queue, the iteration loop and the worker thread of one model."""
+    """The inbox, the worker thread and its decode loop, for one model."""
 
     def __init__(self, decode_loop: DecodeLoop, *, max_batch_tokens: int = 4096,
                  queue_size: int = 256, name: str = "model",
@@ -64,41 +74,41 @@ class ContinuousBatcher:
         self.name = name
         self._cost = cost
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Request | object] = asyncio.Queue(maxsize=queue_size)
-        self._carry: _Request | None = None  # oldest waiting request, did not fit yet
-        self._active: dict[int, _Request] = {}
+        self._inbox: queue.SimpleQueue[_Request | _Drop | object] = queue.SimpleQueue()
         self._keys = count()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{name}")
-        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+        self._waiting_count = 0  # submitted, not yet admitted (the bounded queue)
+        # worker-thread state
+        self._waiting: deque[_Request] = deque()
+        self._active: dict[int, _Request] = {}
+        self._stopping = False
+        self._abort = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._finished: asyncio.Future[None] | None = None
 
     @property
     def depth(self) -> int:
-        """Requests waiting to join the loop."""
-        return self._queue.qsize() + (self._carry is not None)
+        """Requests waiting to join the decode loop."""
+        return self._waiting_count
 
     def depth_of(self) -> float:
         """``depth`` as a callable (for a live gauge)."""
         return float(self.depth)
 
-    @property
-    def running_cost(self) -> int:
-        """Budget used by the requests decoding now."""
-        return sum(request.cost for request in self._active.values())
-
     def start(self) -> None:
-        """Start the loop on the running event loop."""
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
+        """Start the worker thread; results are delivered on the running event loop."""
+        self._loop = asyncio.get_running_loop()
+        self._finished = self._loop.create_future()
+        self._thread = threading.Thread(target=self._work, name=f"engine-{self.name}",
+                                        daemon=True)
+        self._thread.start()
 
     async def submit(self, texts: list[str], options: DecodeOptions, *,
                      timeout: float) -> list[Translation]:
         """Queue ``texts`` and wait (at most ``timeout`` seconds) for their translations."""
-        self._check_open()
-        future: asyncio.Future[list[Translation]] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait(self._request(list(texts), options, future))
-        except asyncio.QueueFull:
-            raise QueueFullError(self.queue_size) from None
+        future = self._enqueue([list(texts)], options)[0]
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -108,132 +118,112 @@ class ContinuousBatcher:
     def submit_each(self, texts: list[str], options: DecodeOptions, *,
                     timeout: float) -> list[asyncio.Future[Translation]]:
         """One queued request and one future per text (see :meth:`Batcher.submit_each`)."""
-        self._check_open()
-        if self._queue.qsize() + len(texts) > self.queue_size:
-            raise QueueFullError(self.queue_size)
-        loop = asyncio.get_running_loop()
+        works = self._enqueue([[text] for text in texts], options)
+        return [linked_future(work, timeout) for work in works]
+
+    def _enqueue(self, groups: list[list[str]], options: DecodeOptions
+                 ) -> list[asyncio.Future[list[Translation]]]:
+        """All or nothing: one request per group, or :class:`QueueFullError`."""
+        if self._closing or self._loop is None:
+            raise BatcherClosedError(f"{self.name} is not accepting work")
+        with self._lock:
+            if self._waiting_count + len(groups) > self.queue_size:
+                raise QueueFullError(self.queue_size)
+            self._waiting_count += len(groups)
         futures = []
-        for text in texts:
-            work: asyncio.Future[list[Translation]] = loop.create_future()
-            self._queue.put_nowait(self._request([text], options, work))
-            futures.append(linked_future(work, timeout))
+        for texts in groups:
+            future: asyncio.Future[list[Translation]] = self._loop.create_future()
+            request = _Request(texts, options, future, options.beam_size * self._cost(texts),
+                               next(self._keys))
+            future.add_done_callback(self._dropper(request.key))
+            self._inbox.put(request)
+            futures.append(future)
         return futures
 
-    def _request(self, texts: list[str], options: DecodeOptions,
-                 future: asyncio.Future[list[Translation]]) -> _Request:
-        return _Request(texts, options, future, options.beam_size * self._cost(texts),
-                        next(self._keys))
-
-    def _check_open(self) -> None:
-        if self._closing or self._task is None:
-            raise BatcherClosedError(f"{self.name} is not accepting work")
+    def _dropper(self, key: int) -> Callable[[asyncio.Future[list[Translation]]], None]:
+        """Done-callback of a request's future: tell the worker (a no-op once answered)."""
+        def drop(_: asyncio.Future[list[Translation]]) -> None:
+            self._inbox.put(_Drop(key))
+        return drop
 
     async def close(self, timeout: float) -> None:
-        """Stop taking work, finish what is queued and running (up to ``timeout``), then
+        """Stop taking work, finish what is waiting and running (up to ``timeout``), then
         fail the rest."""
         self._closing = True
-        with suppress(asyncio.QueueFull):
-            self._queue.put_nowait(_STOP)
-        if self._task is not None:
+        self._inbox.put(_STOP)
+        if self._finished is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+                await asyncio.wait_for(asyncio.shield(self._finished), timeout)
             except TimeoutError:
-                self._task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await self._task
-        self._fail_all(BatcherClosedError("the server is shutting down"))
-        self._executor.shutdown(wait=False, cancel_futures=True)
+                self._abort.set()
+                await asyncio.shield(self._finished)
 
-    def _fail_all(self, error: Exception) -> None:
-        pending = [*self._active.values(), *([self._carry] if self._carry else [])]
-        self._active.clear()
-        self._carry = None
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, _Request):
-                pending.append(item)
-        for request in pending:
-            if not request.future.done():
-                request.future.set_exception(error)
+    # --- worker thread -------------------------------------------------------------------
 
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _work(self) -> None:
+        try:
+            while not self._abort.is_set():
+                self._read_inbox(block=not self._active and not self._waiting)
+                if self._stopping and not self._active and not self._waiting:
+                    break
+                self._iterate()
+        finally:
+            self._fail_everything(BatcherClosedError("the server is shutting down"))
+            assert self._loop is not None and self._finished is not None
+            self._loop.call_soon_threadsafe(_settle, self._finished)
+
+    def _read_inbox(self, block: bool) -> None:
+        """Apply every pending command; wait for one when ``block``."""
         while True:
-            admit = await self._admissions()
-            if admit is None:
-                return
-            drops = [key for key, request in self._active.items() if request.future.done()]
-            for key in drops:
-                del self._active[key]
-            self._active.update((request.key, request) for request in admit)
-            started = time.perf_counter()
-            steps = self.decode_loop.translator.model.steps
             try:
-                outcomes = await loop.run_in_executor(self._executor, self._iterate, admit,
-                                                      drops)
-            except asyncio.CancelledError:
-                self._fail_all(BatcherClosedError("the server is shutting down"))
-                raise
-            except Exception as err:  # the engine failed: every running request learns why
-                log.exception("decode loop failed", extra={"fields": {"model": self.name}})
-                self.decode_loop = DecodeLoop(self.decode_loop.translator)
-                for request in self._active.values():
-                    if not request.future.done():
-                        request.future.set_exception(err)
-                self._active.clear()
-                continue
-            self._deliver(outcomes)
-            self._report(admit, outcomes, started, steps)
+                item = self._inbox.get(block=block, timeout=0.5 if block else None)
+            except queue.Empty:
+                if block and not self._abort.is_set():
+                    continue
+                return
+            block = False
+            if isinstance(item, _Request):
+                self._waiting.append(item)
+            elif isinstance(item, _Drop):
+                self._drop(item.key)
+            else:
+                self._stopping = True
 
-    async def _admissions(self) -> list[_Request] | None:
-        """Queued requests that join now, oldest first, within the budget; blocks while
-        nothing runs; None once closed with nothing left."""
+    def _drop(self, key: int) -> None:
+        if self._active.pop(key, None) is not None:
+            self.decode_loop.cancel(key)
+            return
+        for request in self._waiting:
+            if request.key == key:
+                self._waiting.remove(request)
+                self._admitted(1)
+                return
+
+    def _admissions(self) -> list[_Request]:
+        """Waiting requests that join now: oldest first, within the budget."""
+        used = sum(request.cost for request in self._active.values())
         admit: list[_Request] = []
-        if not self._active:
-            first = await self._next_live()
-            if first is None:
-                return None
-            admit.append(first)
-        used = self.running_cost + sum(request.cost for request in admit)
-        while (item := self._take_nowait()) is not None:
-            if used + item.cost > self.max_batch_tokens and (self._active or admit):
-                self._carry = item
+        while self._waiting:
+            head = self._waiting[0]
+            if used + head.cost > self.max_batch_tokens and (self._active or admit):
                 break
-            admit.append(item)
-            used += item.cost
+            admit.append(self._waiting.popleft())
+            used += head.cost
+        self._admitted(len(admit))
         return admit
 
-    async def _next_live(self) -> _Request | None:
-        while True:
-            item = self._take_nowait()
-            if item is not None:
-                return item
-            if self._closing:
-                return None
-            got = await self._queue.get()
-            if isinstance(got, _Request) and not got.future.done():
-                return got
+    def _admitted(self, count: int) -> None:
+        with self._lock:
+            self._waiting_count -= count
 
-    def _take_nowait(self) -> _Request | None:
-        """The carried or next queued request that still has a caller, if any."""
-        if self._carry is not None:
-            item: _Request | object = self._carry
-            self._carry = None
-            if isinstance(item, _Request) and not item.future.done():
-                return item
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, _Request) and not item.future.done():
-                return item
-        return None
-
-    def _iterate(self, admit: list[_Request], drops: list[int]) -> list[Outcome]:
-        """Worker thread: cancel, admit, one step."""
+    def _iterate(self) -> None:
+        """Admit, then one decoder step; deliver whatever completed."""
+        admit = self._admissions()
+        started, steps = time.perf_counter(), self.decode_loop.translator.model.steps
         outcomes: list[Outcome] = []
-        for key in drops:
-            self.decode_loop.cancel(key)
-        arrivals = []
+        arrivals: list[Arrival] = []
         for request in admit:
+            self._active[request.key] = request
             options = request.options
             try:
                 search = make_options(options.beam_size, options.num_hypotheses,
@@ -242,18 +232,34 @@ class ContinuousBatcher:
                 outcomes.append((request.key, err))
                 continue
             arrivals.append(Arrival(request.key, request.texts, search, options.max_length))
-        outcomes += self.decode_loop.admit(arrivals)
-        return outcomes + self.decode_loop.step()
+        try:
+            outcomes += self.decode_loop.admit(arrivals)
+            outcomes += self.decode_loop.step()
+        except Exception as err:  # the engine failed: every running request learns why
+            log.exception("decode loop failed", extra={"fields": {"model": self.name}})
+            self.decode_loop = DecodeLoop(self.decode_loop.translator)
+            outcomes = [(key, err) for key in self._active]
+        done: list[Delivery] = [(self._active.pop(key).future, result)
+                                for key, result in outcomes if key in self._active]
+        if done:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(_resolve, done)
+        self._report(admit, outcomes, started, steps)
 
-    def _deliver(self, outcomes: list[Outcome]) -> None:
-        for key, result in outcomes:
-            request = self._active.pop(key, None)
-            if request is None or request.future.done():
-                continue
-            if isinstance(result, Exception):
-                request.future.set_exception(result)
-            else:
-                request.future.set_result(result)
+    def _fail_everything(self, error: Exception) -> None:
+        pending = [*self._active.values(), *self._waiting]
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Request):
+                pending.append(item)
+        self._active.clear()
+        self._waiting.clear()
+        if pending and self._loop is not None and not self._loop.is_closed():
+            failed: list[Delivery] = [(request.future, error) for request in pending]
+            self._loop.call_soon_threadsafe(_resolve, failed)
 
     def _report(self, admit: list[_Request], outcomes: list[Outcome], started: float,
                 steps: int) -> None:
@@ -271,3 +277,22 @@ class ContinuousBatcher:
             self._on_batch(report)
         except Exception:  # metrics must never break serving
             log.exception("batch report failed")
+
+
+Delivery = tuple[asyncio.Future[list[Translation]], list[Translation] | Exception]
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _resolve(results: list[Delivery]) -> None:
+    """Event loop: set each future that still has a caller."""
+    for future, result in results:
+        if future.done():
+            continue
+        if isinstance(result, Exception):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

@@ -102,18 +102,23 @@ def test_deadline_frees_the_rows(translator: Translator) -> None:
 
 def test_full_queue_is_refused_at_once(translator: Translator) -> None:
     async def run() -> None:
-        batcher = ContinuousBatcher(DecodeLoop(translator), queue_size=2)
-        batcher.start()
-        batcher._task.cancel()  # type: ignore[union-attr]  # nothing drains the queue
-        tasks = [asyncio.create_task(batcher.submit([t], GREEDY, timeout=60))
-                 for t in TEXTS[:2]]
+        batcher = await started(translator, queue_size=2, max_batch_tokens=1)
+        # budget 1: the long request decodes alone, the next two wait (the queue), more are
+        # refused at once
+        long = DecodeOptions(beam_size=4, max_length=200)
+        tasks = [asyncio.create_task(batcher.submit([" ".join(TEXTS)], long, timeout=60))]
         await asyncio.sleep(0)
+        while batcher.depth:  # until the long request was admitted
+            await asyncio.sleep(0.001)
+        tasks += [asyncio.create_task(batcher.submit([t], BEAM, timeout=60)) for t in TEXTS[:2]]
+        await asyncio.sleep(0)
+        assert batcher.depth == 2
         with pytest.raises(QueueFullError):
-            await batcher.submit([TEXTS[2]], GREEDY, timeout=60)
+            await batcher.submit([TEXTS[3]], GREEDY, timeout=60)
         with pytest.raises(QueueFullError):
-            batcher.submit_each(TEXTS[2:4], GREEDY, timeout=60)
-        for task in tasks:
-            task.cancel()
+            batcher.submit_each(TEXTS[3:5], GREEDY, timeout=60)
+        assert len(await asyncio.gather(*tasks)) == 3  # the queued ones still complete
+        await batcher.close(5)
 
     asyncio.run(run())
 
