@@ -102,6 +102,19 @@ def engine_latency(bundle: Path, sentence: str, beam: int, threads: int | None) 
     return statistics.median(times)
 
 
+def engine_scaling(bundle: Path, sentences: list[str], beam: int, batch: int) -> float:
+    """Sentences/s of the engine alone (no HTTP) translating ``sentences`` in batches of
+    ``batch``: the ceiling for what concurrency can gain over one client."""
+    from service.inference import Translator
+
+    translator = Translator.load(bundle)
+    translator.translate(sentences[:2], beam_size=beam)
+    started = time.perf_counter()
+    for index in range(0, len(sentences), batch):
+        translator.translate(sentences[index: index + batch], beam_size=beam)
+    return len(sentences) / (time.perf_counter() - started)
+
+
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
     cli.add_argument("--models", type=Path, default=Path("models"))
@@ -127,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"rss_mb_after_load": round(rss_mb(process.pid), 1)})
         single = asyncio.run(load(port, sentences[:1], 1, 5, body))
         engine = engine_latency(args.models / args.model, sentences[0], args.beam, None)
+        sample = sentences[:128]
+        rows.append({f"engine_sentences_per_s_batch_{batch}": round(
+            engine_scaling(args.models / args.model, sample, args.beam, batch), 2)
+            for batch in (1, 32)})
         rows.append({"http_p50_ms_one_sentence": single["p50_ms"],
                      "engine_ms_one_sentence": round(1000 * engine, 1),
                      "http_over_engine": round(single["p50_ms"] / (1000 * engine), 2)})
