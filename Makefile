@@ -55,6 +55,10 @@ bench: $(STAMP)
 	$(PY) -m bench.graph_opt models/transformer-en-fr models/transformer-en-fr/int8
 	$(PY) -m bench.engines --out runs/bench-engines.jsonl
 	$(PY) -m bench.load --out runs/bench-load.jsonl
+	$(PY) -m bench.natural --out runs/bench-natural.jsonl
+	$(PY) -m bench.continuous --out runs/bench-continuous.jsonl --png docs/bench-continuous.png
+	$(PY) -m bench.spinning
+	$(PY) -m bench.soak --minutes 10 --window 60
 
 # Container tests only (docs/deployment.md); `make unit` runs them too.
 test-container: $(STAMP)

@@ -95,6 +95,8 @@ def run_mode(mode: str, args: argparse.Namespace, sentences: list[str],
     """All measurements of one batching mode; returns its rows and its saturated rate."""
     port = free_port()
     env = {"TRANSLATE_BATCHING": mode, "TRANSLATE_DEFAULT_MODELS": args.model}
+    if mode == "continuous" and args.continuous_budget:
+        env["TRANSLATE_MAX_BATCH_TOKENS"] = str(args.continuous_budget)
     process, _ = start_server(args.models, port, env)
     body = {"model": args.model, "beam_size": args.beam}
     rows: list[dict[str, Any]] = []
@@ -151,6 +153,9 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--saturate-clients", type=int, default=64)
     cli.add_argument("--loads", type=lambda s: [float(x) for x in s.split(",")],
                      default=[0.5, 0.7, 0.9])
+    cli.add_argument("--continuous-budget", type=int,
+                     help="TRANSLATE_MAX_BATCH_TOKENS of the continuous server (default: the "
+                     "service default, as for request-level)")
     cli.add_argument("--out", type=Path)
     cli.add_argument("--png", type=Path)
     return cli
