@@ -1,12 +1,13 @@
 """Iteration-level scheduling (continuous batching) for encoder-decoder decoding.
 
 A :class:`DecodeLoop` keeps one running beam search per set of search options (greedy is beam
-1, which gives the same tokens and scores as :func:`greedy_search`). Each :meth:`DecodeLoop.
-iterate` call admits new requests — their sentences are encoded and **join** the running
-batch: encoder outputs and masks right-padded to the batch's source length, growing caches
-left-padded and masked (``OnnxModel.merge``) — then runs one decoder step per search. Inputs
-that finish leave at once, and a request whose sentences are all done is returned in the same
-call. Rows of a cancelled request are dropped before the next step.
+1, which gives the same tokens and scores as :func:`greedy_search`). Its driver calls, between
+two steps, :meth:`DecodeLoop.admit` — new requests' sentences are encoded and **join** the
+running batch: encoder outputs and masks padded to the batch's source width
+(:class:`StaticSlab`), growing caches left-padded and masked (``OnnxModel.merge_carried``) —
+and :meth:`DecodeLoop.cancel`, then :meth:`DecodeLoop.step`: one decoder step per search.
+Inputs that finish leave at once, and a request whose sentences are all done is returned by
+that step.
 
 Every input keeps its own step count, length limit and position, so its result is the one it
 gets decoding alone (the padded entries weigh exactly zero in attention; float sums may differ
@@ -31,9 +32,10 @@ class StaticSlab:
 
     Rows ``[0, rows)`` are live. Joining rows are written after them; the rows of inputs that
     leave are filled with the rows of the last inputs (:meth:`move`), so neither copies the rows
-    that stay (copying every static tensor at every join or departure cost a third of the
-    decoding time). Buffers are ``capacity`` rows by ``width`` source positions; positions past
-    a row's source are masked, so the decoder may attend over the whole ``width``.
+    that stay (copying every static tensor at every join or departure took about a quarter of
+    the decoding time, docs/benchmarks.md). Buffers are ``capacity`` rows by ``width`` source
+    positions; positions past a row's source are masked, so the decoder may attend over the
+    whole ``width``.
     """
 
     def __init__(self, src_axes: dict[str, int]) -> None:

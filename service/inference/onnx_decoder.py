@@ -81,20 +81,6 @@ class OnnxModel:
         return OnnxState(np.take(state.mask, index, axis=0), take(state.static),
                          take(state.carried))
 
-    def merge(self, running: OnnxState, joining: OnnxState) -> OnnxState:
-        """Rows of ``running`` then rows of ``joining`` (which may have started at a later
-        step): source axes are right-padded (masked), growing caches left-padded with zeros,
-        which the cache mask marks as padding. Needs a joinable contract."""
-        if not self.joinable:
-            raise ValueError(f"{self.manifest.name}: the decoder's cache has no mask; "
-                             "re-export the bundle to use continuous batching")
-        src = max(running.mask.shape[1], joining.mask.shape[1])
-        mask = np.concatenate([pad_to(running.mask, 1, src), pad_to(joining.mask, 1, src)])
-        static = {name: np.concatenate([pad_to(running.static[name], axis, src),
-                                        pad_to(joining.static[name], axis, src)])
-                  for name, axis in self.src_axes.items()}
-        return OnnxState(mask, static, self.merge_carried(running.carried, joining.carried))
-
     def merge_carried(self, running: dict[str, np.ndarray], joining: dict[str, np.ndarray]
                       ) -> dict[str, np.ndarray]:
         """Carried state of ``running`` rows then ``joining`` rows, growing caches left-padded
@@ -125,19 +111,6 @@ class OnnxModel:
         return {name: np.take(value, np.arange(first, value.shape[axis]), axis=axis)
                 if (axis := self.grow_axes.get(name)) is not None else value
                 for name, value in carried.items()}
-
-    def compact(self, state: OnnxState) -> OnnxState:
-        """Cut cache columns that are padding for every row (left) and source columns that
-        are padding for every row (right), once they are a quarter of the tensor or more."""
-        carried = self.trim_cache(state.carried)
-        mask, static = state.mask, state.static
-        used = np.flatnonzero(mask.any(axis=0))
-        last = int(used[-1]) + 1 if len(used) else 1
-        if 4 * (mask.shape[1] - last) >= mask.shape[1]:
-            mask = mask[:, :last]
-            static = {name: np.take(value, np.arange(last), axis=self.src_axes[name])
-                      for name, value in static.items()}
-        return OnnxState(mask, static, carried)
 
 
 def pad_to(array: np.ndarray, axis: int, size: int, *, left: bool = False) -> np.ndarray:

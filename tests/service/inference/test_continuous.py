@@ -105,20 +105,22 @@ def test_cancel_frees_rows_and_the_loop_drains(translator: Translator) -> None:
     assert not loop.searches and not loop.requests
 
 
-def test_merge_pads_sources_and_masks_caches(trained_bundle: Path) -> None:
+def test_joining_rows_get_a_masked_cache_and_their_own_position(trained_bundle: Path) -> None:
     translator = Translator.load(trained_bundle)
     model = translator.model
-    long_ids = np.array([[5, 6, 7, 8, 1]]), np.ones((1, 5), dtype=np.int64)
-    running = model.encode(*long_ids)
+    running = model.encode(np.array([[5, 6, 7, 8, 1]]), np.ones((1, 5), dtype=np.int64))
     _, running = model.step(np.array([3]), running)
     _, running = model.step(np.array([9]), running)
     joining = model.encode(np.array([[5, 1]]), np.ones((1, 2), dtype=np.int64))
-    merged = model.merge(running, joining)
-    assert merged.mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    carried = model.merge_carried(running.carried, joining.carried)
     cache = translator.manifest.decoder.cache_mask
     assert cache is not None
-    assert merged.carried[cache].tolist() == [[1, 1], [0, 0]]
-    assert merged.carried["position"].tolist() == [2, 0]
+    assert carried[cache].tolist() == [[1, 1], [0, 0]]  # the newcomer's past is padding
+    assert carried["position"].tolist() == [2, 0]
+    assert carried["past_key_0"].shape[:3] == (2, running.carried["past_key_0"].shape[1], 2)
+    assert not carried["past_key_0"][1].any()
+    trimmed = model.trim_cache({name: value[1:] for name, value in carried.items()})
+    assert trimmed[cache].shape == (1, 0)  # only padding left: cut
 
 
 def test_bundles_without_cache_mask_are_refused(trained_bundle: Path, lstm_bundle: Path
