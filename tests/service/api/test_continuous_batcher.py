@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -38,8 +39,10 @@ def alone(translator: Translator, texts: list[str], options: DecodeOptions) -> l
         length_penalty=options.length_penalty, max_length=options.max_length)]
 
 
-async def started(translator: Translator, **kwargs: int) -> ContinuousBatcher:
-    batcher = ContinuousBatcher(DecodeLoop(translator), **kwargs)
+async def started(translator: Translator, *, queue_size: int = 256,
+                  max_batch_tokens: int = 4096) -> ContinuousBatcher:
+    batcher = ContinuousBatcher(DecodeLoop(translator), queue_size=queue_size,
+                                max_batch_tokens=max_batch_tokens)
     batcher.start()
     return batcher
 
@@ -147,7 +150,8 @@ def test_close_finishes_running_requests(translator: Translator) -> None:
 
 @pytest.mark.parametrize(("batching", "kind"), [("continuous", ContinuousBatcher),
                                                 ("request", Batcher)])
-def test_setting_chooses_the_batcher(trained_bundle: Path, tmp_path: Path, batching: str,
+def test_setting_chooses_the_batcher(trained_bundle: Path, tmp_path: Path,
+                                     batching: Literal["request", "continuous"],
                                      kind: type) -> None:
     copy_bundle(trained_bundle, tmp_path, "tiny")
     settings = Settings(models_dir=tmp_path, threads=1, batching=batching)

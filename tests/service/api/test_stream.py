@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi import Request
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from service.api.batcher import BatcherClosedError, DecodeOptions, QueueFullError
 from service.api.registry import ModelEntry
@@ -78,7 +79,8 @@ def test_one_event_per_sentence_in_order_then_done(client: TestClient) -> None:
     assert done["usage"] == {"texts": 1,
                              "source_tokens": sum(s["source_tokens"] for s in sentences),
                              "target_tokens": sum(s["target_tokens"] for s in sentences)}
-    models = {"start": StreamStart, "sentence": StreamSentence, "done": StreamDone}
+    models: dict[str, type[BaseModel]] = {"start": StreamStart, "sentence": StreamSentence,
+                                          "done": StreamDone}
     for name, data in events:  # every event's data is exactly its documented model
         assert set(data) == set(models[name].model_fields), name
         models[name].model_validate(data)
