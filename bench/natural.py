@@ -41,11 +41,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8"]
+# "-es": the engine with early stopping, CTranslate2's stopping rule (its default patience 1)
+SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8",
+           "engine-fp32-es", "engine-int8-es"]
 BLEU_TOLERANCE = 0.3
 RATIOS = {"fp32 / ct2-float32": ("engine-fp32", "ct2-float32"),
           "fp32 / generate": ("engine-fp32", "generate"),
-          "int8 / ct2-int8": ("engine-int8", "ct2-int8")}
+          "int8 / ct2-int8": ("engine-int8", "ct2-int8"),
+          "fp32-es / ct2-float32": ("engine-fp32-es", "ct2-float32"),
+          "int8-es / ct2-int8": ("engine-int8-es", "ct2-int8")}
 
 # texts, length cap -> (translations, target tokens computed: generated ids, eos included)
 Translate = Callable[[list[str], int], tuple[list[str], int]]
@@ -82,13 +86,15 @@ def length_cap(longest_source: int, model_max: int) -> int:
     return int(LengthLimits().for_sources(np.array([longest_source]), model_max)[0])
 
 
-def engine_runner(bundle: Path, beam: int, threads: int) -> Translate:
+def engine_runner(bundle: Path, beam: int, threads: int, early_stopping: bool = False
+                  ) -> Translate:
     from service.inference import Translator
 
     tr = Translator.load(bundle, threads=threads, max_batch_tokens=1 << 30)
 
     def run(texts: list[str], cap: int) -> tuple[list[str], int]:
-        results = tr.translate(texts, beam_size=beam, max_length=cap, length_penalty=1.0)
+        results = tr.translate(texts, beam_size=beam, max_length=cap, length_penalty=1.0,
+                               early_stopping=early_stopping)
         # target_tokens counts eos even for a hypothesis cut at the cap, which has none
         tokens = sum(r.target_tokens - (r.finish_reason == "length") for r in results)
         return [r.text for r in results], tokens
@@ -228,8 +234,8 @@ def run_system(args: argparse.Namespace) -> dict[str, Any]:
     system = args.only
     translate: Translate
     if system.startswith("engine"):
-        bundle = args.bundle / "int8" if system.endswith("int8") else args.bundle
-        translate = engine_runner(bundle, args.beam, args.threads)
+        bundle = args.bundle / "int8" if "int8" in system else args.bundle
+        translate = engine_runner(bundle, args.beam, args.threads, system.endswith("-es"))
     else:
         from transformers import AutoTokenizer
 

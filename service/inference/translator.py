@@ -105,10 +105,10 @@ class Translator:
                       num_hypotheses: int = 1, length_penalty: float = 1.0,
                       min_length: int = 0, max_length: int | None = None,
                       no_repeat_ngram_size: int = 0, max_batch_tokens: int | None = None,
-                      ) -> list[list[int]]:
+                      early_stopping: bool = False) -> list[list[int]]:
         """Token level: best output ids per input (eos off), in input order."""
         options = make_options(beam_size, num_hypotheses, length_penalty, min_length,
-                               no_repeat_ngram_size)
+                               no_repeat_ngram_size, early_stopping)
         results = self.search(sources, options, LengthLimits(max_length=max_length),
                               max_batch_tokens)
         return [hyps[0].tokens for hyps in results]
@@ -138,10 +138,14 @@ class Translator:
                   length_penalty: float = 1.0, max_length: int | None = None,
                   min_length: int = 0, no_repeat_ngram_size: int = 0,
                   return_scores: bool = True, on_too_long: TooLong = "truncate",
-                  max_batch_tokens: int | None = None) -> list[Translation]:
-        """Text in, text out; long texts are split into sentences and re-joined."""
+                  max_batch_tokens: int | None = None, early_stopping: bool = False
+                  ) -> list[Translation]:
+        """Text in, text out; long texts are split into sentences and re-joined.
+        ``early_stopping`` ends an input's beam search once it has ``beam_size`` finished
+        hypotheses (CTranslate2's rule, ``generate(early_stopping=True)``); by default it goes
+        on while a running beam could still win (``generate``'s default)."""
         options = make_options(beam_size, num_hypotheses, length_penalty, min_length,
-                               no_repeat_ngram_size)
+                               no_repeat_ngram_size, early_stopping)
         prepared = self.prepare(texts, on_too_long)
         hyps = self.search(prepared.sources, options, LengthLimits(max_length=max_length),
                            max_batch_tokens)
@@ -213,7 +217,7 @@ class Translator:
 
 
 def make_options(beam_size: int, num_hypotheses: int, length_penalty: float, min_length: int,
-                 no_repeat_ngram_size: int) -> SearchOptions:
+                 no_repeat_ngram_size: int, early_stopping: bool = False) -> SearchOptions:
     """Validated search options; a bad value raises ``ValueError`` naming the field."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
@@ -224,4 +228,5 @@ def make_options(beam_size: int, num_hypotheses: int, length_penalty: float, min
         raise ValueError("min_length and no_repeat_ngram_size must not be negative")
     return SearchOptions(beam_size=beam_size, num_hypotheses=num_hypotheses,
                          length_penalty=length_penalty, min_length=min_length,
-                         no_repeat_ngram_size=no_repeat_ngram_size)
+                         no_repeat_ngram_size=no_repeat_ngram_size,
+                         early_stopping=early_stopping)

@@ -39,5 +39,6 @@ def test_natural_harness_runs_every_system(tmp_path: Path) -> None:
     assert by["generate"]["same_text_as_engine_fp32"] == 1.0
     assert summary["system"] == "summary"
     assert set(summary["ratios"]) == {"fp32 / ct2-float32", "fp32 / generate",
-                                      "int8 / ct2-int8"}
+                                      "int8 / ct2-int8", "fp32-es / ct2-float32",
+                                      "int8-es / ct2-int8"}
     assert isinstance(summary["bleu_within_tolerance"], bool)

@@ -62,16 +62,20 @@ def test_greedy_equals_generate(translator: Translator, trained_bundle: Path) ->
     assert translator.translate_ids(sources, beam_size=1, max_length=20) == expected
 
 
-@pytest.mark.parametrize(("beam", "hyps", "penalty"), [(4, 1, 1.0), (4, 3, 0.6), (2, 2, 0.0)])
+@pytest.mark.parametrize(("beam", "hyps", "penalty", "early"),
+                         [(4, 1, 1.0, False), (4, 3, 0.6, False), (2, 2, 0.0, False),
+                          # length penalty 2: early stopping changes 3 of the 14 results here
+                          (4, 4, 2.0, False), (4, 4, 2.0, True)])
 def test_beam_equals_generate_with_scores(translator: Translator, trained_bundle: Path,
-                                          beam: int, hyps: int, penalty: float) -> None:
+                                          beam: int, hyps: int, penalty: float,
+                                          early: bool) -> None:
     sources = sources_of(translator)
     expected, scores = generate(trained_bundle, sources, num_beams=beam, max_new_tokens=20,
                                 num_return_sequences=hyps, length_penalty=penalty,
-                                early_stopping=False)
+                                early_stopping=early)
     from service.inference.translator import LengthLimits, make_options
 
-    results = translator.search(sources, make_options(beam, hyps, penalty, 0, 0),
+    results = translator.search(sources, make_options(beam, hyps, penalty, 0, 0, early),
                                 LengthLimits(max_length=20))
     got = [h.tokens for row in results for h in row]
     assert got == expected
