@@ -170,7 +170,8 @@ class ContinuousBatcher:
         finally:
             self._fail_everything(BatcherClosedError("the server is shutting down"))
             assert self._loop is not None and self._finished is not None
-            self._loop.call_soon_threadsafe(_settle, self._finished)
+            if not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(_settle, self._finished)
 
     def _read_inbox(self, block: bool) -> None:
         """Apply every pending command; wait for one when ``block``."""
