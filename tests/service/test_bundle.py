@@ -52,3 +52,21 @@ def test_contract_that_does_not_match_the_graphs(bundle: Path) -> None:
     manifest = load_bundle_manifest(bundle)
     with pytest.raises(BundleError, match=r"state contract does not match.*past_key_renamed"):
         check_contract(bundle, manifest, *sessions(bundle))
+
+
+def test_cache_mask_must_name_a_state_input(bundle: Path) -> None:
+    raw = json.loads((bundle / "model.json").read_text())
+    assert raw["decoder"]["cache_mask"] == "past_mask"
+    raw["decoder"]["cache_mask"] = "no_such_mask"
+    (bundle / "model.json").write_text(json.dumps(raw))
+    manifest = load_bundle_manifest(bundle)
+    with pytest.raises(BundleError, match=r"cache_mask 'no_such_mask' is not a state input"):
+        check_contract(bundle, manifest, *sessions(bundle))
+
+
+def test_bundles_from_before_the_cache_mask_still_load(bundle: Path) -> None:
+    raw = json.loads((bundle / "model.json").read_text())
+    del raw["decoder"]["cache_mask"]
+    (bundle / "model.json").write_text(json.dumps(raw))
+    manifest = load_bundle_manifest(bundle)
+    assert manifest.decoder.cache_mask is None and not manifest.decoder.joinable
