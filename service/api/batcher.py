@@ -141,11 +141,7 @@ class Batcher:
             self._queue.put_nowait(_Work(list(texts), options, future, self._cost(texts)))
         except asyncio.QueueFull:
             raise QueueFullError(self.queue_size) from None
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise DeadlineExceededError(
-                f"no result within the {timeout:g} s deadline") from None
+        return await within_deadline(future, timeout)
 
     def submit_each(self, texts: list[str], options: DecodeOptions, *,
                     timeout: float) -> list[asyncio.Future[Translation]]:
@@ -293,10 +289,25 @@ class Batcher:
             source_tokens=sum(r.source_tokens for r in results),
             target_tokens=sum(r.target_tokens for r in results),
             decode_steps=self.engine.decode_steps() - steps)
-        try:
-            self._on_batch(report)
-        except Exception:  # metrics must never break serving
-            log.exception("batch report failed")
+        send_report(self._on_batch, report)
+
+
+async def within_deadline(future: asyncio.Future[list[Translation]], timeout: float
+                          ) -> list[Translation]:
+    """The future's result, or :class:`DeadlineExceededError` after ``timeout`` seconds (the
+    future is then cancelled, which drops its queued work)."""
+    try:
+        return await asyncio.wait_for(future, timeout)
+    except TimeoutError:
+        raise DeadlineExceededError(f"no result within the {timeout:g} s deadline") from None
+
+
+def send_report(on_batch: Callable[[BatchReport], None], report: BatchReport) -> None:
+    """Hand a report to the metrics callback; metrics must never break serving."""
+    try:
+        on_batch(report)
+    except Exception:
+        log.exception("batch report failed")
 
 
 def group_by_options(batch: list[_Work]) -> list[list[_Work]]:

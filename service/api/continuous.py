@@ -31,11 +31,12 @@ from itertools import count
 from service.api.batcher import (
     BatcherClosedError,
     BatchReport,
-    DeadlineExceededError,
     DecodeOptions,
     QueueFullError,
     approx_tokens,
     linked_future,
+    send_report,
+    within_deadline,
 )
 from service.inference.continuous import Arrival, DecodeLoop, Outcome
 from service.inference.translator import Translation, make_options
@@ -109,11 +110,7 @@ class ContinuousBatcher:
                      timeout: float) -> list[Translation]:
         """Queue ``texts`` and wait (at most ``timeout`` seconds) for their translations."""
         future = self._enqueue([list(texts)], options)[0]
-        try:
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise DeadlineExceededError(
-                f"no result within the {timeout:g} s deadline") from None
+        return await within_deadline(future, timeout)
 
     def submit_each(self, texts: list[str], options: DecodeOptions, *,
                     timeout: float) -> list[asyncio.Future[Translation]]:
@@ -274,10 +271,7 @@ class ContinuousBatcher:
             source_tokens=sum(t.source_tokens for result in done for t in result),
             target_tokens=sum(t.target_tokens for result in done for t in result),
             decode_steps=self.decode_loop.translator.model.steps - steps)
-        try:
-            self._on_batch(report)
-        except Exception:  # metrics must never break serving
-            log.exception("batch report failed")
+        send_report(self._on_batch, report)
 
 
 Delivery = tuple[asyncio.Future[list[Translation]], list[Translation] | Exception]
