@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from service.api.lifecycle import Lifecycle
 from service.api.settings import Settings
+from service.api.transport import CoalescingHTTPProtocol
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def serve(app: FastAPI, settings: Settings) -> int:
     lifecycle: Lifecycle = app.state.service.lifecycle
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                             access_log=False, server_header=False, lifespan="on",
+                            http=CoalescingHTTPProtocol,
                             timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)))
     server = DrainingServer(config, lifecycle, settings.drain_timeout_s)
     server.run()

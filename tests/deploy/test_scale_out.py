@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,8 @@ def replicas(cpu_image: Image) -> Iterator[list[Container]]:
 
 
 def post(url: str) -> int:
-    """Status of one POST /translate through the balancer (-1: no HTTP answer at all)."""
+    """Status of one POST /translate through the balancer (-1: no HTTP answer at all, -2: an
+    answer cut off after its header)."""
     request = urllib.request.Request(url, data=BODY,
                                      headers={"Content-Type": "application/json"})
     try:
@@ -52,6 +54,8 @@ def post(url: str) -> int:
             return int(reply.status)
     except urllib.error.HTTPError as err:
         return int(err.code)
+    except HTTPException:
+        return -2
     except OSError:
         return -1
 
