@@ -62,6 +62,17 @@ class StaticSpec:
 
 
 @dataclass(frozen=True)
+class TopKSpec:
+    """The decoder's in-graph top-k head: ``k`` fed as ``input`` (int64 ``(1,)``, default 1),
+    each row's ``k`` best log-probs ``(batch, k)`` (best first) as ``values`` and their token
+    ids as ``indices``. Saves copying and sorting ``(batch, vocab)`` log-probs every step."""
+
+    input: str = "top_k"
+    values: str = "top_log_probs"
+    indices: str = "top_ids"
+
+
+@dataclass(frozen=True)
 class DecoderContract:
     """Decoder step inputs and outputs."""
 
@@ -72,6 +83,7 @@ class DecoderContract:
     # The int64 state input that marks real (1) and padded (0) cache entries along grow_axis,
     # so rows with caches of different lengths can share a step (continuous batching).
     cache_mask: str | None = None
+    top_k: TopKSpec | None = None  # absent in bundles exported before the head existed
 
     @property
     def joinable(self) -> bool:
@@ -125,7 +137,8 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
     contract = DecoderContract(
         log_probs=decoder["log_probs"], state=_specs(decoder["state"], StateSpec),
         static=_specs(decoder["static"], StaticSpec), inputs=_specs(decoder["inputs"], TensorSpec),
-        cache_mask=decoder.get("cache_mask"))
+        cache_mask=decoder.get("cache_mask"),
+        top_k=TopKSpec(**decoder["top_k"]) if decoder.get("top_k") else None)
     return Manifest(decoder=contract, encoder_inputs=_specs(raw.pop("encoder_inputs"), TensorSpec),
                     encoder_outputs=_specs(raw.pop("encoder_outputs"), TensorSpec), **raw)
 
@@ -170,6 +183,8 @@ def expected_decoder_io(manifest: Manifest) -> tuple[set[str], set[str]]:
     inputs = {spec.name for spec in contract.inputs}
     inputs |= {s.input for s in contract.state} | {s.input for s in contract.static}
     outputs = {contract.log_probs} | {s.output for s in contract.state}
+    if contract.top_k is not None:
+        outputs |= {contract.top_k.values, contract.top_k.indices}
     return inputs, outputs
 
 

@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 
 from service.inference.search import (
+    Candidates,
     Decoder,
     FinishReason,
     Hypothesis,
     SearchOptions,
-    ban_tokens,
+    next_candidates,
     normalise,
 )
 
@@ -65,7 +66,7 @@ def concat_beams(first: Beams, second: Beams) -> Beams:
 
 
 def _top_candidates(candidates: np.ndarray, count: int) -> np.ndarray:
-    """Indices of the ``count`` best of each row of ``(inputs, K * V)``, best first."""
+    """Indices of the ``count`` best of each row of ``(inputs, K * k)``, best first."""
     count = min(count, candidates.shape[1])
     part = np.argpartition(-candidates, count - 1, axis=1)[:, :count]
     values = np.take_along_axis(candidates, part, axis=1)
@@ -109,35 +110,33 @@ def beam_step(decoder: Decoder, state: Any, beams: Beams, finished: Hypotheses,
               results: Hypotheses, *, eos_id: int, options: SearchOptions) -> tuple[Beams, Any]:
     """One decoder call for every running beam: finished inputs move to ``results`` (keyed by
     ``beams.origin``) and leave the batch; returns the remaining beams and their state."""
-    log_probs, state = decoder.step(beams.tokens, state)
+    found, state = next_candidates(decoder, beams.tokens, state, beams.histories,
+                                   np.repeat(beams.steps, options.beam_size),
+                                   k=2 * options.beam_size, eos_id=eos_id, options=options)
     inputs = len(beams.origin)
-    beams, index = select_step(log_probs, beams, finished, results, eos_id=eos_id,
-                               options=options)
+    beams, index = select_step(found, beams, finished, results, eos_id=eos_id, options=options)
     if len(beams.origin):
         state = decoder.reorder(state, index, inputs_changed=len(beams.origin) < inputs)
     return beams, state
 
 
-def select_step(log_probs: np.ndarray, beams: Beams, finished: Hypotheses,
+def select_step(found: Candidates, beams: Beams, finished: Hypotheses,
                 results: Hypotheses, *, eos_id: int, options: SearchOptions
                 ) -> tuple[Beams, np.ndarray]:
-    """From one step's ``(inputs * K, vocab)`` log-probs: the next beams, and the state rows
-    ``(next inputs * K,)`` they continue (grouped by input, in the order of ``beams``)."""
-    width = options.beam_size
-    log_probs = ban_tokens(log_probs, beams.histories, np.repeat(beams.steps, width),
-                           eos_id=eos_id, options=options)
-    vocab = log_probs.shape[1]
-    candidates = (beams.scores.reshape(-1, 1) + log_probs).reshape(len(beams.origin), -1)
-    top = _top_candidates(candidates, 2 * width)
-    return _advance(beams, candidates, top, vocab, finished, results, eos_id=eos_id,
+    """From one step's candidates ``(inputs * K, k)`` (``k >= 2 * K`` allowed tokens of each
+    row, or all of them): the next beams, and the state rows ``(next inputs * K,)`` they
+    continue (grouped by input, in the order of ``beams``)."""
+    candidates = (beams.scores.reshape(-1, 1) + found.values).reshape(len(beams.origin), -1)
+    top = _top_candidates(candidates, 2 * options.beam_size)
+    return _advance(beams, candidates, top, found.ids, finished, results, eos_id=eos_id,
                     options=options)
 
 
-def _advance(beams: Beams, candidates: np.ndarray, top: np.ndarray, vocab: int,
+def _advance(beams: Beams, candidates: np.ndarray, top: np.ndarray, ids: np.ndarray,
              finished: Hypotheses, results: Hypotheses, *, eos_id: int,
              options: SearchOptions) -> tuple[Beams, np.ndarray]:
     """Finish, select and drop: the next running beams and the state rows they continue."""
-    width = options.beam_size
+    width, per_row = options.beam_size, ids.shape[1]
     keep_inputs, rows, tokens, scores, histories = [], [], [], [], []
     lengths = beams.steps + 1
     for i, origin in enumerate(beams.origin.tolist()):
@@ -146,7 +145,8 @@ def _advance(beams: Beams, candidates: np.ndarray, top: np.ndarray, vocab: int,
         running: list[tuple[int, int, float]] = []
         for rank, flat in enumerate(top[i].tolist()):
             score = float(candidates[i, flat])
-            row, token = i * width + flat // vocab, flat % vocab
+            row = i * width + flat // per_row
+            token = int(ids[row, flat % per_row])
             if token == eos_id or at_limit:
                 if rank < width:
                     _finish(finished[origin], width, beams.histories[row], token, eos_id,

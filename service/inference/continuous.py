@@ -23,7 +23,7 @@ import numpy as np
 from service.inference.batching import pad_batch
 from service.inference.beam import Beams, Hypotheses, concat_beams, select_step, start_beams
 from service.inference.onnx_decoder import OnnxModel, OnnxState
-from service.inference.search import Hypothesis, SearchOptions
+from service.inference.search import Hypothesis, SearchOptions, next_candidates
 from service.inference.translator import LengthLimits, Prepared, Translation, Translator
 
 
@@ -155,11 +155,14 @@ class RunningSearch:
         if self.beams is None:
             return {}
         mask, static = self.slab.view()
-        log_probs, state = self.model.step(self.beams.tokens,
-                                           OnnxState(mask, static, self.carried))
+        width = self.options.beam_size
+        found, state = next_candidates(self.model, self.beams.tokens,
+                                       OnnxState(mask, static, self.carried),
+                                       self.beams.histories, np.repeat(self.beams.steps, width),
+                                       k=2 * width, eos_id=self.eos_id, options=self.options)
         self.carried = state.carried
         results: Hypotheses = {}
-        beams, index = select_step(log_probs, self.beams, self.finished, results,
+        beams, index = select_step(found, self.beams, self.finished, results,
                                    eos_id=self.eos_id, options=self.options)
         self._keep(index[:: self.options.beam_size] // self.options.beam_size, beams, index)
         return results

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from service.bundle import Manifest
+from service.inference.search import Candidates, top_k
 
 
 @dataclass
@@ -34,6 +35,10 @@ class OnnxModel:
         self.encoder_names = [spec.name for spec in manifest.encoder_outputs]
         self.state_specs = contract.state
         self.output_names = [contract.log_probs, *(s.output for s in contract.state)]
+        self.top_k = contract.top_k
+        if self.top_k is not None:
+            self.top_k_outputs = [self.top_k.values, self.top_k.indices,
+                                  *(s.output for s in contract.state)]
         self.steps = 0  # decoder calls, for metrics
         # axis of the source length in each static tensor, for padding on join
         self.src_axes = {spec.input: spec.shape.index("src_len") for spec in contract.static}
@@ -60,14 +65,31 @@ class OnnxModel:
                 carried[spec.input] = outputs[spec.init.split(":", 1)[1]]
         return OnnxState(mask, static, carried)
 
-    def step(self, tokens: np.ndarray, state: OnnxState) -> tuple[np.ndarray, OnnxState]:
-        """``(rows,)`` tokens -> ``(rows, vocab)`` log-probs and the next state."""
-        feeds = {"input_ids": tokens.reshape(-1, 1), "encoder_attention_mask": state.mask,
-                 **state.static, **state.carried}
-        log_probs, *carried = self.decoder.run(self.output_names, feeds)
+    def _feeds(self, tokens: np.ndarray, state: OnnxState) -> dict[str, np.ndarray]:
+        return {"input_ids": tokens.reshape(-1, 1), "encoder_attention_mask": state.mask,
+                **state.static, **state.carried}
+
+    def _next(self, state: OnnxState, carried: list[np.ndarray]) -> OnnxState:
         self.steps += 1
         new = dict(zip((s.input for s in self.state_specs), carried, strict=True))
-        return log_probs, OnnxState(state.mask, state.static, new)
+        return OnnxState(state.mask, state.static, new)
+
+    def step(self, tokens: np.ndarray, state: OnnxState) -> tuple[np.ndarray, OnnxState]:
+        """``(rows,)`` tokens -> ``(rows, vocab)`` log-probs and the next state."""
+        log_probs, *carried = self.decoder.run(self.output_names, self._feeds(tokens, state))
+        return log_probs, self._next(state, carried)
+
+    def step_top_k(self, tokens: np.ndarray, state: OnnxState, k: int
+                   ) -> tuple[Candidates, OnnxState]:
+        """``(rows,)`` tokens -> each row's ``k`` best log-probs and ids ``(rows, k)``, best
+        first (ties: lower id first), from the graph's top-k head when it has one."""
+        if self.top_k is None:
+            log_probs, state = self.step(tokens, state)
+            return top_k(log_probs, k), state
+        feeds = self._feeds(tokens, state)
+        feeds[self.top_k.input] = np.array([min(k, self.manifest.vocab_size)], np.int64)
+        values, ids, *carried = self.decoder.run(self.top_k_outputs, feeds)
+        return Candidates(values, ids), self._next(state, carried)
 
     def reorder(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool = True
                 ) -> OnnxState:

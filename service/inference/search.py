@@ -5,6 +5,12 @@ The decoder is anything with ``step(tokens, state) -> (log_probs, state)`` and
 are ``(rows, vocab)`` float32, and ``index`` selects rows on axis 0. Finished inputs leave the
 batch at every step (STYLE.md 3), so the state shrinks as the batch completes.
 
+The searches only ever look at each row's best few tokens (:class:`Candidates`): one for
+greedy, ``2 * beam`` for beam search (the ``2 * beam`` best continuations of an input over all
+its beams are among its beams' own ``2 * beam`` best). A decoder that also has
+``step_top_k(tokens, state, k) -> (Candidates, state)`` (an in-graph top-k) is asked for
+those directly; with ``no_repeat_ngram_size`` the full log-probs are needed to ban tokens.
+
 Semantics (the same as ``transformers``' ``generate`` for encoder-decoder models):
 - ``max_length`` counts generated tokens, eos included; a row that reaches it stops with
   finish reason ``"length"``. ``min_length``: eos is forbidden before that many tokens.
@@ -74,6 +80,55 @@ class _Rows:
     finished: list[list[Hypothesis]] = field(default_factory=list)
 
 
+@dataclass
+class Candidates:
+    """Each row's ``k`` best next tokens: log-probs ``values`` and token ``ids``, both
+    ``(rows, k)``, best first."""
+
+    values: np.ndarray
+    ids: np.ndarray
+
+
+def top_k(log_probs: np.ndarray, k: int) -> Candidates:
+    """The ``k`` best of each row of ``(rows, vocab)`` log-probs, best first; among equal
+    values the lower id first (as ``argmax`` and ONNX ``TopK``)."""
+    k = min(k, log_probs.shape[1])
+    if k == 1:
+        ids = log_probs.argmax(axis=1)[:, None]
+    else:
+        part = np.argpartition(-log_probs, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(log_probs, part, axis=1).min(axis=1, keepdims=True)
+        chosen_at_kth = (np.take_along_axis(log_probs, part, axis=1) == kth).sum(axis=1)
+        for row in np.flatnonzero((log_probs == kth).sum(axis=1) > chosen_at_kth):
+            # a tie across the k-th place: argpartition picked arbitrary ids among it
+            part[row] = np.argsort(-log_probs[row], kind="stable")[:k]
+        part = np.sort(part, axis=1)
+        order = np.argsort(-np.take_along_axis(log_probs, part, axis=1), axis=1, kind="stable")
+        ids = np.take_along_axis(part, order, axis=1)
+    return Candidates(np.take_along_axis(log_probs, ids, axis=1), ids.astype(np.int64))
+
+
+def next_candidates(decoder: Decoder, tokens: np.ndarray, state: Any,
+                    histories: list[list[int]], steps: np.ndarray, *, k: int, eos_id: int,
+                    options: SearchOptions) -> tuple[Candidates, Any]:
+    """One decoder call: each row's ``k`` best allowed next tokens and the next state;
+    ``steps`` ``(rows,)`` counts the tokens each row has generated (for ``min_length``)."""
+    step_top_k = getattr(decoder, "step_top_k", None)
+    if step_top_k is None or options.no_repeat_ngram_size:
+        log_probs, state = decoder.step(tokens, state)
+        log_probs = ban_tokens(log_probs, histories, steps, eos_id=eos_id, options=options)
+        return top_k(log_probs, k), state
+    early = np.asarray(steps) < options.min_length  # rows that may not end yet
+    if not early.any():
+        result: tuple[Candidates, Any] = step_top_k(tokens, state, k)
+        return result
+    found, state = step_top_k(tokens, state, k + 1)  # one spare for a banned eos
+    values = np.where(early[:, None] & (found.ids == eos_id), NEG_INF, found.values)
+    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    return Candidates(np.take_along_axis(values, order, axis=1),
+                      np.take_along_axis(found.ids, order, axis=1)), state
+
+
 def normalise(score: float | np.ndarray, length: int, options: SearchOptions) -> Any:
     """Apply the length penalty to a summed log-probability."""
     if options.length_penalty_form == "gnmt":
@@ -109,10 +164,11 @@ def greedy_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eo
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
     step = 0
     while len(rows.origin):
-        log_probs, state = decoder.step(tokens, state)
-        log_probs = ban_tokens(log_probs, histories, step, eos_id=eos_id, options=options)
-        tokens = log_probs.argmax(-1).astype(np.int64)
-        sums += log_probs[np.arange(len(tokens)), tokens]
+        best, state = next_candidates(decoder, tokens, state, histories,
+                                      np.full(len(tokens), step), k=1, eos_id=eos_id,
+                                      options=options)
+        tokens = best.ids[:, 0]
+        sums += best.values[:, 0]
         keep = []
         for row, token in enumerate(tokens.tolist()):
             at_limit = step + 1 >= rows.max_length[row]

@@ -18,6 +18,7 @@ from training.errors import UserError
 from training.export.graphs import ENCODER_INPUTS, GraphPlan, export_graphs
 from training.export.parity import max_differences
 from training.export.sources import Source
+from training.export.top_k import add_top_k_head, with_top_k
 
 TOLERANCE = 1e-4
 
@@ -55,9 +56,11 @@ def write_fp32(source: Source, plan: GraphPlan, directory: Path, manifest: Manif
     if max(diffs.values()) > TOLERANCE:
         raise UserError(f"exported graphs disagree with PyTorch (max abs diff {diffs}); "
                         "please report this with the model's config")
+    add_top_k_head(directory / "decoder.onnx", manifest.decoder.log_probs)
     source.tokenizer.save_pretrained(str(directory))
     meta = {**manifest.metadata, "parity_max_abs_diff": diffs}
-    return finish_bundle(directory, replace(manifest, metadata=meta))
+    return finish_bundle(directory, replace(manifest, metadata=meta,
+                                            decoder=with_top_k(manifest.decoder)))
 
 
 def write_variant(fp32: Path, directory: Path, manifest: Manifest, dtype: str,

@@ -1,0 +1,121 @@
+"""The decoder's in-graph top-k head: same candidates as numpy over the full log-probs, same
+translations with and without it, and the upgrade of bundles exported before it existed."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from service.bundle import MANIFEST, load_bundle_manifest, read_manifest, sha256_of
+from service.inference import Translator
+from service.inference.onnx_decoder import OnnxModel
+from service.inference.search import top_k
+from tests.conftest import synthetic_pairs
+from training.errors import run_cli
+from training.export.top_k import main as upgrade_main
+
+SENTENCES = [src for src, _ in synthetic_pairs(10, seed=11)] + ["fish.", "the the the the"]
+
+
+def test_numpy_top_k_is_sorted_with_lower_ids_first_on_ties() -> None:
+    rng = np.random.default_rng(0)
+    log_probs = np.round(rng.normal(size=(6, 40)), 1).astype(np.float32)  # many ties
+    for k in (1, 3, 8, 40, 50):
+        found = top_k(log_probs, k)
+        for row, ids, values in zip(log_probs.tolist(), found.ids, found.values, strict=True):
+            expected = sorted(range(40), key=lambda i: (-row[i], i))[:k]
+            assert ids.tolist() == expected
+            assert values.tolist() == [row[i] for i in expected]
+
+
+@pytest.mark.parametrize("variant", ["", "int8"])
+def test_graph_head_matches_numpy_on_the_full_log_probs(trained_bundle: Path, variant: str
+                                                        ) -> None:
+    model: OnnxModel = Translator.load(trained_bundle / variant).model
+    assert model.top_k is not None
+    ids = np.array([[5, 9, 14, 1], [7, 1, 0, 0]], dtype=np.int64)
+    state = model.encode(ids, (ids > 0).astype(np.int64))
+    tokens = np.array([2, 2], dtype=np.int64)
+    log_probs, _ = model.step(tokens, state)
+    for k in (1, 5, 9):
+        found, after = model.step_top_k(tokens, state, k)
+        expected = top_k(log_probs, k)
+        assert found.ids.tolist() == expected.ids.tolist()
+        np.testing.assert_allclose(found.values, expected.values, rtol=0, atol=1e-6)
+        assert after.carried.keys() == state.carried.keys()
+
+
+@pytest.mark.parametrize("options", [
+    {"beam_size": 1}, {"beam_size": 4}, {"beam_size": 4, "min_length": 6},
+    {"beam_size": 3, "num_hypotheses": 3, "early_stopping": True},
+    {"beam_size": 1, "min_length": 4}])
+def test_translations_do_not_depend_on_the_head(trained_bundle: Path, options: dict) -> None:
+    with_head = Translator.load(trained_bundle)
+    without = Translator.load(trained_bundle)
+    without.model.top_k = None  # every step reduces the full log-probs in numpy instead
+    a = with_head.translate(SENTENCES, return_scores=True, **options)
+    b = without.translate(SENTENCES, return_scores=True, **options)
+    assert [r.text for r in a] == [r.text for r in b]
+    assert [[h.text for h in r.alternatives] for r in a] == [[h.text for h in r.alternatives]
+                                                               for r in b]
+    np.testing.assert_allclose([r.score for r in a], [r.score for r in b], atol=1e-6)
+
+
+def strip_head(bundle: Path) -> None:
+    """Make ``bundle`` look exported before the head: graph and manifest without it."""
+    manifest = read_manifest(bundle)
+    path = bundle / "decoder.onnx"
+    model = onnx.load(str(path))
+    graph = model.graph
+    head = manifest.decoder.top_k
+    assert head is not None
+    keep_nodes = [n for n in graph.node if n.op_type != "TopK"]
+    del graph.node[:]
+    graph.node.extend(keep_nodes)
+    for items, name in ((graph.output, head.values), (graph.output, head.indices),
+                        (graph.input, head.input), (graph.initializer, head.input)):
+        index = next(i for i, item in enumerate(items) if item.name == name)
+        del items[index]
+    onnx.save(model, str(path))
+    files = {**manifest.files, "decoder.onnx": sha256_of(path)}
+    old = replace(manifest, decoder=replace(manifest.decoder, top_k=None), files=files)
+    (bundle / MANIFEST).write_text(old.to_json(), encoding="utf-8")
+
+
+def test_upgrade_adds_the_head_to_old_bundles(trained_bundle: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / "old"
+    shutil.copytree(trained_bundle, bundle)
+    for directory in (bundle, bundle / "int8"):
+        strip_head(directory)
+    old = Translator.load(bundle)
+    assert old.model.top_k is None
+    before = old.translate(SENTENCES, beam_size=4, return_scores=True)
+    assert upgrade_main([str(bundle)]) == 0
+    assert capsys.readouterr().out.count('"added": true') == 2
+    for directory in (bundle, bundle / "int8"):
+        assert load_bundle_manifest(directory).decoder.top_k is not None  # checksums updated
+    upgraded = Translator.load(bundle)
+    after = upgraded.translate(SENTENCES, beam_size=4, return_scores=True)
+    assert [(r.text, r.score) for r in after] == [(r.text, r.score) for r in before]
+    assert upgrade_main([str(bundle)]) == 0
+    assert capsys.readouterr().out.count('"added": false') == 2
+
+
+def test_upgrade_refuses_a_damaged_bundle(trained_bundle: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / "damaged"
+    shutil.copytree(trained_bundle, bundle)
+    strip_head(bundle)
+    (bundle / "encoder.onnx").write_bytes(b"truncated")
+    decoder = (bundle / "decoder.onnx").read_bytes()
+    assert run_cli(upgrade_main, [str(bundle)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "checksum mismatch for encoder.onnx" in error
+    assert "\n" not in error
+    assert (bundle / "decoder.onnx").read_bytes() == decoder
