@@ -11,6 +11,9 @@ from service.bundle import Manifest
 from service.inference.search import Candidates, top_k
 
 
+ENCODE_ROWS = 16  # rows per encoder call (docs/benchmarks.md, "Encoder groups")
+
+
 @dataclass
 class OnnxState:
     """Decoder state; every array has the batch on axis 0.
@@ -49,8 +52,31 @@ class OnnxModel:
         """Whether :meth:`merge` can append rows that started at another step."""
         return self.manifest.decoder.joinable
 
-    def encode(self, ids: np.ndarray, mask: np.ndarray) -> OnnxState:
-        """Run the encoder on ``(rows, src_len)`` ids and build the step-0 state."""
+    def encode(self, ids: np.ndarray, mask: np.ndarray, rows_per_call: int = ENCODE_ROWS
+               ) -> OnnxState:
+        """Run the encoder on right-padded ``(rows, src_len)`` ids and build the step-0 state.
+
+        Rows are encoded in groups of ``rows_per_call`` similar lengths, each cut to its own
+        longest row, so short inputs do not pay for the padding of long ones; the static
+        tensors are then padded back to ``src_len`` (masked) and the rows restored."""
+        if len(ids) <= rows_per_call:
+            return self._encode(ids, mask)
+        lengths = mask.sum(axis=1)
+        order = np.argsort(-lengths, kind="stable")
+        parts = []
+        for start in range(0, len(ids), rows_per_call):
+            rows = order[start : start + rows_per_call]
+            width = max(1, int(lengths[rows].max()))
+            parts.append(self._encode(ids[rows, :width], mask[rows, :width]))
+        static = {name: np.concatenate([pad_to(part.static[name], axis, ids.shape[1])
+                                        for part in parts])
+                  for name, axis in self.src_axes.items()}
+        carried = {name: np.concatenate([part.carried[name] for part in parts])
+                   for name in parts[0].carried}
+        restore = np.argsort(order)
+        return self.reorder(OnnxState(mask[order], static, carried), restore)
+
+    def _encode(self, ids: np.ndarray, mask: np.ndarray) -> OnnxState:
         outputs = dict(zip(self.encoder_names,
                            self.encoder.run(None, {"input_ids": ids, "attention_mask": mask}),
                            strict=True))
