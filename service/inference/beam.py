@@ -95,11 +95,23 @@ def _is_done(finished: list[Hypothesis], best_running: float | None, length: int
 
 def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_id: int,
                 max_length: np.ndarray, options: SearchOptions) -> list[list[Hypothesis]]:
-    """Up to ``num_hypotheses`` best hypotheses per input, best first, in input order."""
-    state = decoder.reorder(state, np.repeat(np.arange(batch), options.beam_size))
-    beams = start_beams(np.arange(batch), max_length, options.beam_size, start_id)
+    """Up to ``num_hypotheses`` best hypotheses per input, best first, in input order.
+
+    The first step runs one row per input (its beams are all the same until then) and the
+    state grows to ``beam`` rows per input after it."""
+    width = options.beam_size
+    beams = start_beams(np.arange(batch), max_length, width, start_id)
     finished: Hypotheses = {i: [] for i in range(batch)}
     results: Hypotheses = {}
+    found, state = next_candidates(decoder, beams.tokens[::width], state,
+                                   beams.histories[::width], np.zeros(batch, np.int64),
+                                   k=2 * width, eos_id=eos_id, options=options)
+    copies = Candidates(np.repeat(found.values, width, axis=0),
+                        np.repeat(found.ids, width, axis=0))  # the dead copies never win
+    beams, index = select_step(copies, beams, finished, results, eos_id=eos_id,
+                               options=options)
+    if len(beams.origin):
+        state = decoder.reorder(state, index // width)
     while len(beams.origin):
         beams, state = beam_step(decoder, state, beams, finished, results, eos_id=eos_id,
                                  options=options)

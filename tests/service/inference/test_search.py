@@ -104,7 +104,9 @@ def test_max_length_stops_with_reason_length() -> None:
 
 def test_finished_rows_leave_the_batch() -> None:
     _, decoder = run(beam_search, batch=3, beam_size=2, length_penalty=0.0)
-    assert decoder.rows_seen == [6, 6, 6]  # all rows end together at step 3
+    # step 1 runs one row per input (its beams are identical), then 2 beams per input until
+    # all rows end together at step 3
+    assert decoder.rows_seen == [3, 6, 6]
     decoder = Scripted()
     state = start_state(2)
     greedy_search(decoder, state, batch=2, start_id=START, eos_id=EOS,
