@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,36 +39,39 @@ def test_truncated_file_fails_its_checksum(bundle: Path) -> None:
         load_bundle_manifest(bundle)
 
 
-def test_unknown_format_version(bundle: Path) -> None:
+def edit_manifest(bundle: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite ``model.json`` after ``change`` edits its parsed content in place."""
     raw = json.loads((bundle / "model.json").read_text())
-    raw["format_version"] = 99
+    change(raw)
     (bundle / "model.json").write_text(json.dumps(raw))
+
+
+def test_unknown_format_version(bundle: Path) -> None:
+    edit_manifest(bundle, lambda raw: raw.update(format_version=99))
     with pytest.raises(BundleError, match="format version 99 is not supported"):
         load_bundle_manifest(bundle)
 
 
 def test_contract_that_does_not_match_the_graphs(bundle: Path) -> None:
-    raw = json.loads((bundle / "model.json").read_text())
-    raw["decoder"]["state"][0]["input"] = "past_key_renamed"
-    (bundle / "model.json").write_text(json.dumps(raw))
+    edit_manifest(bundle, lambda raw: raw["decoder"]["state"][0].update(
+        input="past_key_renamed"))
     manifest = load_bundle_manifest(bundle)
     with pytest.raises(BundleError, match=r"state contract does not match.*past_key_renamed"):
         check_contract(bundle, manifest, *sessions(bundle))
 
 
 def test_cache_mask_must_name_a_state_input(bundle: Path) -> None:
-    raw = json.loads((bundle / "model.json").read_text())
-    assert raw["decoder"]["cache_mask"] == "past_mask"
-    raw["decoder"]["cache_mask"] = "no_such_mask"
-    (bundle / "model.json").write_text(json.dumps(raw))
+    def rename(raw: dict[str, Any]) -> None:
+        assert raw["decoder"]["cache_mask"] == "past_mask"
+        raw["decoder"]["cache_mask"] = "no_such_mask"
+
+    edit_manifest(bundle, rename)
     manifest = load_bundle_manifest(bundle)
     with pytest.raises(BundleError, match=r"cache_mask 'no_such_mask' is not a state input"):
         check_contract(bundle, manifest, *sessions(bundle))
 
 
 def test_bundles_from_before_the_cache_mask_still_load(bundle: Path) -> None:
-    raw = json.loads((bundle / "model.json").read_text())
-    del raw["decoder"]["cache_mask"]
-    (bundle / "model.json").write_text(json.dumps(raw))
+    edit_manifest(bundle, lambda raw: raw["decoder"].pop("cache_mask"))
     manifest = load_bundle_manifest(bundle)
     assert manifest.decoder.cache_mask is None and not manifest.decoder.joinable
