@@ -97,8 +97,9 @@ def top_k(log_probs: np.ndarray, k: int) -> Candidates:
         ids = log_probs.argmax(axis=1)[:, None]
     else:
         part = np.argpartition(-log_probs, k - 1, axis=1)[:, :k]
-        kth = np.take_along_axis(log_probs, part, axis=1).min(axis=1, keepdims=True)
-        chosen_at_kth = (np.take_along_axis(log_probs, part, axis=1) == kth).sum(axis=1)
+        chosen = np.take_along_axis(log_probs, part, axis=1)
+        kth = chosen.min(axis=1, keepdims=True)
+        chosen_at_kth = (chosen == kth).sum(axis=1)
         for row in np.flatnonzero((log_probs == kth).sum(axis=1) > chosen_at_kth):
             # a tie across the k-th place: argpartition picked arbitrary ids among it
             part[row] = np.argsort(-log_probs[row], kind="stable")[:k]
