@@ -8,6 +8,11 @@ passed, splits what it gathered by decoding options (requests with different bea
 share a search), runs one engine call per group in the model's worker thread and hands every
 request exactly its own slice of the results, in order.
 
+Waiting for company only pays when company is likely: with ``wait_policy="adaptive"`` (the
+default) the loop waits only when the median of the recent gaps between arrivals is within
+``max_wait_s`` (:class:`ArrivalGaps`), so a lone request into an idle engine starts at once
+while the bursts of many clients are still gathered; ``"always"`` waits every time.
+
 A full queue raises :class:`QueueFullError` at once (the caller answers 503); a request whose
 deadline passes raises :class:`DeadlineExceededError` (504); a request whose caller went away
 (its task was cancelled) is dropped if it has not started yet.
@@ -17,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from service.inference.translator import Translation
 
@@ -97,6 +104,34 @@ class _Work:
 
 _STOP = object()  # wakes an idle loop when the batcher closes
 
+WaitPolicy = Literal["adaptive", "always"]
+
+
+class ArrivalGaps:
+    """The gaps between the last ``window`` arrivals, to judge whether waiting pays.
+
+    With Poisson arrivals the median gap is ``ln 2 / rate``, so "median gap <= wait" means
+    even odds or better that another request arrives within the wait.
+    """
+
+    def __init__(self, window: int = 16) -> None:
+        self._gaps: deque[float] = deque(maxlen=window)
+        self._last: float | None = None
+
+    def record(self, now: float) -> None:
+        """Note one arrival at ``now`` (seconds, monotonic)."""
+        if self._last is not None:
+            self._gaps.append(now - self._last)
+        self._last = now
+
+    def expects_within(self, seconds: float) -> bool:
+        """Whether another arrival is likely within ``seconds``; True until half the window is
+        known (no evidence yet: wait as configured)."""
+        maxlen = self._gaps.maxlen or 1
+        if len(self._gaps) < max(1, maxlen // 2):
+            return True
+        return statistics.median(self._gaps) <= seconds
+
 
 class Batcher:
     """The queue, the batching loop and the worker thread of one model."""
@@ -105,10 +140,12 @@ class Batcher:
                  max_wait_s: float = 0.005, queue_size: int = 256,
                  cost: Callable[[Sequence[str]], int] = approx_tokens,
                  on_batch: Callable[[BatchReport], None] | None = None,
-                 name: str = "model") -> None:
+                 name: str = "model", wait_policy: WaitPolicy = "adaptive") -> None:
         self.engine = engine
         self.max_batch_tokens = max_batch_tokens
         self.max_wait_s = max_wait_s
+        self.wait_policy = wait_policy
+        self.arrivals = ArrivalGaps()
         self.queue_size = queue_size
         self.name = name
         self._cost = cost
@@ -141,6 +178,7 @@ class Batcher:
             self._queue.put_nowait(_Work(list(texts), options, future, self._cost(texts)))
         except asyncio.QueueFull:
             raise QueueFullError(self.queue_size) from None
+        self.arrivals.record(time.perf_counter())
         return await within_deadline(future, timeout)
 
     def submit_each(self, texts: list[str], options: DecodeOptions, *,
@@ -169,6 +207,7 @@ class Batcher:
             work: asyncio.Future[list[Translation]] = loop.create_future()
             self._queue.put_nowait(_Work([text], options, work, self._cost([text])))
             futures.append(linked_future(work, timeout))
+        self.arrivals.record(time.perf_counter())
         return futures
 
     def _check_open(self) -> None:
@@ -213,7 +252,7 @@ class Batcher:
         if first is None:
             return None
         batch, tokens = [first], first.cost
-        until = asyncio.get_running_loop().time() + self.max_wait_s
+        until = asyncio.get_running_loop().time() + self._wait_s()
         while tokens < self.max_batch_tokens:
             item = await self._get_until(until)
             if not isinstance(item, _Work):
@@ -226,6 +265,12 @@ class Batcher:
             batch.append(item)
             tokens += item.cost
         return batch
+
+    def _wait_s(self) -> float:
+        """How long to wait for more requests once the queue is empty."""
+        if self.wait_policy == "always" or self.arrivals.expects_within(self.max_wait_s):
+            return self.max_wait_s
+        return 0.0
 
     async def _next_live(self) -> _Work | None:
         """Block for the next request that still has a waiting caller; None once closed."""

@@ -154,7 +154,7 @@ class ModelRegistry:
                                           "running batches; re-export it"}})
         return Batcher(engine, max_batch_tokens=s.max_batch_tokens,
                        max_wait_s=s.max_wait_ms / 1000, queue_size=s.queue_size, name=name,
-                       on_batch=report)
+                       on_batch=report, wait_policy=s.wait_policy)
 
     def _load_and_warm(self, path: Path) -> LoadedModel:
         engine = self.loader(path, self.settings)

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         "bundles that cannot join)")
     max_wait_ms: float = Field(default=5.0, ge=0,
                                description="longest wait to fill a batch (request-level)")
+    wait_policy: Literal["adaptive", "always"] = Field(
+        default="adaptive", description="adaptive: wait for company only when recent arrivals "
+        "make one likely within max_wait_ms; always: wait every time (request-level)")
     queue_size: int = Field(default=256, ge=1, description="queued requests per model")
     request_timeout_s: float = Field(default=30.0, gt=0, description="default, maximum deadline")
     drain_timeout_s: float = Field(default=30.0, ge=0, description="shutdown wait for requests")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -11,6 +12,7 @@ from typing import TypeVar
 import pytest
 
 from service.api.batcher import (
+    ArrivalGaps,
     Batcher,
     BatcherClosedError,
     BatchReport,
@@ -105,6 +107,39 @@ def test_token_budget_splits_batches() -> None:
 
     run(scenario)
     assert [len(texts) for texts, _ in engine.calls] == [2, 2, 2]
+
+
+def test_arrival_gaps_judge_whether_company_is_likely() -> None:
+    gaps = ArrivalGaps(window=4)
+    assert gaps.expects_within(0.005)  # no history: wait as configured
+    for i in range(5):
+        gaps.record(0.1 * i)  # one client, one request every 100 ms
+    assert not gaps.expects_within(0.005) and gaps.expects_within(0.1)
+    for i in range(3):
+        gaps.record(1.0 + 0.001 * i)  # a burst after a long pause...
+        assert not gaps.expects_within(0.005)
+    gaps.record(1.003)  # ...counts once it is most of the window: gaps 0.6, 0.001 x 3
+    assert gaps.expects_within(0.005)
+
+
+@pytest.mark.parametrize(("policy", "waits"), [("adaptive", False), ("always", True)])
+def test_lone_request_after_sparse_arrivals_starts_at_once(policy: str, waits: bool) -> None:
+    engine = ScriptedEngine()
+    max_wait = 0.4
+
+    async def scenario() -> float:
+        batcher = Batcher(engine, max_wait_s=max_wait, wait_policy=policy)  # type: ignore[arg-type]
+        for i in range(16):
+            batcher.arrivals.record(i * 1.0)  # one request a second until now
+        batcher.start()
+        started = time.perf_counter()
+        assert [r.text for r in await batcher.submit(["x"], GREEDY, timeout=5)] == ["X"]
+        elapsed = time.perf_counter() - started
+        await batcher.close(1)
+        return elapsed
+
+    elapsed = run(scenario)
+    assert (elapsed >= max_wait) == waits, elapsed
 
 
 def test_group_by_options_keeps_first_appearance_order() -> None:
