@@ -191,8 +191,15 @@ class RunningSearch:
         order = rank[layout]  # position in ``beams`` of the input at each slab position
         self.beams = beams.select(order)
         index = rows.reshape(count, width)[order].reshape(-1)
-        self.carried = self.model.trim_cache(
-            {name: np.take(value, index, axis=0) for name, value in self.carried.items()})
+        if not _is_identity(index, before * width):  # greedy with no departures: no copy
+            self.carried = {name: np.take(value, index, axis=0)
+                            for name, value in self.carried.items()}
+        self.carried = self.model.trim_cache(self.carried)
+
+
+def _is_identity(index: np.ndarray, rows: int) -> bool:
+    """Whether gathering ``index`` from ``rows`` rows would return them unchanged."""
+    return len(index) == rows and bool((index == np.arange(rows)).all())
 
 
 def _block_rows(inputs: np.ndarray, width: int) -> np.ndarray:
