@@ -65,7 +65,8 @@ def load_translator(path: Path, settings: Settings) -> LoadedModel:
     """The default loader: an ONNX Runtime :class:`Translator` over the bundle."""
     translator = Translator.load(path, providers=settings.providers or None,
                                  threads=settings.threads, require_gpu=settings.require_gpu,
-                                 max_batch_tokens=settings.max_batch_tokens)
+                                 max_batch_tokens=settings.max_batch_tokens,
+                                 io_binding=settings.io_binding)
     return TranslatorEngine(translator)
 
 

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     providers: CommaList = Field(default_factory=list,
                                  description="ONNX Runtime execution providers, in order")
     require_gpu: bool = Field(default=False, description="fail when CUDA is not usable")
+    io_binding: bool | None = Field(
+        default=None, description="keep the decoder state in ONNX Runtime memory between steps "
+        "(request-level searches); unset: on with CUDA, off on the CPU")
     default_beam_size: int = Field(default=4, ge=1, description="beam when a request has none")
     # Batching and deadlines
     max_batch_tokens: int = Field(default=4096, ge=1, description="token budget per engine call")

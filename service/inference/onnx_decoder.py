@@ -38,9 +38,13 @@ class OnnxModel:
         self.state_specs = contract.state
         self.output_names = [contract.log_probs, *(s.output for s in contract.state)]
         self.top_k = contract.top_k
+        # a session built for IO binding has ``top_k`` as a required input (device.py)
+        self.step_feeds: dict[str, np.ndarray] = {}
         if self.top_k is not None:
             self.top_k_outputs = [self.top_k.values, self.top_k.indices,
                                   *(s.output for s in contract.state)]
+            if self.top_k.input in {arg.name for arg in decoder.get_inputs()}:
+                self.step_feeds = {self.top_k.input: np.array([1], np.int64)}
         self.steps = 0  # decoder calls, for metrics
         # axis of the source length in each static tensor, for padding on join
         self.src_axes = {spec.input: spec.shape.index("src_len") for spec in contract.static}
@@ -93,7 +97,7 @@ class OnnxModel:
 
     def _feeds(self, tokens: np.ndarray, state: OnnxState) -> dict[str, np.ndarray]:
         return {"input_ids": tokens.reshape(-1, 1), "encoder_attention_mask": state.mask,
-                **state.static, **state.carried}
+                **self.step_feeds, **state.static, **state.carried}
 
     def _next(self, state: OnnxState, carried: list[np.ndarray]) -> OnnxState:
         self.steps += 1

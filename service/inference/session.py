@@ -43,10 +43,12 @@ def session_options(threads: int | None) -> ort.SessionOptions:
 
 
 def create_session(path: Path, providers: list[str], threads: int | None,
-                   require_gpu: bool) -> ort.InferenceSession:
-    """A session on the first usable provider; a silent CUDA fallback becomes a warning,
-    or a :class:`ProviderError` with ``require_gpu``."""
-    session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
+                   require_gpu: bool, model: bytes | None = None) -> ort.InferenceSession:
+    """A session on the first usable provider (over ``model`` bytes when given, else the file
+    ``path``); a silent CUDA fallback becomes a warning, or a :class:`ProviderError` with
+    ``require_gpu``."""
+    session = ort.InferenceSession(model if model is not None else str(path),
+                                   session_options(threads), providers=providers)
     active = session.get_providers()[0]
     wanted_gpu = CUDA in providers or require_gpu
     if wanted_gpu and active != CUDA:

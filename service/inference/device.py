@@ -1,0 +1,181 @@
+"""Decoder state kept in ONNX Runtime memory between steps (IO binding).
+
+:class:`DeviceModel` implements the search's decoder protocol (``step``, ``step_top_k``,
+``reorder``) over an :class:`OnnxModel`, but holds the encoder outputs and the carried state
+(key/value caches, RNN h/c) as ``OrtValue`` s on the session's device instead of numpy arrays.
+Every step binds them as inputs and leaves the new state where the decoder wrote it; beam
+reordering and batch compaction gather rows with a one-node ONNX graph (:class:`RowGather`) on
+the same device. Only token ids, the source mask, the top-k request and each row's candidates
+(or log-probs) cross to the host. With CUDA this removes the per-step host round trip of the
+cache; on the CPU it runs the same code over host memory (zero-copy ``OrtValue`` s), which is
+how the tests check it against the numpy path.
+
+Continuous batching (``service.inference.continuous``) keeps using the numpy path: joining
+rows pads and concatenates caches, which this module does not do on the device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from service.inference.onnx_decoder import OnnxModel, OnnxState
+from service.inference.search import Candidates
+from service.inference.session import CUDA, session_options
+
+GATHER_OPSET = 18
+GATHER_IR_VERSION = 9
+
+
+def device_of(provider: str) -> str:
+    """The ``OrtValue`` device type of an execution provider's memory."""
+    return "cuda" if provider == CUDA else "cpu"
+
+
+def with_required_input(path: Path, name: str) -> bytes:
+    """The model at ``path`` with the initializer ``name`` removed, so that the graph input of
+    that name must be fed. IO binding cannot bind an input that has an initializer (ONNX
+    Runtime's "overridable initializer"), which is how bundles give ``top_k`` its default."""
+    model = onnx.load(str(path))
+    kept = [init for init in model.graph.initializer if init.name != name]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return model.SerializeToString()
+
+
+def gather_graph(tensors: dict[str, np.dtype[Any]]) -> onnx.ModelProto:
+    """``Gather(axis=0)`` of every named tensor (any rank) with one shared ``index`` ``(n,)``;
+    outputs are named ``<name>.rows``."""
+    inputs = [helper.make_tensor_value_info("index", TensorProto.INT64, ["n"])]
+    outputs, nodes = [], []
+    for name, dtype in tensors.items():
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        inputs.append(helper.make_tensor_value_info(name, elem, None))
+        outputs.append(helper.make_tensor_value_info(f"{name}.rows", elem, None))
+        nodes.append(helper.make_node("Gather", [name, "index"], [f"{name}.rows"], axis=0))
+    graph = helper.make_graph(nodes, "gather_rows", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", GATHER_OPSET)])
+    model.ir_version = GATHER_IR_VERSION
+    return model
+
+
+class RowGather:
+    """Selects rows of several device tensors at once, on their device."""
+
+    def __init__(self, tensors: dict[str, np.dtype[Any]], providers: list[str],
+                 threads: int | None, device: str) -> None:
+        self.names = list(tensors)
+        self.device = device
+        self.session = ort.InferenceSession(gather_graph(tensors).SerializeToString(),
+                                            session_options(threads), providers=providers)
+
+    def __call__(self, values: dict[str, ort.OrtValue], index: np.ndarray
+                 ) -> dict[str, ort.OrtValue]:
+        """``values[name][index]`` for every name; ``index`` ``(n,)`` int64 on the host."""
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("index", np.ascontiguousarray(index, dtype=np.int64))
+        for name in self.names:
+            binding.bind_ortvalue_input(name, values[name])
+            binding.bind_output(f"{name}.rows", self.device)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self.names, binding.get_outputs(), strict=True))
+
+
+class DeviceModel:
+    """The decoder protocol over an :class:`OnnxModel` with the state on the device.
+
+    States passed in and out hold ``OrtValue`` s in ``static`` and ``carried`` (use
+    :meth:`upload` on what ``OnnxModel.encode`` returns); ``mask`` stays a numpy array.
+    """
+
+    def __init__(self, model: OnnxModel, providers: list[str], threads: int | None = None
+                 ) -> None:
+        self.model = model
+        self.providers = providers
+        self.threads = threads
+        self.device = device_of(model.decoder.get_providers()[0])
+        self._carried_gather: RowGather | None = None
+        self._all_gather: RowGather | None = None
+
+    @property
+    def steps(self) -> int:
+        """Decoder calls made so far (shared with the wrapped model)."""
+        return self.model.steps
+
+    def upload(self, state: OnnxState) -> OnnxState:
+        """The same state with its static and carried tensors as device ``OrtValue`` s."""
+        if self._all_gather is None:
+            self._build_gathers(state)
+        return OnnxState(state.mask, self._to_device(state.static),
+                         self._to_device(state.carried))
+
+    def step(self, tokens: np.ndarray, state: OnnxState) -> tuple[np.ndarray, OnnxState]:
+        """``(rows,)`` tokens -> ``(rows, vocab)`` log-probs (host) and the next state."""
+        log_probs, carried = self._run(tokens, state, [self.model.manifest.decoder.log_probs])
+        return log_probs[0], self._next(state, carried)
+
+    def step_top_k(self, tokens: np.ndarray, state: OnnxState, k: int
+                   ) -> tuple[Candidates, OnnxState]:
+        """Each row's ``k`` best log-probs and ids ``(rows, k)`` (host), best first."""
+        top = self.model.top_k
+        if top is None:
+            from service.inference.search import top_k
+
+            log_probs, state = self.step(tokens, state)
+            return top_k(log_probs, k), state
+        k_feed = {top.input: np.array([min(k, self.model.manifest.vocab_size)], np.int64)}
+        (values, ids), carried = self._run(tokens, state, [top.values, top.indices], k_feed)
+        return Candidates(values, ids), self._next(state, carried)
+
+    def reorder(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool = True
+                ) -> OnnxState:
+        """Gather rows of the carried state (and of the mask and static tensors unless only
+        beams of the same inputs were reordered), on the device."""
+        assert self._carried_gather is not None and self._all_gather is not None
+        if not inputs_changed:
+            return OnnxState(state.mask, state.static, self._carried_gather(state.carried, index))
+        both = self._all_gather({**state.static, **state.carried}, index)
+        return OnnxState(np.take(state.mask, index, axis=0),
+                         {name: both[name] for name in state.static},
+                         {name: both[name] for name in state.carried})
+
+    def _run(self, tokens: np.ndarray, state: OnnxState, host_outputs: list[str],
+             extra: dict[str, np.ndarray] | None = None
+             ) -> tuple[list[np.ndarray], list[ort.OrtValue]]:
+        """One decoder call: ``host_outputs`` as numpy, the state outputs as device values."""
+        binding = self.model.decoder.io_binding()
+        binding.bind_cpu_input("input_ids", np.ascontiguousarray(tokens.reshape(-1, 1)))
+        binding.bind_cpu_input("encoder_attention_mask", state.mask)
+        for name, value in {**self.model.step_feeds, **(extra or {})}.items():
+            binding.bind_cpu_input(name, value)
+        for name, ortvalue in (*state.static.items(), *state.carried.items()):
+            binding.bind_ortvalue_input(name, ortvalue)
+        for name in host_outputs:
+            binding.bind_output(name, "cpu")
+        for spec in self.model.state_specs:
+            binding.bind_output(spec.output, self.device)
+        self.model.decoder.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        count = len(host_outputs)
+        return [value.numpy() for value in outputs[:count]], list(outputs[count:])
+
+    def _next(self, state: OnnxState, carried: list[ort.OrtValue]) -> OnnxState:
+        self.model.steps += 1
+        names = (spec.input for spec in self.model.state_specs)
+        return OnnxState(state.mask, state.static, dict(zip(names, carried, strict=True)))
+
+    def _to_device(self, arrays: dict[str, np.ndarray]) -> dict[str, ort.OrtValue]:
+        return {name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), self.device)
+                for name, value in arrays.items()}
+
+    def _build_gathers(self, state: OnnxState) -> None:
+        carried = {name: value.dtype for name, value in state.carried.items()}
+        static = {name: value.dtype for name, value in state.static.items()}
+        self._carried_gather = RowGather(carried, self.providers, self.threads, self.device)
+        self._all_gather = RowGather({**static, **carried}, self.providers, self.threads,
+                                     self.device)
