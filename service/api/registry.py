@@ -70,6 +70,19 @@ def load_translator(path: Path, settings: Settings) -> LoadedModel:
     return TranslatorEngine(translator)
 
 
+def continuous_unavailable(translator: object) -> str | None:
+    """Why a model cannot use continuous batching, or None when it can."""
+    if not isinstance(translator, Translator):
+        return "the engine is not an ONNX Runtime Translator"
+    if not translator.model.joinable:
+        return "the bundle cannot join running batches; re-export it"
+    if translator.device_model is not None:
+        return ("its state is kept on the device (IO binding), which the continuous loop does "
+                "not do: it would copy every cache to the host at every step; set "
+                "TRANSLATE_IO_BINDING=false to choose continuous batching anyway")
+    return None
+
+
 @dataclass(eq=False)
 class ModelEntry:
     """One discovered bundle and its state."""
@@ -146,13 +159,14 @@ class ModelRegistry:
         report = partial(self.on_batch, name) if self.on_batch else None
         translator = getattr(engine, "translator", None)
         if s.batching == "continuous":
-            if isinstance(translator, Translator) and translator.model.joinable:
+            reason = continuous_unavailable(translator)
+            if reason is None:
+                assert isinstance(translator, Translator)
                 return ContinuousBatcher(DecodeLoop(translator), queue_size=s.queue_size,
                                          max_batch_tokens=s.max_batch_tokens, name=name,
                                          on_batch=report)
             log.warning("continuous batching unavailable, using request-level batching",
-                        extra={"fields": {"model": name, "reason": "the bundle cannot join "
-                                          "running batches; re-export it"}})
+                        extra={"fields": {"model": name, "reason": reason}})
         return Batcher(engine, max_batch_tokens=s.max_batch_tokens,
                        max_wait_s=s.max_wait_ms / 1000, queue_size=s.queue_size, name=name,
                        on_batch=report, wait_policy=s.wait_policy)

@@ -155,7 +155,18 @@ def test_setting_chooses_the_batcher(trained_bundle: Path, tmp_path: Path,
                                      kind: type) -> None:
     copy_bundle(trained_bundle, tmp_path, "tiny")
     settings = Settings(models_dir=tmp_path, threads=1, batching=batching)
+    assert isinstance(chosen_batcher(settings), kind)
 
+
+def test_state_on_the_device_falls_back_to_request_level(trained_bundle: Path, tmp_path: Path
+                                                         ) -> None:
+    copy_bundle(trained_bundle, tmp_path, "tiny")
+    settings = Settings(models_dir=tmp_path, threads=1, batching="continuous", io_binding=True)
+    assert isinstance(chosen_batcher(settings), Batcher)
+
+
+def chosen_batcher(settings: Settings) -> object:
+    """The batcher a registry with these settings gives the model "tiny"."""
     async def run() -> object:
         registry = ModelRegistry(settings)
         registry.discover()
@@ -164,4 +175,4 @@ def test_setting_chooses_the_batcher(trained_bundle: Path, tmp_path: Path,
         await registry.close(5)
         return batcher
 
-    assert isinstance(asyncio.run(run()), kind)
+    return asyncio.run(run())
