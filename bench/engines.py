@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8"]
+# also accepted by --systems: engine-fp32-bound, engine-int8-bound (IO binding on the CPU)
 SETTINGS = [("greedy", 1, 64), ("greedy", 1, 1), ("beam4", 4, 64), ("beam4", 4, 1)]
 FORCED = 32
 
@@ -84,8 +85,9 @@ def runner(system: str, work: Path, threads: int) -> Callable[[list[list[int]], 
     if system.startswith("engine"):
         from service.inference import Translator
 
-        path = work / "bundle" / ("int8" if system.endswith("int8") else "")
-        tr = Translator.load(path, threads=threads, max_batch_tokens=1 << 20)
+        path = work / "bundle" / ("int8" if "int8" in system else "")
+        tr = Translator.load(path, threads=threads, max_batch_tokens=1 << 20,
+                             io_binding=system.endswith("-bound"))
         return lambda batch, beam: tr.translate_ids(batch, beam_size=beam, min_length=FORCED,
                                                     max_length=FORCED)
     if system == "generate":
