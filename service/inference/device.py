@@ -5,9 +5,10 @@
 (key/value caches, RNN h/c) as ``OrtValue`` s on the session's device instead of numpy arrays.
 Every step binds them as inputs and leaves the new state where the decoder wrote it; beam
 reordering and batch compaction gather rows with a one-node ONNX graph (:class:`RowGather`) on
-the same device. Only token ids, the source mask, the top-k request and each row's candidates
-(or log-probs) cross to the host. With CUDA this removes the per-step host round trip of the
-cache; on the CPU it runs the same code over host memory (zero-copy ``OrtValue`` s), which is
+the same device. Per step, only token ids, the source mask, the top-k request and each row's
+candidates (or log-probs) cross between host and device; the encoder outputs are uploaded
+once per batch (``OnnxModel.encode`` returns them on the host). With CUDA this removes the
+per-step host round trip of the cache; on the CPU it runs the same code over host memory (zero-copy ``OrtValue`` s), which is
 how the tests check it against the numpy path.
 
 Continuous batching (``service.inference.continuous``) keeps using the numpy path: joining
