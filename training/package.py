@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -121,8 +122,9 @@ def model_card(name: str, config: dict[str, Any], data: dict[str, Any],
              "## Hyper-parameters", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(),
              "```", "", "## Training", "",
              f"- {facts['steps']} optimizer steps in {facts['train_minutes']} min of training "
-             f"(median {facts['median_tok_s']:.0f} target tokens/s) on 1 thread of a 2-core "
-             "AMD EPYC CPU (no GPU).",
+             f"(median {facts['median_tok_s']:.0f} target tokens/s) with "
+             f"{config.get('threads') or 'all'} torch threads on a {os.cpu_count()}-core CPU "
+             "machine.",
              f"- Best greedy dev BLEU {facts['best_dev_bleu_greedy']} at step "
              f"{facts['best_step']}.", "", "## Test split (KJV source)", "",
              "| variant | decoding | BLEU (Segond) | chrF | ROUGE-L | BLEU (3 refs) | ONNX MB |",

@@ -5,8 +5,9 @@ Discovery: every directory under ``models_dir`` (the directory itself included) 
 ``-`` (``models/transformer-en-fr/int8`` -> ``transformer-en-fr-int8``).
 
 Default per language pair, among the loaded bundles serving it: the first one listed in
-``default_models``; otherwise the float32 bundle with the smallest name; otherwise the bundle
-with the smallest name.
+``default_models``; otherwise a float32 bundle before any other; among those, the best test
+BLEU recorded by the packager (``metadata.evaluation.beam4.bleu`` in model.json; bundles
+without one come last), then the smallest name.
 """
 
 from __future__ import annotations
@@ -239,7 +240,16 @@ class ModelRegistry:
         return entry
 
 
-def _rank(entry: ModelEntry, preferred: dict[str, int]) -> tuple[int, int, str]:
+def _rank(entry: ModelEntry, preferred: dict[str, int]) -> tuple[int, int, float, str]:
     assert entry.manifest is not None
     return (preferred.get(entry.name, len(preferred)),
-            0 if entry.manifest.dtype == "float32" else 1, entry.name)
+            0 if entry.manifest.dtype == "float32" else 1, -recorded_bleu(entry.manifest),
+            entry.name)
+
+
+def recorded_bleu(manifest: Manifest) -> float:
+    """The beam-4 test BLEU the packager wrote into model.json, or -inf when there is none."""
+    evaluation = manifest.metadata.get("evaluation")
+    beam4 = evaluation.get("beam4") if isinstance(evaluation, dict) else None
+    bleu = beam4.get("bleu") if isinstance(beam4, dict) else None
+    return float(bleu) if isinstance(bleu, int | float) else float("-inf")

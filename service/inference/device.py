@@ -8,8 +8,8 @@ reordering and batch compaction gather rows with a one-node ONNX graph (:class:`
 the same device. Per step, only token ids, the source mask, the top-k request and each row's
 candidates (or log-probs) cross between host and device; the encoder outputs are uploaded
 once per batch (``OnnxModel.encode`` returns them on the host). With CUDA this removes the
-per-step host round trip of the cache; on the CPU it runs the same code over host memory (zero-copy ``OrtValue`` s), which is
-how the tests check it against the numpy path.
+per-step host round trip of the cache; on the CPU it runs the same code over host memory
+(zero-copy ``OrtValue`` s), which is how the tests check it against the numpy path.
 
 Continuous batching (``service.inference.continuous``) keeps using the numpy path: joining
 rows pads and concatenates caches, which this module does not do on the device.

@@ -20,15 +20,17 @@ from service.inference.translator import Alternative, Translation
 
 
 def write_manifest(directory: Path, *, src: str = "en", tgt: str = "fr",
-                   dtype: str = "float32") -> Path:
-    """A bundle directory holding only a readable ``model.json`` (enough for discovery)."""
+                   dtype: str = "float32", bleu: float | None = None) -> Path:
+    """A bundle directory holding only a readable ``model.json`` (enough for discovery);
+    ``bleu``: the beam-4 test BLEU a packaged bundle records."""
     directory.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(
         name=directory.name, architecture="transformer", source_lang=src, target_lang=tgt,
         special_tokens={"pad": 0, "eos": 1, "decoder_start": 0, "unk": 2}, vocab_size=10,
         max_positions=64, dtype=dtype, opset=17, encoder_inputs=[], encoder_outputs=[],
         decoder=DecoderContract(log_probs="log_probs", state=[], static=[]), versions={},
-        metadata={"test_bleu": 12.5})
+        metadata={"test_bleu": 12.5} if bleu is None else {
+            "evaluation": {"beam4": {"bleu": bleu}}})
     (directory / "model.json").write_text(manifest.to_json())
     return directory
 
