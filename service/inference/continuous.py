@@ -106,7 +106,9 @@ class RunningSearch:
 
     Inputs are identified by integer keys. State rows: ``K`` per input (``K`` = beam size),
     in the order of ``beams.origin``; static tensors live in a :class:`StaticSlab`, carried
-    state (caches) in plain arrays gathered every step.
+    state (caches) in plain arrays. The rows a step keeps (``_pending``) and the rows that
+    join (``_joining``) are applied together just before the next decoder call, so that each
+    running cache is copied once per step, not once to reorder and once more to join.
     """
 
     def __init__(self, model: OnnxModel, options: SearchOptions, *, start_id: int, eos_id: int,
@@ -117,6 +119,8 @@ class RunningSearch:
         self.beams: Beams | None = None
         self.slab = StaticSlab(model.src_axes)
         self.carried: dict[str, np.ndarray] = {}
+        self._pending: np.ndarray | None = None  # rows of ``carried`` the next step keeps
+        self._joining: list[dict[str, np.ndarray]] = []  # carried state of joined rows
         self.finished: Hypotheses = {}
 
     def __len__(self) -> int:
@@ -138,12 +142,13 @@ class RunningSearch:
             self.beams, self.carried = beams, state.carried
         else:
             self.beams = concat_beams(self.beams, beams)
-            self.carried = self.model.merge_carried(self.carried, state.carried)
+            self._joining.append(state.carried)
 
     def drop(self, keys: set[int]) -> None:
         """Remove the given inputs (a cancelled request) from the batch."""
         if self.beams is None:
             return
+        self._apply_pending()  # ``_keep`` below selects among the rows as they are now
         keep = np.flatnonzero(~np.isin(self.beams.origin, list(keys)))
         for key in keys:
             self.finished.pop(key, None)
@@ -154,6 +159,7 @@ class RunningSearch:
         """One decoder call; the hypotheses of the inputs that finished in it, by key."""
         if self.beams is None:
             return {}
+        self._apply_pending()
         mask, static = self.slab.view()
         width = self.options.beam_size
         found, state = next_candidates(self.model, self.beams.tokens,
@@ -175,6 +181,7 @@ class RunningSearch:
         count = len(kept)
         if not count:
             self.beams, self.carried, self.slab.rows = None, {}, 0
+            self._pending, self._joining = None, []
             return
         before = 0 if self.beams is None else len(self.beams.origin)
         layout = np.arange(count)  # layout[p]: old input now at slab position p
@@ -191,10 +198,16 @@ class RunningSearch:
         order = rank[layout]  # position in ``beams`` of the input at each slab position
         self.beams = beams.select(order)
         index = rows.reshape(count, width)[order].reshape(-1)
-        if not _is_identity(index, before * width):  # greedy with no departures: no copy
-            self.carried = {name: np.take(value, index, axis=0)
-                            for name, value in self.carried.items()}
-        self.carried = self.model.trim_cache(self.carried)
+        # greedy with no departures keeps every row as it is: nothing to copy
+        self._pending = None if _is_identity(index, before * width) else index
+
+    def _apply_pending(self) -> None:
+        """Gather the kept rows and append the joined ones (one copy), then trim the cache."""
+        if self._pending is None and not self._joining:
+            return
+        self.carried = self.model.trim_cache(
+            self.model.select_and_join(self.carried, self._pending, self._joining))
+        self._pending, self._joining = None, []
 
 
 def _is_identity(index: np.ndarray, rows: int) -> bool:

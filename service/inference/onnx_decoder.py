@@ -150,6 +150,38 @@ class OnnxModel:
             carried[name] = np.concatenate([old, new])
         return carried
 
+    def select_and_join(self, carried: dict[str, np.ndarray], index: np.ndarray | None,
+                        joining: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Rows ``index`` of ``carried`` (all rows when None) followed by the ``joining``
+        rows, in one new array per tensor: the selected rows are gathered straight into it
+        (one copy, where gathering and then :meth:`merge_carried` made two), and joining
+        caches shorter than the running one are left-padded (masked)."""
+        if joining and not self.joinable:
+            raise ValueError(f"{self.manifest.name}: the decoder's cache has no mask; "
+                             "re-export the bundle to use continuous batching")
+        out = {}
+        for name, old in carried.items():
+            axis = self.grow_axes.get(name)
+            parts = [rows[name] for rows in joining]
+            if axis is not None and any(p.shape[axis] > old.shape[axis] for p in parts):
+                merged = {name: old if index is None else np.take(old, index, axis=0)}
+                for part in parts:  # a joining cache is longer: pad the running one (rare)
+                    merged = self.merge_carried(merged, {name: part})
+                out[name] = merged[name]
+                continue
+            count = old.shape[0] if index is None else len(index)
+            joined = np.empty((count + sum(len(p) for p in parts), *old.shape[1:]), old.dtype)
+            if index is None:
+                joined[:count] = old
+            else:  # mode="clip" lets numpy write into ``out`` without a buffer
+                np.take(old, index, axis=0, out=joined[:count], mode="clip")
+            for part in parts:
+                joined[count : count + len(part)] = (
+                    part if axis is None else pad_to(part, axis, old.shape[axis], left=True))
+                count += len(part)
+            out[name] = joined
+        return out
+
     def trim_cache(self, carried: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Cut cache columns that are padding for every row (on the left), once they are a
         quarter of the cache or more."""

@@ -154,3 +154,30 @@ def test_static_slab_reuses_rows_and_masks_the_rest() -> None:
     slab.rows = 1
     slab.shrink()  # the long source left: half the width is enough
     assert slab.width == 2 and slab.view()[0].tolist() == [[1, 1]]
+
+
+def test_select_and_join_is_gather_then_merge_in_one_copy(trained_bundle: Path) -> None:
+    model = Translator.load(trained_bundle).model
+    rng = np.random.default_rng(3)
+
+    def carried(rows: int, length: int) -> dict[str, np.ndarray]:
+        out = {}
+        for spec in model.state_specs:
+            shape = [rows if d == "batch" else length if isinstance(d, str) else d
+                     for d in spec.shape]
+            out[spec.input] = rng.normal(size=shape).astype(spec.dtype)
+        return out
+
+    running, index = carried(6, 5), np.array([5, 5, 0, 3])
+    kept = {name: np.take(value, index, axis=0) for name, value in running.items()}
+    for joining in ([carried(2, 0), carried(1, 3)], [carried(2, 7)], []):
+        want = kept
+        for part in joining:
+            want = model.merge_carried(want, part)
+        got = model.select_and_join(running, index, joining)
+        assert set(got) == set(want)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+    unchanged = model.select_and_join(running, None, [carried(1, 0)])
+    for name, value in running.items():
+        np.testing.assert_array_equal(unchanged[name][:6], value)
