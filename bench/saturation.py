@@ -1,0 +1,89 @@
+"""``python -m bench.saturation``: request-level batches vs a saturated continuous decode loop,
+in one process and without HTTP, with a cProfile of the loop.
+
+The same test verses are translated at beam 4 as request-level batches of ``--inflight``
+sentences (``Translator.translate``), then through a ``DecodeLoop`` that keeps ``--inflight``
+requests running (a new one joins whenever one finishes). Prints one JSON line (seconds,
+throughput ratio, mean running rows and cache length) and the loop's top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from service.inference import Translator
+from service.inference.continuous import Arrival, DecodeLoop
+from service.inference.translator import make_options
+from training.data import read_examples
+
+
+def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int
+             ) -> tuple[float, dict[str, float]]:
+    """Seconds to translate ``texts`` keeping ``inflight`` requests in the loop, and the mean
+    running rows and cache length seen after each step."""
+    options = make_options(beam, 1, 1.0, 0, 0)
+    loop = DecodeLoop(translator)
+    rows, cache = [], []
+    started = time.perf_counter()
+    loop.admit([Arrival(key, [texts[key]], options) for key in range(inflight)])
+    sent, done = inflight, 0
+    while done < len(texts):
+        finished = loop.step()
+        done += len(finished)
+        for search in loop.searches.values():
+            if search.carried:
+                first = next(iter(search.carried.values()))
+                rows.append(first.shape[0])
+                cache.append(first.shape[2] if first.ndim == 4 else 0)
+        joining = [Arrival(key, [texts[key]], options)
+                   for key in range(sent, min(sent + len(finished), len(texts)))]
+        sent += len(joining)
+        if joining:
+            loop.admit(joining)
+    seconds = time.perf_counter() - started
+    return seconds, {"mean_rows": float(np.mean(rows)), "mean_cache_len": float(np.mean(cache))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = argparse.ArgumentParser(prog="python -m bench.saturation", description=__doc__)
+    cli.add_argument("--bundle", type=Path, default=Path("models/transformer-en-fr"))
+    cli.add_argument("--data", type=Path, default=Path("data/en-fr/test.jsonl"))
+    cli.add_argument("--inflight", type=int, default=48)
+    cli.add_argument("--sentences", type=int, default=240)
+    cli.add_argument("--beam", type=int, default=4)
+    cli.add_argument("--threads", type=int, default=2)
+    args = cli.parse_args(argv)
+    if not args.data.is_file():
+        print(f"error: {args.data} is missing; run `make data` or pass --data", file=sys.stderr)
+        return 2
+    verses = [e.src for e in read_examples(args.data) if e.src_version == "k"]
+    random.Random(0).shuffle(verses)
+    texts = verses[: args.sentences]
+    translator = Translator.load(args.bundle, threads=args.threads)
+    translator.translate(texts[:8], beam_size=args.beam)
+    started = time.perf_counter()
+    for index in range(0, len(texts), args.inflight):
+        translator.translate(texts[index : index + args.inflight], beam_size=args.beam)
+    request_s = time.perf_counter() - started
+    profile = cProfile.Profile()
+    profile.enable()
+    continuous_s, shape = run_loop(translator, texts, min(args.inflight, len(texts)), args.beam)
+    profile.disable()
+    print(json.dumps({"request_s": round(request_s, 2), "continuous_s": round(continuous_s, 2),
+                      "continuous_over_request_throughput": round(request_s / continuous_s, 2),
+                      **{k: round(v, 1) for k, v in shape.items()}}), flush=True)
+    pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
