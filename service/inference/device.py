@@ -17,20 +17,33 @@ rows pads and concatenates caches, which this module does not do on the device.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
 
 from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import Candidates
 from service.inference.session import CUDA, session_options
 
+if TYPE_CHECKING:
+    import onnx
+
 GATHER_OPSET = 18
 GATHER_IR_VERSION = 9
+
+
+def onnx_module() -> ModuleType:
+    """The ``onnx`` package, which only IO binding needs (in the ``gpu`` extra, not ``serve``)."""
+    try:
+        return importlib.import_module("onnx")
+    except ImportError:
+        raise ImportError("IO binding needs the `onnx` package: install it (`pip install "
+                          "onnx`, part of the `gpu` extra) or set TRANSLATE_IO_BINDING=false"
+                          ) from None
 
 
 def device_of(provider: str) -> str:
@@ -42,7 +55,7 @@ def with_required_input(path: Path, name: str) -> bytes:
     """The model at ``path`` with the initializer ``name`` removed, so that the graph input of
     that name must be fed. IO binding cannot bind an input that has an initializer (ONNX
     Runtime's "overridable initializer"), which is how bundles give ``top_k`` its default."""
-    model = onnx.load(str(path))
+    model = onnx_module().load(str(path))
     kept = [init for init in model.graph.initializer if init.name != name]
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
@@ -52,7 +65,8 @@ def with_required_input(path: Path, name: str) -> bytes:
 def gather_graph(tensors: dict[str, np.dtype[Any]]) -> onnx.ModelProto:
     """``Gather(axis=0)`` of every named tensor (any rank) with one shared ``index`` ``(n,)``;
     outputs are named ``<name>.rows``."""
-    inputs = [helper.make_tensor_value_info("index", TensorProto.INT64, ["n"])]
+    helper, tensor_proto = onnx_module().helper, onnx_module().TensorProto
+    inputs = [helper.make_tensor_value_info("index", tensor_proto.INT64, ["n"])]
     outputs, nodes = [], []
     for name, dtype in tensors.items():
         elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))

@@ -5,6 +5,8 @@ CUDA run of the same code is in bench/gpu_check.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +82,10 @@ def test_required_input_drops_only_that_initializer(trained_bundle: Path) -> Non
 
 def test_io_binding_is_off_by_default_on_the_cpu(trained_bundle: Path) -> None:
     assert Translator.load(trained_bundle, threads=1).device_model is None
+
+
+def test_serving_without_io_binding_never_imports_onnx() -> None:
+    """The `serve` extra (the CPU image) has no `onnx`; only IO binding needs it."""
+    code = ("import sys, service.api, service.inference, service.inference.device; "
+            "assert 'onnx' not in sys.modules, 'onnx imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])
