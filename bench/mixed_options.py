@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import load_test_split
 from service.inference import Translator
 from service.inference.batching import pad_batch
 from service.inference.onnx_decoder import OnnxModel, OnnxState
-from training.data import read_examples
 
 
 def ms_per_step(model: OnnxModel, base: OnnxState, groups: list[np.ndarray], start_id: int,
@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--steps", type=int, default=12)
     cli.add_argument("--repeats", type=int, default=5)
     args = cli.parse_args(argv)
-    if not args.data.is_file():
-        print(f"error: {args.data} is missing; run `make data` or pass --data", file=sys.stderr)
+    examples = load_test_split(args.data)
+    if examples is None:
         return 2
-    texts = [example.src for example in read_examples(args.data)]
+    texts = [example.src for example in examples]
     translator = Translator.load(args.bundle, threads=2)
     for count in (int(n) for n in args.sentences.split(",")):
         print(json.dumps(measure(translator, texts[:count], args.steps, args.repeats)),

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import load_test_split
 from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop
 from service.inference.translator import make_options
-from training.data import read_examples
 
 
 def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--beam", type=int, default=4)
     cli.add_argument("--threads", type=int, default=2)
     args = cli.parse_args(argv)
-    if not args.data.is_file():
-        print(f"error: {args.data} is missing; run `make data` or pass --data", file=sys.stderr)
+    examples = load_test_split(args.data)
+    if examples is None:
         return 2
-    verses = [e.src for e in read_examples(args.data) if e.src_version == "k"]
+    verses = [e.src for e in examples if e.src_version == "k"]
     random.Random(0).shuffle(verses)
     texts = verses[: args.sentences]
     translator = Translator.load(args.bundle, threads=args.threads)

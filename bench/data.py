@@ -1,0 +1,16 @@
+"""The test split the benchmarks read, with the one-line error when it is missing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from training.data import Example, read_examples
+
+
+def load_test_split(path: Path) -> list[Example] | None:
+    """The examples in ``path``, or None after printing how to make the file."""
+    if not path.is_file():
+        print(f"error: {path} is missing; run `make data` or pass --data", file=sys.stderr)
+        return None
+    return list(read_examples(path))
