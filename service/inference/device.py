@@ -26,7 +26,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.inference.onnx_decoder import OnnxModel, OnnxState
-from service.inference.search import Candidates
+from service.inference.search import Candidates, top_k
 from service.inference.session import CUDA, session_options
 
 if TYPE_CHECKING:
@@ -65,8 +65,9 @@ def with_required_input(path: Path, name: str) -> bytes:
 def gather_graph(tensors: dict[str, np.dtype[Any]]) -> onnx.ModelProto:
     """``Gather(axis=0)`` of every named tensor (any rank) with one shared ``index`` ``(n,)``;
     outputs are named ``<name>.rows``."""
-    helper, tensor_proto = onnx_module().helper, onnx_module().TensorProto
-    inputs = [helper.make_tensor_value_info("index", tensor_proto.INT64, ["n"])]
+    package = onnx_module()
+    helper = package.helper
+    inputs = [helper.make_tensor_value_info("index", package.TensorProto.INT64, ["n"])]
     outputs, nodes = [], []
     for name, dtype in tensors.items():
         elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
@@ -117,11 +118,6 @@ class DeviceModel:
         self._carried_gather: RowGather | None = None
         self._all_gather: RowGather | None = None
 
-    @property
-    def steps(self) -> int:
-        """Decoder calls made so far (shared with the wrapped model)."""
-        return self.model.steps
-
     def upload(self, state: OnnxState) -> OnnxState:
         """The same state with its static and carried tensors as device ``OrtValue`` s."""
         if self._all_gather is None:
@@ -139,8 +135,6 @@ class DeviceModel:
         """Each row's ``k`` best log-probs and ids ``(rows, k)`` (host), best first."""
         top = self.model.top_k
         if top is None:
-            from service.inference.search import top_k
-
             log_probs, state = self.step(tokens, state)
             return top_k(log_probs, k), state
         k_feed = {top.input: np.array([min(k, self.model.manifest.vocab_size)], np.int64)}

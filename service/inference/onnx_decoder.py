@@ -137,9 +137,7 @@ class OnnxModel:
                       ) -> dict[str, np.ndarray]:
         """Carried state of ``running`` rows then ``joining`` rows, growing caches left-padded
         (masked) to the longer of the two."""
-        if not self.joinable:
-            raise ValueError(f"{self.manifest.name}: the decoder's cache has no mask; "
-                             "re-export the bundle to use continuous batching")
+        self._require_joinable()
         carried = {}
         for name, old in running.items():
             new = joining[name]
@@ -156,9 +154,8 @@ class OnnxModel:
         rows, in one new array per tensor: the selected rows are gathered straight into it
         (one copy, where gathering and then :meth:`merge_carried` made two), and joining
         caches shorter than the running one are left-padded (masked)."""
-        if joining and not self.joinable:
-            raise ValueError(f"{self.manifest.name}: the decoder's cache has no mask; "
-                             "re-export the bundle to use continuous batching")
+        if joining:
+            self._require_joinable()
         out = {}
         for name, old in carried.items():
             axis = self.grow_axes.get(name)
@@ -181,6 +178,11 @@ class OnnxModel:
                 count += len(part)
             out[name] = joined
         return out
+
+    def _require_joinable(self) -> None:
+        if not self.joinable:
+            raise ValueError(f"{self.manifest.name}: the decoder's cache has no mask; "
+                             "re-export the bundle to use continuous batching")
 
     def trim_cache(self, carried: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Cut cache columns that are padding for every row (on the left), once they are a
