@@ -21,8 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from service.bundle import read_manifest
+
 SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8"]
-# also accepted by --systems: engine-fp32-bound, engine-int8-bound (IO binding on the CPU)
+# also accepted by --systems: engine-fp32-concat, engine-int8-concat (the cache grown by the
+# graph, as exported before in-place caches), engine-fp32-bound, engine-int8-bound (IO binding
+# on the CPU, over the concat bundle)
 SETTINGS = [("greedy", 1, 64), ("greedy", 1, 1), ("beam4", 4, 64), ("beam4", 4, 1)]
 FORCED = 32
 
@@ -60,17 +64,25 @@ def build_model(directory: Path, shape: dict[str, int]) -> None:
 
 def prepare(work: Path, quick: bool) -> None:
     """Model, our fp32/int8 bundles and the CTranslate2 conversion (cached in ``work``)."""
-    model_dir, bundle, ct2 = work / "marian", work / "bundle", work / "ct2"
+    model_dir, ct2 = work / "marian", work / "ct2"
     if not model_dir.exists():
         build_model(model_dir, opus_shape(quick))
-    if not bundle.exists():
-        from training.export.__main__ import main as export
+    for cache in ("in-place", "concat"):
+        bundle = bundle_dir(work, cache)
+        if not bundle.exists() or (read_manifest(bundle).decoder.in_place != (cache == "in-place")):
+            from training.export.__main__ import main as export
 
-        export([str(model_dir), str(bundle), "--int8", "--src-lang", "xx", "--tgt-lang", "yy"])
+            export([str(model_dir), str(bundle), "--int8", "--src-lang", "xx", "--tgt-lang", "yy",
+                    "--cache", cache, "--force"])
     if not ct2.exists():
         import ctranslate2
 
         ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(ct2))
+
+
+def bundle_dir(work: Path, cache: str) -> Path:
+    """Where the bundle of a cache layout lives in ``work``."""
+    return work / ("bundle" if cache == "in-place" else "bundle-concat")
 
 
 def sources(vocab: int, count: int = 64) -> list[list[int]]:
@@ -85,9 +97,10 @@ def runner(system: str, work: Path, threads: int) -> Callable[[list[list[int]], 
     if system.startswith("engine"):
         from service.inference import Translator
 
-        path = work / "bundle" / ("int8" if "int8" in system else "")
-        tr = Translator.load(path, threads=threads, max_batch_tokens=1 << 20,
-                             io_binding=system.endswith("-bound"))
+        bound = system.endswith("-bound")
+        cache = "concat" if bound or system.endswith("-concat") else "in-place"
+        path = bundle_dir(work, cache) / ("int8" if "int8" in system else "")
+        tr = Translator.load(path, threads=threads, max_batch_tokens=1 << 20, io_binding=bound)
         return lambda batch, beam: tr.translate_ids(batch, beam_size=beam, min_length=FORCED,
                                                     max_length=FORCED)
     if system == "generate":

@@ -2,8 +2,9 @@
 
 For each bundle: load it on CUDA with ``require_gpu`` (so a silent CPU fallback is an error),
 report the provider, compare its translations with the CPU's (greedy and beam 4), and time
-batch 64 and batch 1 with the decoder state on the device (IO binding) and without it (host
-round trip of the cache every step), median of ``--repeats``. Rows go to stdout and to
+batch 64 and batch 1 with the decoder state on the device (IO binding, for bundles exported
+with ``--cache concat``) and without it (host round trip of the cache every step; the only mode
+of in-place caches), median of ``--repeats``. Rows go to stdout and to
 ``DIR/gpu_check.jsonl``. ``--allow-cpu`` runs the same code on the CPU (a dry run for machines
 without a GPU; the tests use it). See ``../shared/gpu/README.md`` for bringing
 ``onnxruntime-gpu`` to the device machine, and docs/status.md for what is still unverified.
@@ -58,28 +59,32 @@ def median_seconds(run: Callable[[], Any], repeats: int) -> float:
 
 
 def check_bundle(bundle: Path, providers: list[str], repeats: int) -> list[dict[str, Any]]:
-    """Provider, agreement with the CPU and IO-binding timings of one bundle."""
+    """Provider, agreement with the CPU and timings of one bundle: with the state on the
+    device (IO binding; bundles exported with ``--cache concat``) and without it."""
     on_cpu = Translator.load(bundle, providers=[CPU])
-    bound = Translator.load(bundle, providers=providers, require_gpu=CUDA in providers,
-                            io_binding=True)
-    unbound = Translator.load(bundle, providers=providers, require_gpu=CUDA in providers,
-                              io_binding=False)
+    load = partial(Translator.load, bundle, providers=providers, require_gpu=CUDA in providers)
+    modes = {"unbound": load(io_binding=False)}
+    if not on_cpu.manifest.decoder.in_place:  # in-place caches are written on the host
+        modes = {"bound": load(io_binding=True), **modes}
+    first = next(iter(modes.values()))
     texts = SENTENCES * 4
     rows = []
     for beam in (1, 4):
         want = [t.text for t in on_cpu.translate(texts, beam_size=beam)]
-        got = [t.text for t in bound.translate(texts, beam_size=beam)]
+        got = [t.text for t in first.translate(texts, beam_size=beam)]
         row: dict[str, Any] = {
-            "bundle": str(bundle), "provider": bound.provider, "beam": beam,
+            "bundle": str(bundle), "provider": first.provider, "beam": beam,
+            "cache": "in-place" if on_cpu.manifest.decoder.in_place else "concat",
             "same_as_cpu": sum(a == b for a, b in zip(got, want, strict=True)) / len(texts)}
         for batch in (64, 1):
             part = texts[:batch]
-            for name, translator in (("bound", bound), ("unbound", unbound)):
+            for name, translator in modes.items():
                 seconds = median_seconds(partial(translator.translate, part, beam_size=beam),
                                          repeats)
                 row[f"{name}_b{batch}_ms"] = round(1000 * seconds, 1)
-            row[f"bound_speedup_b{batch}"] = round(
-                row[f"unbound_b{batch}_ms"] / row[f"bound_b{batch}_ms"], 2)
+            if "bound" in modes:
+                row[f"bound_speedup_b{batch}"] = round(
+                    row[f"unbound_b{batch}_ms"] / row[f"bound_b{batch}_ms"], 2)
         rows.append(row)
     return rows
 

@@ -7,8 +7,10 @@ imported only to compare the state contract with the graphs.
 Decoder state contract: every decoder input besides ``input_ids (batch, 1)`` and
 ``encoder_attention_mask (batch, src_len)`` is either *static* (an encoder output, fixed for a
 sequence, e.g. cross-attention keys or the RNN memory) or *state* (fed back from the matching
-output every step, starting empty along ``grow_axis`` or from an encoder output). Every such
-tensor has the batch on axis 0, so beam reordering is a gather on axis 0 for all of them.
+output every step, starting empty along ``grow_axis`` or from an encoder output; or, for
+``in_place`` state, a preallocated buffer into which the host writes each step's new entry).
+Every such tensor has the batch on axis 0, so beam reordering is a gather on axis 0 for all of
+them.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class StateSpec:
     init: str  # "empty" (zero length along grow_axis) or "encoder:<output name>"
     grow_axis: int | None = None
     batch_axis: int = 0
+    # Written in place: the input is a buffer with spare capacity along ``grow_axis`` (entries
+    # past each row's length are masked by the cache mask) and the output is only the new entry
+    # (length 1 on ``grow_axis``), which the host writes at each row's next free index. Without
+    # it the graph returns the whole grown tensor, which copies the cache at every step.
+    in_place: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,11 @@ class DecoderContract:
     # so rows with caches of different lengths can share a step (continuous batching).
     cache_mask: str | None = None
     top_k: TopKSpec | None = None  # absent in bundles exported before the head existed
+
+    @property
+    def in_place(self) -> bool:
+        """Whether the growing state is written in place (see :class:`StateSpec`)."""
+        return any(s.in_place for s in self.state)
 
     @property
     def joinable(self) -> bool:

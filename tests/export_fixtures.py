@@ -95,3 +95,11 @@ def trained_bundle(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
                  "model.d_model=64", "model.ffn_dim=128", "model.dropout=0", "label_smoothing=0"]
     Trainer(load_config(None, overrides)).run()
     return export(root / "run" / "best", root / "bundle", "--int8")
+
+
+@pytest.fixture(scope="session")
+def trained_concat_bundle(trained_bundle: Path) -> Path:
+    """The same trained Transformer with the cache grown by the graph (``--cache concat``,
+    the layout of bundles exported before in-place caches, and the one IO binding needs)."""
+    return export(trained_bundle.parent / "run" / "best", trained_bundle.parent / "concat",
+                  "--cache", "concat")

@@ -51,7 +51,8 @@ class _NumpyAdapter:
         log_probs, state = self.model.step(torch.from_numpy(tokens), state)
         return log_probs.numpy(), state
 
-    def reorder(self, state: State, index: np.ndarray, *, inputs_changed: bool = True) -> State:
+    def reorder(self, state: State, index: np.ndarray, *, inputs_changed: bool = True,
+                group: int = 1) -> State:
         return self.model.reorder(state, torch.from_numpy(index))
 
 

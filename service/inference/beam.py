@@ -128,7 +128,8 @@ def beam_step(decoder: Decoder, state: Any, beams: Beams, finished: Hypotheses,
     inputs = len(beams.origin)
     beams, index = select_step(found, beams, finished, results, eos_id=eos_id, options=options)
     if len(beams.origin):
-        state = decoder.reorder(state, index, inputs_changed=len(beams.origin) < inputs)
+        state = decoder.reorder(state, index, inputs_changed=len(beams.origin) < inputs,
+                                group=options.beam_size)
     return beams, state
 
 

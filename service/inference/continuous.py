@@ -4,7 +4,8 @@ A :class:`DecodeLoop` keeps one running beam search per set of search options (g
 1, which gives the same tokens and scores as :func:`greedy_search`). Its driver calls, between
 two steps, :meth:`DecodeLoop.admit` — new requests' sentences are encoded and **join** the
 running batch: encoder outputs and masks padded to the batch's source width
-(:class:`StaticSlab`), growing caches left-padded and masked (``OnnxModel.merge_carried``) —
+(:class:`StaticSlab`), growing caches left-padded and masked (``OnnxModel.merge_carried``), or
+for in-place caches written behind the running rows in the same buffers (column_cache.py) —
 and :meth:`DecodeLoop.cancel`, then :meth:`DecodeLoop.step`: one decoder step per search.
 Inputs that finish leave at once, and a request whose sentences are all done is returned by
 that step.
@@ -121,6 +122,7 @@ class RunningSearch:
         self.carried: dict[str, np.ndarray] = {}
         self._pending: np.ndarray | None = None  # rows of ``carried`` the next step keeps
         self._joining: list[dict[str, np.ndarray]] = []  # carried state of joined rows
+        self.order: np.ndarray | None = None  # array row of each beam row (OnnxState.order)
         self.finished: Hypotheses = {}
 
     def __len__(self) -> int:
@@ -134,6 +136,7 @@ class RunningSearch:
         width = self.options.beam_size
         state = self.model.encode(ids, mask)
         state = self.model.reorder(state, np.repeat(np.arange(len(keys)), width))
+        assert state.order is None  # rows in input order: added behind the running ones
         beams = start_beams(np.array(keys, dtype=np.int64), max_length, width, self.start_id)
         for key in keys:
             self.finished[key] = []
@@ -141,6 +144,9 @@ class RunningSearch:
         if self.beams is None:
             self.beams, self.carried = beams, state.carried
         else:
+            if self.order is not None:  # joined rows go behind the running ones
+                self.order = np.concatenate([self.order, np.arange(
+                    len(self.order), len(self.order) + len(beams.tokens))])
             self.beams = concat_beams(self.beams, beams)
             self._joining.append(state.carried)
 
@@ -163,7 +169,7 @@ class RunningSearch:
         mask, static = self.slab.view()
         width = self.options.beam_size
         found, state = next_candidates(self.model, self.beams.tokens,
-                                       OnnxState(mask, static, self.carried),
+                                       OnnxState(mask, static, self.carried, self.order),
                                        self.beams.histories, np.repeat(self.beams.steps, width),
                                        k=2 * width, eos_id=self.eos_id, options=self.options)
         self.carried = state.carried
@@ -181,7 +187,7 @@ class RunningSearch:
         count = len(kept)
         if not count:
             self.beams, self.carried, self.slab.rows = None, {}, 0
-            self._pending, self._joining = None, []
+            self._pending, self._joining, self.order = None, [], None
             return
         before = 0 if self.beams is None else len(self.beams.origin)
         layout = np.arange(count)  # layout[p]: old input now at slab position p
@@ -198,8 +204,10 @@ class RunningSearch:
         order = rank[layout]  # position in ``beams`` of the input at each slab position
         self.beams = beams.select(order)
         index = rows.reshape(count, width)[order].reshape(-1)
+        parents = index if self.order is None else self.order[index]
+        self.order, source = self.model.place_rows(parents, width, np.arange(count))
         # greedy with no departures keeps every row as it is: nothing to copy
-        self._pending = None if _is_identity(index, before * width) else index
+        self._pending = None if _is_identity(source, before * width) else source
 
     def _apply_pending(self) -> None:
         """Gather the kept rows and append the joined ones (one copy), then trim the cache."""

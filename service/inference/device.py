@@ -18,6 +18,7 @@ rows pads and concatenates caches, which this module does not do on the device.
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -25,12 +26,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 
+from service.bundle import BundleError, Manifest
 from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import Candidates, top_k
 from service.inference.session import CUDA, session_options
 
 if TYPE_CHECKING:
     import onnx
+
+log = logging.getLogger(__name__)
 
 GATHER_OPSET = 18
 GATHER_IR_VERSION = 9
@@ -44,6 +48,24 @@ def onnx_module() -> ModuleType:
         raise ImportError("IO binding needs the `onnx` package: install it (`pip install "
                           "onnx`, part of the `gpu` extra) or set TRANSLATE_IO_BINDING=false"
                           ) from None
+
+
+def resolve_io_binding(manifest: Manifest, providers: list[str], requested: bool | None
+                       ) -> bool:
+    """Whether to keep the decoder state on the device: by default when CUDA is among
+    ``providers``. Bundles with in-place caches (``--cache in-place``, the default export) are
+    served from host memory: their cache is written by the host, which this module does not
+    do on the device."""
+    if not manifest.decoder.in_place:
+        return CUDA in providers if requested is None else requested
+    if requested:
+        raise BundleError(f"bundle {manifest.name}: IO binding needs a cache grown by the graph; "
+                          "re-export it with `python -m training.export --cache concat` or set "
+                          "TRANSLATE_IO_BINDING=false")
+    if CUDA in providers:
+        log.warning("%s: in-place cache, so the decoder state is kept on the host (export with "
+                    "`--cache concat` to keep it on the GPU)", manifest.name)
+    return False
 
 
 def device_of(provider: str) -> str:
@@ -141,10 +163,11 @@ class DeviceModel:
         (values, ids), carried = self._run(tokens, state, [top.values, top.indices], k_feed)
         return Candidates(values, ids), self._next(state, carried)
 
-    def reorder(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool = True
-                ) -> OnnxState:
+    def reorder(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool = True,
+                group: int = 1) -> OnnxState:
         """Gather rows of the carried state (and of the mask and static tensors unless only
-        beams of the same inputs were reordered), on the device."""
+        beams of the same inputs were reordered), on the device (``group`` is not needed:
+        every row is gathered)."""
         assert self._carried_gather is not None and self._all_gather is not None
         if not inputs_changed:
             return OnnxState(state.mask, state.static, self._carried_gather(state.carried, index))

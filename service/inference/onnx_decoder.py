@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from service.bundle import Manifest
+from service.inference import column_cache
 from service.inference.search import Candidates, top_k
 
 ENCODE_ROWS = 16  # rows per encoder call (docs/benchmarks.md: 64 / 32 / 16 / 8 compared)
@@ -19,11 +20,14 @@ class OnnxState:
 
     mask ``(rows, src_len)``; static: encoder outputs fed unchanged every step (cross keys and
     values, RNN memory); carried: fed back from the previous step (key/value cache, h/c).
+    ``order`` ``(rows,)``: the array row of each of the search's rows, when they differ (in-place
+    caches move few rows, column_cache.place_rows); None: the same.
     """
 
     mask: np.ndarray
     static: dict[str, np.ndarray]
     carried: dict[str, np.ndarray]
+    order: np.ndarray | None = None
 
 
 class OnnxModel:
@@ -49,6 +53,10 @@ class OnnxModel:
         # axis of the source length in each static tensor, for padding on join
         self.src_axes = {spec.input: spec.shape.index("src_len") for spec in contract.static}
         self.grow_axes = {s.input: s.grow_axis for s in contract.state if s.grow_axis is not None}
+        # in-place caches: the graph returns new entries, written here (column_cache.py)
+        self.columns = (column_cache.ColumnWriter(contract.state, contract.cache_mask,
+                                                  manifest.max_positions)
+                        if contract.in_place and contract.cache_mask else None)
 
     @property
     def joinable(self) -> bool:
@@ -78,7 +86,8 @@ class OnnxModel:
                    for name in parts[0].carried}
         if (order == np.arange(len(order))).all():  # already longest first (the Translator's)
             return OnnxState(mask, static, carried)
-        return self.reorder(OnnxState(mask[order], static, carried), np.argsort(order))
+        back = np.argsort(order)  # a plain gather: the rows leave in input order
+        return OnnxState(mask, take_rows(static, back), take_rows(carried, back))
 
     def _encode(self, ids: np.ndarray, mask: np.ndarray) -> OnnxState:
         outputs = dict(zip(self.encoder_names,
@@ -87,7 +96,9 @@ class OnnxModel:
         static = {spec.input: outputs[spec.source] for spec in self.manifest.decoder.static}
         carried = {}
         for spec in self.state_specs:
-            if spec.init == "empty":
+            if spec.in_place:
+                carried[spec.input] = column_cache.allocate(spec, len(ids))
+            elif spec.init == "empty":
                 shape = [len(ids) if d == "batch" else 0 if isinstance(d, str) else d
                          for d in spec.shape]
                 carried[spec.input] = np.zeros(shape, dtype=spec.dtype)
@@ -96,17 +107,27 @@ class OnnxModel:
         return OnnxState(mask, static, carried)
 
     def _feeds(self, tokens: np.ndarray, state: OnnxState) -> dict[str, np.ndarray]:
+        if state.order is not None:  # the search's rows -> array rows
+            placed = np.empty_like(tokens)
+            placed[state.order] = tokens
+            tokens = placed
         return {"input_ids": tokens.reshape(-1, 1), "encoder_attention_mask": state.mask,
                 **self.step_feeds, **state.static, **state.carried}
 
     def _next(self, state: OnnxState, carried: list[np.ndarray]) -> OnnxState:
+        """The state after a step whose state outputs are ``carried``; with in-place caches
+        the new entries are written into ``state``'s buffers, which the new state reuses."""
         self.steps += 1
         new = dict(zip((s.input for s in self.state_specs), carried, strict=True))
-        return OnnxState(state.mask, state.static, new)
+        if self.columns is not None:
+            new = self.columns.write(state.carried, new)
+        return OnnxState(state.mask, state.static, new, state.order)
 
     def step(self, tokens: np.ndarray, state: OnnxState) -> tuple[np.ndarray, OnnxState]:
         """``(rows,)`` tokens -> ``(rows, vocab)`` log-probs and the next state."""
         log_probs, *carried = self.decoder.run(self.output_names, self._feeds(tokens, state))
+        if state.order is not None:
+            log_probs = log_probs[state.order]
         return log_probs, self._next(state, carried)
 
     def step_top_k(self, tokens: np.ndarray, state: OnnxState, k: int
@@ -119,25 +140,66 @@ class OnnxModel:
         feeds = self._feeds(tokens, state)
         feeds[self.top_k.input] = np.array([min(k, self.manifest.vocab_size)], np.int64)
         values, ids, *carried = self.decoder.run(self.top_k_outputs, feeds)
+        if state.order is not None:
+            values, ids = values[state.order], ids[state.order]
         return Candidates(values, ids), self._next(state, carried)
 
-    def reorder(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool = True
-                ) -> OnnxState:
-        """Gather rows on axis 0 of the carried state; of the mask and the static encoder
-        outputs too unless only beams of the same inputs were reordered."""
-        def take(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return {name: np.take(value, index, axis=0) for name, value in arrays.items()}
+    def reorder(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool = True,
+                group: int = 1) -> OnnxState:
+        """The search's rows ``index`` (axis 0) of the carried state; of the mask and the
+        static encoder outputs too unless only beams of the same inputs were reordered.
+        Rows come in groups of ``group`` (an input's beams). With in-place caches rows are
+        moved inside their buffers and only where needed (the state records their order)."""
+        if self.columns is not None:
+            return self._move(state, index, inputs_changed=inputs_changed, group=group)
 
         if not inputs_changed:
-            return OnnxState(state.mask, state.static, take(state.carried))
-        return OnnxState(np.take(state.mask, index, axis=0), take(state.static),
-                         take(state.carried))
+            return OnnxState(state.mask, state.static, take_rows(state.carried, index))
+        return OnnxState(np.take(state.mask, index, axis=0), take_rows(state.static, index),
+                         take_rows(state.carried, index))
+
+    def _move(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool, group: int
+              ) -> OnnxState:
+        assert self.columns is not None
+        parents = index if state.order is None else state.order[index]
+        order: np.ndarray | None = None
+        if len(index) > len(state.mask) or len(index) % group:  # rows added: copy them all
+            source = parents
+        else:
+            order, source = self.place_rows(parents, group)
+        carried = self.columns.gather(state.carried, source)
+        if not inputs_changed:
+            return OnnxState(state.mask, state.static, carried, order)
+        static = {name: column_cache.move_rows(value, source)
+                  for name, value in state.static.items()}
+        return OnnxState(column_cache.move_rows(state.mask, source), static, carried, order)
+
+    def place_rows(self, parents: np.ndarray, group: int, blocks: np.ndarray | None = None
+                   ) -> tuple[np.ndarray | None, np.ndarray]:
+        """Array rows for the next step's rows, which continue the array rows ``parents``:
+        ``(order, source)`` as in ``column_cache.place_rows`` (order None when it is the
+        identity). Without in-place caches every row is gathered: ``(None, parents)``."""
+        if self.columns is None:
+            return None, parents
+        order, source = column_cache.place_rows(parents, group, blocks)
+        return (None if (order == np.arange(len(order))).all() else order), source
+
+    def gather_carried(self, carried: dict[str, np.ndarray], source: np.ndarray
+                       ) -> dict[str, np.ndarray]:
+        """Array rows ``source`` of the carried state: moved inside their buffers for in-place
+        caches (only rows whose source differs, only used entries), else gathered into new
+        arrays."""
+        if self.columns is not None:
+            return self.columns.gather(carried, source)
+        return take_rows(carried, source)
 
     def merge_carried(self, running: dict[str, np.ndarray], joining: dict[str, np.ndarray]
                       ) -> dict[str, np.ndarray]:
         """Carried state of ``running`` rows then ``joining`` rows, growing caches left-padded
-        (masked) to the longer of the two."""
+        (masked) to the longer of the two (in-place caches: no padding)."""
         self._require_joinable()
+        if self.columns is not None:
+            return self._select_and_append(running, None, [joining])
         carried = {}
         for name, old in running.items():
             new = joining[name]
@@ -156,6 +218,8 @@ class OnnxModel:
         caches shorter than the running one are left-padded (masked)."""
         if joining:
             self._require_joinable()
+        if self.columns is not None:
+            return self._select_and_append(carried, index, joining)
         out = {}
         for name, old in carried.items():
             axis = self.grow_axes.get(name)
@@ -179,6 +243,17 @@ class OnnxModel:
             out[name] = joined
         return out
 
+    def _select_and_append(self, carried: dict[str, np.ndarray], index: np.ndarray | None,
+                           joining: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """:meth:`select_and_join` for in-place caches: no padding (each row's entries start
+        at column 0), rows moved and appended inside the running buffers."""
+        kept = carried if index is None else self.gather_carried(carried, index)
+        if not joining:
+            return kept
+        return {name: column_cache.append_rows(value, [rows[name] for rows in joining],
+                                               self.grow_axes.get(name))
+                for name, value in kept.items()}
+
     def _require_joinable(self) -> None:
         if not self.joinable:
             raise ValueError(f"{self.manifest.name}: the decoder's cache has no mask; "
@@ -188,6 +263,8 @@ class OnnxModel:
         """Cut cache columns that are padding for every row (on the left), once they are a
         quarter of the cache or more."""
         cache_mask = self.manifest.decoder.cache_mask
+        if self.columns is not None:  # entries start at column 0: no padding, maybe spare room
+            return self.columns.shrink(carried)
         if cache_mask is None or not carried[cache_mask].shape[1]:
             return carried
         used = np.flatnonzero(carried[cache_mask].any(axis=0))
@@ -197,6 +274,11 @@ class OnnxModel:
         return {name: np.take(value, np.arange(first, value.shape[axis]), axis=axis)
                 if (axis := self.grow_axes.get(name)) is not None else value
                 for name, value in carried.items()}
+
+
+def take_rows(arrays: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows ``index`` (axis 0) of every array, as new arrays."""
+    return {name: np.take(value, index, axis=0) for name, value in arrays.items()}
 
 
 def pad_to(array: np.ndarray, axis: int, size: int, *, left: bool = False) -> np.ndarray:

@@ -43,9 +43,12 @@ class Decoder(Protocol):
 
     def step(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]: ...
 
-    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True) -> Any:
+    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True,
+                group: int = 1) -> Any:
         """Select rows; ``inputs_changed=False`` promises that every new row comes from a row
-        of the same input (beams reordered, none dropped), so per-input tensors can stay."""
+        of the same input (beams reordered, none dropped), so per-input tensors can stay;
+        ``group``: rows come in groups of that many per input (its beams), and each new
+        group's rows continue rows of one old group."""
         ...
 
 

@@ -12,10 +12,10 @@ import numpy as np
 from service.bundle import Manifest, check_contract, load_bundle_manifest
 from service.inference.batching import pad_batch, token_budget_batches
 from service.inference.beam import beam_search
-from service.inference.device import DeviceModel, with_required_input
+from service.inference.device import DeviceModel, resolve_io_binding, with_required_input
 from service.inference.onnx_decoder import OnnxModel
 from service.inference.search import Hypothesis, SearchOptions, greedy_search
-from service.inference.session import CUDA, create_session, resolve_providers
+from service.inference.session import create_session, resolve_providers
 from service.inference.text import join_sentences, split_sentences
 from service.inference.tokenizer import load_tokenizer
 
@@ -92,7 +92,7 @@ class Translator:
         directory = Path(path)
         manifest = load_bundle_manifest(directory)
         chosen = resolve_providers(providers)
-        bind = CUDA in chosen if io_binding is None else io_binding
+        bind = resolve_io_binding(manifest, chosen, io_binding)
         top_k = manifest.decoder.top_k
         graph = (with_required_input(directory / "decoder.onnx", top_k.input)
                  if bind and top_k is not None else None)

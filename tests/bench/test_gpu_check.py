@@ -12,17 +12,20 @@ import pytest
 from bench.gpu_check import main
 
 
-def test_dry_run_reports_agreement_and_both_timings(trained_bundle: Path, tmp_path: Path,
+def test_dry_run_reports_agreement_and_both_timings(trained_concat_bundle: Path,
+                                                    trained_bundle: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--bundles", str(trained_bundle), "--out", str(tmp_path), "--repeats", "1",
-                 "--allow-cpu"]) == 0
+    assert main(["--bundles", f"{trained_concat_bundle},{trained_bundle}", "--out",
+                 str(tmp_path), "--repeats", "1", "--allow-cpu"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()][1:]
-    assert [row["beam"] for row in rows] == [1, 4]
+    assert [(row["cache"], row["beam"]) for row in rows] == [
+        ("concat", 1), ("concat", 4), ("in-place", 1), ("in-place", 4)]
     for row in rows:
         assert row["provider"] == "CPUExecutionProvider"
         assert row["same_as_cpu"] == 1.0  # the bound path on the CPU is the CPU's result
-        assert row["bound_b64_ms"] > 0 and row["unbound_b1_ms"] > 0
-    assert len((tmp_path / "gpu_check.jsonl").read_text().splitlines()) == 3
+        assert row["unbound_b64_ms"] > 0 and row["unbound_b1_ms"] > 0
+        assert ("bound_b64_ms" in row) == (row["cache"] == "concat")  # in-place: host only
+    assert len((tmp_path / "gpu_check.jsonl").read_text().splitlines()) == 5
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(),

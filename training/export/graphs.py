@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -36,26 +36,36 @@ class GraphPlan:
         return [s.input for s in self.contract.state] + [s.input for s in self.contract.static]
 
 
-def marian_plan(model: Any) -> GraphPlan:
-    """Cross K/V from the encoder; a self-attention K/V cache growing on axis 2."""
+CacheLayout = Literal["in-place", "concat"]
+CACHE_LAYOUTS: tuple[CacheLayout, ...] = ("in-place", "concat")
+
+
+def marian_plan(model: Any, cache: CacheLayout = "in-place") -> GraphPlan:
+    """Cross K/V from the encoder; a self-attention K/V cache along axis 2, either written in
+    place by the host (a buffer of ``cache_len`` capacity in, the new entry out) or grown by
+    the graph (``past_len`` in, ``past_len + 1`` out)."""
     cfg = model.config
     heads, layers = cfg.decoder_attention_heads, cfg.decoder_layers
     head_dim = cfg.d_model // heads
+    in_place = cache == "in-place"
+    length = "cache_len" if in_place else "past_len"
+    out_prefix = "new" if in_place else "present"
     kv = ["batch", heads, "src_len", head_dim]
     outputs, state, static = [], [], []
     for i in range(layers):
         for part in ("key", "value"):
             outputs.append(TensorSpec(f"cross_{part}_{i}", F32, kv))
             static.append(StaticSpec(f"cross_{part}_{i}", f"cross_{part}_{i}", F32, kv))
-            state.append(StateSpec(f"past_{part}_{i}", f"present_{part}_{i}", F32,
-                                   ["batch", heads, "past_len", head_dim], "empty", grow_axis=2))
-    state += [StateSpec("past_mask", "present_mask", I64, ["batch", "past_len"], "empty",
-                        grow_axis=1),
+            state.append(StateSpec(f"past_{part}_{i}", f"{out_prefix}_{part}_{i}", F32,
+                                   ["batch", heads, length, head_dim], "empty", grow_axis=2,
+                                   in_place=in_place))
+    state += [StateSpec("past_mask", f"{out_prefix}_mask", I64, ["batch", length], "empty",
+                        grow_axis=1, in_place=in_place),
               StateSpec("position", "next_position", I64, ["batch"], "empty")]
     contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS),
                                cache_mask="past_mask")
-    return GraphPlan(MarianEncoderGraph(model).eval(), MarianDecoderStepGraph(model).eval(),
-                     outputs, contract)
+    decoder = MarianDecoderStepGraph(model, in_place=in_place).eval()
+    return GraphPlan(MarianEncoderGraph(model).eval(), decoder, outputs, contract)
 
 
 def rnn_plan(model: Any) -> GraphPlan:
@@ -73,9 +83,10 @@ def rnn_plan(model: Any) -> GraphPlan:
                      contract)
 
 
-def plan_for(source: Source) -> GraphPlan:
-    """The graph plan of either architecture."""
-    return rnn_plan(source.module) if is_rnn(source) else marian_plan(source.module)
+def plan_for(source: Source, cache: CacheLayout = "in-place") -> GraphPlan:
+    """The graph plan of either architecture (``cache`` applies to Transformers; the RNN state
+    does not grow)."""
+    return rnn_plan(source.module) if is_rnn(source) else marian_plan(source.module, cache)
 
 
 def example_source(batch: int = 2, length: int = 5) -> tuple[Tensor, Tensor]:
@@ -93,7 +104,8 @@ def _dim(shape: list[int | str], dims: dict[str, Any]) -> dict[int, Any]:
 def export_graphs(plan: GraphPlan, out: Path, *, opset: int, max_positions: int) -> None:
     """Export ``encoder.onnx`` and ``decoder.onnx`` with dynamic batch/length axes."""
     dims = {"batch": Dim("batch", min=1, max=4096), "src_len": Dim("src_len", min=1, max=4096),
-            "past_len": Dim("past_len", min=0, max=max(2, max_positions - 1))}
+            "past_len": Dim("past_len", min=0, max=max(2, max_positions - 1)),
+            "cache_len": Dim("cache_len", min=1, max=max(3, max_positions))}
     ids, mask = example_source()
     with torch.no_grad():
         torch.onnx.export(
@@ -125,7 +137,8 @@ def example_state(spec: StateSpec, encoded: dict[str, Tensor], past: int = 3) ->
     if spec.init != "empty":
         return encoded[spec.init.split(":", 1)[1]]
     batch = next(iter(encoded.values())).size(0)
-    shape = [int(batch if d == "batch" else past if d == "past_len" else d) for d in spec.shape]
+    grows = {"past_len", "cache_len"}
+    shape = [int(batch if d == "batch" else past if d in grows else d) for d in spec.shape]
     if spec.dtype == I64:
-        return torch.ones(*shape, dtype=torch.long) * (1 if "past_len" in spec.shape else past)
+        return torch.ones(*shape, dtype=torch.long) * (1 if grows & set(spec.shape) else past)
     return torch.randn(*shape)

@@ -30,6 +30,22 @@ def attend(query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None) -> Te
     return out.transpose(1, 2).reshape(batch, length, heads * size)
 
 
+def attend_cache_and_new(query: Tensor, cache_key: Tensor, cache_value: Tensor, new_key: Tensor,
+                         new_value: Tensor, bias: Tensor) -> Tensor:
+    """:func:`attend` over a cache buffer and one new entry without concatenating them (which
+    would copy the cache): query and new key/value ``(B, H, 1, K)``, cache key/value
+    ``(B, H, C, K)``, ``bias`` ``(B, 1, 1, C+1)`` (cache entries, then the new one) ->
+    ``(B, 1, H*K)``."""
+    query = query * query.size(-1) ** -0.5
+    scores = torch.cat([torch.matmul(query, cache_key.transpose(2, 3)),
+                        (query * new_key).sum(dim=-1, keepdim=True)], dim=-1)
+    probs = torch.softmax(scores + bias, dim=-1)
+    capacity = cache_key.size(2)
+    out = torch.matmul(probs[..., :capacity], cache_value) + probs[..., capacity:] * new_value
+    batch, heads, length, size = out.shape
+    return out.transpose(1, 2).reshape(batch, length, heads * size)
+
+
 def padding_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
     """``(B, S)`` 1/0 mask -> ``(B, 1, 1, S)`` additive bias (0 or a large negative)."""
     return ((1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min).to(dtype)
@@ -71,10 +87,16 @@ class MarianDecoderStepGraph(nn.Module):
 
     The cache mask and the per-row position let rows that started at different steps share a
     call (continuous batching): a row that joins late has its cache left-padded with masked
-    entries, and its own position drives the positional embedding."""
+    entries, and its own position drives the positional embedding.
 
-    def __init__(self, model: MarianMTModel) -> None:
+    With ``in_place`` the past K/V and mask are buffers of any capacity ``C`` (entries the mask
+    marks 0 are ignored) and the step returns only the new entry: K/V ``(B, H, 1, K)`` and a
+    ``(B, 1)`` mask of ones, which the host writes into its buffers; nothing is concatenated,
+    so the cache is not copied (service/inference/column_cache.py)."""
+
+    def __init__(self, model: MarianMTModel, *, in_place: bool = False) -> None:
         super().__init__()
+        self.in_place = in_place
         self.decoder = model.model.decoder
         self.lm_head = model.lm_head
         self.register_buffer("final_logits_bias", model.final_logits_bias.detach().clone())
@@ -87,7 +109,7 @@ class MarianDecoderStepGraph(nn.Module):
         layer, ``past_mask`` ``(B, P)`` (1 = real cache entry), ``position`` ``(B,)``, then
         ``cross_key_i, cross_value_i``. Returns ``(B, V)`` log-probs, then
         ``present_key_i, present_value_i`` ``(B, H, P+1, K)``, ``(B, P+1)`` mask, ``(B,)``
-        next position."""
+        next position (in place: K/V ``(B, H, 1, K)`` and mask ``(B, 1)``, the new entry only)."""
         dec = self.decoder
         past = state[: 2 * self.layers]
         past_mask, position = state[2 * self.layers], state[2 * self.layers + 1]
@@ -95,21 +117,27 @@ class MarianDecoderStepGraph(nn.Module):
         positions = dec.embed_positions.weight[position].unsqueeze(1)
         x = dec.embed_tokens(input_ids) * dec.embed_scale + positions
         bias = padding_bias(encoder_attention_mask, x.dtype)
-        present_mask = torch.cat([past_mask, torch.ones_like(position).unsqueeze(1)], dim=1)
+        new_mask = torch.ones_like(position).unsqueeze(1)
+        present_mask = torch.cat([past_mask, new_mask], dim=1)
         self_bias = padding_bias(present_mask, x.dtype)
         presents: list[Tensor] = []
         for index, layer in enumerate(dec.layers):
             attn = layer.self_attn
             q, k, v = (split_heads(proj(x), self.heads)
                        for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
-            k = torch.cat([past[2 * index], k], dim=2)
-            v = torch.cat([past[2 * index + 1], v], dim=2)
+            past_k, past_v = past[2 * index], past[2 * index + 1]
+            if self.in_place:
+                context = attend_cache_and_new(q, past_k, past_v, k, v, self_bias)
+            else:
+                k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+                context = attend(q, k, v, self_bias)
             presents += [k, v]
-            x = layer.self_attn_layer_norm(x + attn.out_proj(attend(q, k, v, self_bias)))
+            x = layer.self_attn_layer_norm(x + attn.out_proj(context))
             cross = layer.encoder_attn
             q = split_heads(cross.q_proj(x), self.heads)
             context = attend(q, cross_kv[2 * index], cross_kv[2 * index + 1], bias)
             x = layer.encoder_attn_layer_norm(x + cross.out_proj(context))
             x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
         logits = self.lm_head(x[:, 0]) + self.final_logits_bias
-        return (torch.log_softmax(logits, dim=-1), *presents, present_mask, position + 1)
+        mask_out = new_mask if self.in_place else present_mask
+        return (torch.log_softmax(logits, dim=-1), *presents, mask_out, position + 1)

@@ -24,13 +24,15 @@ def sessions(bundle: Path) -> tuple[ort.InferenceSession, ort.InferenceSession]:
     return make("encoder.onnx"), make("decoder.onnx")
 
 
-def initial_state(contract: DecoderContract, encoded: dict[str, np.ndarray], batch: int
-                  ) -> dict[str, np.ndarray]:
-    """Decoder inputs for step 0: empty caches and encoder outputs, per the contract."""
+def initial_state(contract: DecoderContract, encoded: dict[str, np.ndarray], batch: int,
+                  capacity: int = 1) -> dict[str, np.ndarray]:
+    """Decoder inputs for step 0: empty caches (in-place ones with ``capacity`` entries, all
+    masked) and encoder outputs, per the contract."""
     feeds: dict[str, np.ndarray] = {}
     for spec in contract.state:
         if spec.init == "empty":
-            shape = [batch if d == "batch" else 0 if d == "past_len" else int(d)
+            size = capacity if spec.in_place else 0
+            shape = [batch if d == "batch" else size if isinstance(d, str) else d
                      for d in spec.shape]
             feeds[spec.input] = np.zeros(shape, dtype=spec.dtype)
         else:
@@ -48,7 +50,7 @@ def onnx_greedy(encoder: Any, decoder: Any, contract: DecoderContract, ids: np.n
     encoded = dict(zip(names, encoder.run(None, {"input_ids": ids, "attention_mask": mask}),
                        strict=True))
     batch = ids.shape[0]
-    feeds = initial_state(contract, encoded, batch)
+    feeds = initial_state(contract, encoded, batch, capacity=max_len)
     tokens = np.full((batch, 1), start_id, dtype=np.int64)
     done = np.zeros(batch, dtype=bool)
     out: list[list[int]] = [[] for _ in range(batch)]
@@ -59,7 +61,12 @@ def onnx_greedy(encoder: Any, decoder: Any, contract: DecoderContract, ids: np.n
                                         **feeds})
         steps.append(results[0])
         for spec, value in zip(contract.state, results[1:], strict=True):
-            feeds[spec.input] = value
+            if spec.in_place:  # the graph returned the new entry: write it at this step
+                index: list[slice | int] = [slice(None)] * value.ndim
+                index[int(spec.grow_axis or 0)] = len(steps) - 1
+                feeds[spec.input][tuple(index)] = np.take(value, 0, axis=spec.grow_axis)
+            else:
+                feeds[spec.input] = value
         tokens = results[0].argmax(-1)[:, None].astype(np.int64)
         for row in np.flatnonzero(~done):
             if tokens[row, 0] == eos_id:

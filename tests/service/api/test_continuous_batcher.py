@@ -158,9 +158,9 @@ def test_setting_chooses_the_batcher(trained_bundle: Path, tmp_path: Path,
     assert isinstance(chosen_batcher(settings), kind)
 
 
-def test_state_on_the_device_falls_back_to_request_level(trained_bundle: Path, tmp_path: Path
-                                                         ) -> None:
-    copy_bundle(trained_bundle, tmp_path, "tiny")
+def test_state_on_the_device_falls_back_to_request_level(trained_concat_bundle: Path,
+                                                         tmp_path: Path) -> None:
+    copy_bundle(trained_concat_bundle, tmp_path, "tiny")
     settings = Settings(models_dir=tmp_path, threads=1, batching="continuous", io_binding=True)
     assert isinstance(chosen_batcher(settings), Batcher)
 

@@ -36,7 +36,7 @@ PLAN = [Planned(0, TEXTS[0:3], GREEDY), Planned(0, TEXTS[3:5], BEAM),
 CANCELLED = Planned(1, TEXTS[14:16], GREEDY)
 
 
-@pytest.fixture(scope="module", params=["trained_bundle", "lstm_bundle"])
+@pytest.fixture(scope="module", params=["trained_bundle", "trained_concat_bundle", "lstm_bundle"])
 def translator(request: pytest.FixtureRequest) -> Translator:
     return Translator.load(request.getfixturevalue(request.param))
 
@@ -105,8 +105,9 @@ def test_cancel_frees_rows_and_the_loop_drains(translator: Translator) -> None:
     assert not loop.searches and not loop.requests
 
 
-def test_joining_rows_get_a_masked_cache_and_their_own_position(trained_bundle: Path) -> None:
-    translator = Translator.load(trained_bundle)
+def test_joining_rows_get_a_masked_cache_and_their_own_position(trained_concat_bundle: Path
+                                                                ) -> None:
+    translator = Translator.load(trained_concat_bundle)
     model = translator.model
     running = model.encode(np.array([[5, 6, 7, 8, 1]]), np.ones((1, 5), dtype=np.int64))
     _, running = model.step(np.array([3]), running)
@@ -123,9 +124,27 @@ def test_joining_rows_get_a_masked_cache_and_their_own_position(trained_bundle: 
     assert trimmed[cache].shape == (1, 0)  # only padding left: cut
 
 
-def test_bundles_without_cache_mask_are_refused(trained_bundle: Path, lstm_bundle: Path
-                                                ) -> None:
+def test_in_place_joining_rows_start_at_column_zero(trained_bundle: Path) -> None:
     translator = Translator.load(trained_bundle)
+    model = translator.model
+    assert translator.manifest.decoder.in_place
+    running = model.encode(np.array([[5, 6, 7, 8, 1]]), np.ones((1, 5), dtype=np.int64))
+    _, running = model.step(np.array([3]), running)
+    _, running = model.step(np.array([9]), running)
+    joining = model.encode(np.array([[5, 1]]), np.ones((1, 2), dtype=np.int64))
+    carried = model.merge_carried(running.carried, joining.carried)
+    cache = translator.manifest.decoder.cache_mask
+    assert cache is not None
+    capacity = carried[cache].shape[1]
+    assert carried[cache].tolist() == [[1, 1] + [0] * (capacity - 2), [0] * capacity]
+    assert carried["position"].tolist() == [2, 0]
+    assert running.carried["past_key_0"][0, :, :2].any()  # the two entries were written
+    np.testing.assert_array_equal(carried["past_key_0"][0], running.carried["past_key_0"][0])
+
+
+def test_bundles_without_cache_mask_are_refused(trained_concat_bundle: Path, lstm_bundle: Path
+                                                ) -> None:
+    translator = Translator.load(trained_concat_bundle)
     old = replace(translator.manifest,
                   decoder=replace(translator.manifest.decoder, cache_mask=None))
     assert not old.decoder.joinable  # a growing cache without a mask cannot be padded
@@ -156,8 +175,8 @@ def test_static_slab_reuses_rows_and_masks_the_rest() -> None:
     assert slab.width == 2 and slab.view()[0].tolist() == [[1, 1]]
 
 
-def test_select_and_join_is_gather_then_merge_in_one_copy(trained_bundle: Path) -> None:
-    model = Translator.load(trained_bundle).model
+def test_select_and_join_is_gather_then_merge_in_one_copy(trained_concat_bundle: Path) -> None:
+    model = Translator.load(trained_concat_bundle).model
     rng = np.random.default_rng(3)
 
     def carried(rows: int, length: int) -> dict[str, np.ndarray]:

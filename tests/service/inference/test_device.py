@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from service.bundle import BundleError
 from service.inference import Translator
 from service.inference.device import RowGather, with_required_input
 from tests.conftest import synthetic_pairs
@@ -23,7 +24,7 @@ SENTENCES = [src for src, _ in synthetic_pairs(12, seed=5)] + ["fish.", "a " * 3
 CPU = ["CPUExecutionProvider"]
 
 
-@pytest.mark.parametrize("fixture", ["trained_bundle", "lstm_bundle", "transformer_bundle"])
+@pytest.mark.parametrize("fixture", ["trained_concat_bundle", "lstm_bundle"])
 @pytest.mark.parametrize(("beam", "hypotheses"), [(1, 1), (4, 3)])
 def test_bound_state_translates_exactly_like_numpy(fixture: str, beam: int, hypotheses: int,
                                                    request: pytest.FixtureRequest) -> None:
@@ -45,14 +46,20 @@ def test_bound_state_translates_exactly_like_numpy(fixture: str, beam: int, hypo
 
 
 def test_token_level_min_length_and_repetition_bans_go_through_the_bound_path(
-        trained_bundle: Path) -> None:
-    plain = Translator.load(trained_bundle, threads=1)
-    bound = Translator.load(trained_bundle, threads=1, io_binding=True)
+        trained_concat_bundle: Path) -> None:
+    plain = Translator.load(trained_concat_bundle, threads=1)
+    bound = Translator.load(trained_concat_bundle, threads=1, io_binding=True)
     sources = plain.prepare(SENTENCES[:6]).sources
     for min_length, ngram in ((5, 0), (0, 2)):
         assert bound.translate_ids(sources, beam_size=3, min_length=min_length,
                                    no_repeat_ngram_size=ngram) == plain.translate_ids(
             sources, beam_size=3, min_length=min_length, no_repeat_ngram_size=ngram)
+
+
+def test_in_place_caches_are_served_from_host_memory(trained_bundle: Path) -> None:
+    assert Translator.load(trained_bundle, threads=1).device_model is None
+    with pytest.raises(BundleError, match="--cache concat"):
+        Translator.load(trained_bundle, threads=1, io_binding=True)
 
 
 def test_row_gather_matches_numpy_for_every_rank_and_dtype() -> None:

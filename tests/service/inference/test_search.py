@@ -43,7 +43,8 @@ class Scripted:
                 out[row, tok] = math.log(prob)
         return out, new
 
-    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True) -> Any:
+    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True,
+                group: int = 1) -> Any:
         return state[index]
 
 

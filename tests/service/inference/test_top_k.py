@@ -13,7 +13,8 @@ import pytest
 
 from service.bundle import MANIFEST, load_bundle_manifest, read_manifest, sha256_of
 from service.inference import Translator
-from service.inference.onnx_decoder import OnnxModel
+from service.inference.column_cache import copy_rows
+from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import top_k
 from tests.conftest import synthetic_pairs
 from training.errors import run_cli
@@ -41,9 +42,13 @@ def test_graph_head_matches_numpy_on_the_full_log_probs(trained_bundle: Path, va
     ids = np.array([[5, 9, 14, 1], [7, 1, 0, 0]], dtype=np.int64)
     state = model.encode(ids, (ids > 0).astype(np.int64))
     tokens = np.array([2, 2], dtype=np.int64)
-    log_probs, _ = model.step(tokens, state)
+
+    def fresh() -> OnnxState:  # a step writes its cache entry into the state's buffers
+        return replace(state, carried=copy_rows(state.carried))
+
+    log_probs, _ = model.step(tokens, fresh())
     for k in (1, 5, 9):
-        found, after = model.step_top_k(tokens, state, k)
+        found, after = model.step_top_k(tokens, fresh(), k)
         expected = top_k(log_probs, k)
         assert found.ids.tolist() == expected.ids.tolist()
         np.testing.assert_allclose(found.values, expected.values, rtol=0, atol=1e-6)

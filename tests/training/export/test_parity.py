@@ -92,7 +92,8 @@ def test_custom_marian_manifest_honours_its_config(marian_bundle: Path) -> None:
     # one layer: past key and value, the cache mask and the position; cross key and value
     assert len(manifest.decoder.state) == 4 and len(manifest.decoder.static) == 2
     assert manifest.decoder.cache_mask == "past_mask" and manifest.decoder.joinable
-    assert manifest.decoder.state[0].shape == ["batch", 4, "past_len", 8]
+    assert manifest.decoder.state[0].shape == ["batch", 4, "cache_len", 8]  # in place
+    assert manifest.decoder.in_place and manifest.decoder.state[0].output == "new_key_0"
 
 
 def test_bundle_contents(transformer_bundle: Path) -> None:

@@ -1,0 +1,168 @@
+"""``python -m training.export.reexport BUNDLE [--cache LAYOUT] [--check N]``: rebuild a
+packaged bundle (``python -m training.package``) with the current exporter, e.g. to move it to
+another cache layout, when its training run is gone.
+
+A packaged bundle keeps its source as fp16 weights (``weights/``), while its fp32 graphs hold
+the exact fp32 values. This loads the fp16 weights, gives every parameter back its exact fp32
+value from the graphs' initializers (matched by shape, as stored or transposed, and by value:
+fp16 rounding moves a value by about 5e-4 of its size, far less than distinct tensors differ),
+exports fp32 (and int8 when the bundle has an ``int8/``), keeps the model card, the evaluation
+files and the recorded figures, and checks on ``N`` random inputs that the new graphs give the
+same tokens as the old ones (greedy and beam 4) before it replaces the bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from service.bundle import GRAPH_FILES, MANIFEST, read_manifest
+from service.inference import Translator
+from training.errors import UserError, run_cli
+from training.export.bundle_writer import base_manifest, write_fp32, write_variant
+from training.export.graphs import CACHE_LAYOUTS, plan_for
+from training.export.sources import load_source
+from training.export.variants import quantize_int8
+from training.io import atomic_directory
+
+RELATIVE_TOLERANCE = 2e-3  # fp16 rounding is at most 2**-11 (about 4.9e-4) of a value
+MIN_AGREEMENT = 0.98  # share of identical outputs old vs new (float sums may flip near-ties)
+
+
+def graph_tensors(bundle: Path) -> dict[tuple[int, ...], list[np.ndarray]]:
+    """Every float32 initializer of the bundle's graphs, by shape."""
+    found: dict[tuple[int, ...], list[np.ndarray]] = {}
+    for name in GRAPH_FILES:
+        for init in onnx.load(str(bundle / name)).graph.initializer:
+            array = numpy_helper.to_array(init)
+            if array.dtype == np.float32:
+                found.setdefault(tuple(array.shape), []).append(array)
+    return found
+
+
+def exact_value(value: np.ndarray, candidates: dict[tuple[int, ...], list[np.ndarray]]
+                ) -> np.ndarray | None:
+    """The graph tensor closest to ``value`` (as stored or transposed) if it is within fp16
+    rounding of it, else None."""
+    best: tuple[float, np.ndarray] | None = None
+    for shape, flip in ((value.shape, False), (value.shape[::-1], True)):
+        for array in candidates.get(tuple(shape), []):
+            exact = array.T if flip and array.ndim == 2 else array
+            if exact.shape != value.shape:
+                continue
+            distance = float(np.abs(exact - value).max(initial=0.0))
+            if best is None or distance < best[0]:
+                best = (distance, exact)
+    limit = RELATIVE_TOLERANCE * max(1.0, float(np.abs(value).max(initial=0.0)))
+    return best[1] if best is not None and best[0] <= limit else None
+
+
+def restore_exact_weights(module: nn.Module, bundle: Path) -> int:
+    """Overwrite ``module``'s parameters and buffers with their fp32 values from ``bundle``'s
+    graphs; returns how many were restored, raises if any has no match."""
+    candidates = graph_tensors(bundle)
+    missing, restored = [], 0
+    with torch.no_grad():
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+            if not tensor.is_floating_point():
+                continue
+            exact = exact_value(tensor.detach().float().numpy(), candidates)
+            if exact is None:
+                missing.append(name)
+                continue
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(exact)))
+            restored += 1
+    if missing:
+        raise UserError(f"{bundle}: no fp32 graph tensor matches {', '.join(missing[:5])}"
+                        f"{' ...' if len(missing) > 5 else ''}; re-export from the training run")
+    return restored
+
+
+def random_sources(count: int, vocab: int, eos: int, seed: int = 0) -> list[list[int]]:
+    """``count`` random inputs of 3 to 40 tokens (special ids below 4 avoided), eos-ended."""
+    rng = np.random.default_rng(seed)
+    return [[*rng.integers(4, vocab, int(rng.integers(3, 41))).tolist(), eos]
+            for _ in range(count)]
+
+
+def agreement(old: Path, new: Path, count: int) -> dict[str, float]:
+    """Share of identical greedy and beam-4 outputs of the two bundles on random inputs."""
+    before, after = Translator.load(old), Translator.load(new)
+    sources = random_sources(count, before.manifest.vocab_size,
+                             before.manifest.special_tokens["eos"])
+    shares = {}
+    for beam in (1, 4):
+        want = before.translate_ids(sources, beam_size=beam, max_length=64)
+        got = after.translate_ids(sources, beam_size=beam, max_length=64)
+        shares[f"beam{beam}"] = sum(a == b for a, b in zip(got, want, strict=True)) / count
+    return shares
+
+
+def keep_records(old: Path, new: Path) -> None:
+    """Carry the old bundle's recorded metadata (evaluations) into the new ``model.json`` and
+    copy its other files and folders (model card, evaluation reports, weights)."""
+    old_raw = json.loads((old / MANIFEST).read_text())
+    path = new / MANIFEST
+    raw: dict[str, Any] = json.loads(path.read_text())
+    raw["metadata"] = {**old_raw["metadata"], **raw["metadata"]}
+    path.write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
+    for item in old.iterdir():
+        if (new / item.name).exists():
+            continue
+        if item.is_dir():
+            shutil.copytree(item, new / item.name)
+        else:
+            shutil.copy2(item, new / item.name)
+
+
+def reexport(bundle: Path, cache: str, check: int) -> dict[str, Any]:
+    """Rebuild ``bundle`` in place; returns the agreement figures."""
+    old = read_manifest(bundle)
+    if not (bundle / "weights").is_dir():
+        raise UserError(f"{bundle} has no weights/ folder: only packaged bundles can be "
+                        "re-exported (use `python -m training.export` on the training run)")
+    source = load_source(bundle / "weights")
+    restored = restore_exact_weights(source.module, bundle)
+    plan = plan_for(source, cache)  # type: ignore[arg-type]
+    manifest = base_manifest(source, plan, name=old.name,
+                             langs=(old.source_lang, old.target_lang), opset=old.opset)
+    report: dict[str, Any] = {"bundle": str(bundle), "cache": cache, "restored": restored}
+    with atomic_directory(bundle, force=True) as tmp:
+        manifest = write_fp32(source, plan, tmp, manifest)
+        variants = [""]
+        if (bundle / "int8").is_dir():
+            write_variant(tmp, tmp / "int8", manifest, "int8", quantize_int8)
+            variants.append("int8")
+        for variant in variants:
+            keep_records(bundle / variant, tmp / variant)
+            shares = agreement(bundle / variant, tmp / variant, check)
+            report[variant or "fp32"] = shares
+            if min(shares.values()) < MIN_AGREEMENT:
+                raise UserError(f"{bundle / variant}: the re-exported graphs agree with the old "
+                                f"ones on only {shares} of {check} inputs; bundle left as is")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    cli = argparse.ArgumentParser(prog="python -m training.export.reexport", description=__doc__)
+    cli.add_argument("bundle", type=Path, help="a packaged bundle (with weights/)")
+    cli.add_argument("--cache", choices=CACHE_LAYOUTS, default="in-place")
+    cli.add_argument("--check", type=int, default=200, help="random inputs to compare")
+    args = cli.parse_args(argv)
+    print(json.dumps(reexport(args.bundle, args.cache, args.check)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
