@@ -78,15 +78,21 @@ def package(run: Path, name: str, root: Path, data: Path, versions: list[str]
     if export_main([str(staging), str(out), "--int8", "--name", name]) != 0:
         raise UserError("export failed")
     staging.rename(out / "weights")
-    figures: dict[str, Any] = {}
-    for variant, bundle in (("fp32", out), ("int8", out / "int8")):
-        started = time.time()
-        report = evaluate_variant(bundle, data, out / f"eval-{variant}.json", versions)
-        figures[variant] = summary(report)
-        figures[variant]["eval_wall_s"] = round(time.time() - started, 1)
-        figures[variant]["onnx_mb"] = round(
-            sum(p.stat().st_size for p in bundle.glob("*.onnx")) / 1e6, 1)
-        record_scores(bundle, figures[variant])
+    return {variant: evaluate_and_record(out, variant, data, versions)
+            for variant in ("fp32", "int8")}
+
+
+def evaluate_and_record(root: Path, variant: str, data: Path, versions: list[str]
+                        ) -> dict[str, Any]:
+    """Evaluate the ``variant`` bundle of a packaged model at ``root`` (``fp32`` is ``root``
+    itself), write ``root/eval-<variant>.json``, record the scores in its model.json; returns
+    its figures (scores, evaluation wall time, graph size)."""
+    bundle = root if variant == "fp32" else root / variant
+    started = time.time()
+    figures = summary(evaluate_variant(bundle, data, root / f"eval-{variant}.json", versions))
+    figures["eval_wall_s"] = round(time.time() - started, 1)
+    figures["onnx_mb"] = round(sum(p.stat().st_size for p in bundle.glob("*.onnx")) / 1e6, 1)
+    record_scores(bundle, figures)
     return figures
 
 
