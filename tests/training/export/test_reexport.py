@@ -12,7 +12,6 @@ import torch
 import yaml
 
 from service.bundle import load_bundle_manifest
-from training.checkpoint import load_model_dir
 from training.errors import run_cli
 from training.export.reexport import main as reexport_main
 from training.export.reexport import restore_exact_weights
@@ -36,8 +35,8 @@ def packaged(trained_bundle: Path, tiny_data: Path, tmp_path_factory: pytest.Tem
 def test_fp16_weights_get_their_exact_fp32_values_back(packaged: Path, trained_bundle: Path
                                                        ) -> None:
     source = load_source(packaged / "weights")
-    exact, _ = load_model_dir(trained_bundle.parent / "run" / "best")
-    exact_params = dict(exact.model.named_parameters())
+    exact = load_source(trained_bundle.parent / "run" / "best").module  # the fp32 checkpoint
+    exact_params = dict(exact.named_parameters())
     rounded = [name for name, p in source.module.named_parameters()
                if not torch.equal(p, exact_params[name])]
     assert rounded  # fp16 storage rounded them
