@@ -4,7 +4,9 @@ translating the test split with natural output lengths, side by side in one run:
 - ``engine-fp32`` / ``engine-int8``: this engine on ``models/transformer-en-fr`` and its
   ``int8/`` bundle (``Translator.translate``);
 - ``generate``: ``transformers``' ``generate`` on the same weights in PyTorch;
-- ``ct2-float32`` / ``ct2-int8``: CTranslate2 converted from the same ``MarianMTModel``.
+- ``ct2-float32`` / ``ct2-int8``: CTranslate2 converted from the same ``MarianMTModel``;
+- ``engine-*-concat``: this engine on the same weights exported with ``--cache concat`` (the
+  decoder graph grows the cache: the layout before in-place caches).
 
 Same weights: the bundle was exported from ``models/<name>/weights`` (fp16 safetensors, the
 fp32 graphs hold exactly those values upcast), so ``generate`` and CTranslate2 load that model
@@ -43,13 +45,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 # "-es": the engine with early stopping, CTranslate2's stopping rule (its default patience 1)
 SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8",
-           "engine-fp32-es", "engine-int8-es"]
+           "engine-fp32-es", "engine-int8-es", "engine-fp32-concat", "engine-int8-concat"]
+# "-concat": the same weights exported with ``--cache concat`` (the graph grows the cache,
+# the layout before in-place caches), for the before/after of that change in one run
 BLEU_TOLERANCE = 0.3
 RATIOS = {"fp32 / ct2-float32": ("engine-fp32", "ct2-float32"),
           "fp32 / generate": ("engine-fp32", "generate"),
           "int8 / ct2-int8": ("engine-int8", "ct2-int8"),
           "fp32-es / ct2-float32": ("engine-fp32-es", "ct2-float32"),
-          "int8-es / ct2-int8": ("engine-int8-es", "ct2-int8")}
+          "int8-es / ct2-int8": ("engine-int8-es", "ct2-int8"),
+          "fp32 / fp32-concat": ("engine-fp32", "engine-fp32-concat"),
+          "int8 / int8-concat": ("engine-int8", "engine-int8-concat")}
 
 # texts, length cap -> (translations, target tokens computed: generated ids, eos included)
 Translate = Callable[[list[str], int], tuple[list[str], int]]
@@ -234,7 +240,8 @@ def run_system(args: argparse.Namespace) -> dict[str, Any]:
     system = args.only
     translate: Translate
     if system.startswith("engine"):
-        bundle = args.bundle / "int8" if "int8" in system else args.bundle
+        root = args.work / "concat" if system.endswith("-concat") else args.bundle
+        bundle = root / "int8" if "int8" in system else root
         translate = engine_runner(bundle, args.beam, args.threads, system.endswith("-es"))
     else:
         from transformers import AutoTokenizer
@@ -279,6 +286,10 @@ def run_benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-natural-") as tmp:
         folder = Path(tmp)
         (folder / "plan.json").write_text(json.dumps(work))
+        if any(s.endswith("-concat") for s in systems):
+            from training.export.__main__ import main as export
+
+            export([str(args.weights), str(folder / "concat"), "--int8", "--cache", "concat"])
         if any(s.startswith("ct2") for s in systems):
             from transformers import AutoTokenizer
 
