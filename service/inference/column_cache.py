@@ -5,8 +5,9 @@ The decoder graph reads each key/value buffer ``(rows, heads, capacity, head_dim
 cache mask ``(rows, capacity)`` without copying them (ONNX Runtime wraps contiguous numpy
 inputs, prefix views included) and returns only the step's new entry. :class:`ColumnWriter`
 writes that entry at each row's next free column, the number of ones in its mask row, so a
-row's entries are always its first columns. Buffers grow by doubling their capacity (one copy
-each time) instead of being copied by the graph at every step.
+row's entries are always its first columns. Buffers grow (and, when long rows leave, shrink)
+by ``COLUMN_STEP`` columns, one copy each time, instead of being copied by the graph at every
+step.
 
 Rows are moved in place as well. Beam search reorders rows at every step; :func:`place_rows`
 chooses where each new row lives so that few rows move (a beam's first child stays in its
@@ -25,10 +26,14 @@ import numpy as np
 
 from service.bundle import StateSpec
 
-FIRST_CAPACITY = 16  # columns of a new buffer; doubled when a row fills them
+# Buffers grow and shrink in steps of this many columns. The decoder attends over the whole
+# capacity (reading every column of every row), so spare columns cost a read per step; a
+# resize copies the cache once. Steps of 16 read at most 15 spare columns and resize every
+# 16 steps (docs/benchmarks.md, "fifth session").
+COLUMN_STEP = 16
 
 
-def allocate(spec: StateSpec, rows: int, capacity: int = FIRST_CAPACITY) -> np.ndarray:
+def allocate(spec: StateSpec, rows: int, capacity: int = COLUMN_STEP) -> np.ndarray:
     """Zeros of ``spec``'s shape with ``rows`` rows and ``capacity`` entries on every named
     axis other than the batch."""
     shape = [rows if d == "batch" else capacity if isinstance(d, str) else d for d in spec.shape]
@@ -46,22 +51,22 @@ def owner(array: np.ndarray) -> np.ndarray:
 
 
 def move_rows(array: np.ndarray, source: np.ndarray, *, axis: int | None = None,
-              used: int | None = None) -> np.ndarray:
+              lengths: np.ndarray | None = None) -> np.ndarray:
     """Row ``q`` of the result is row ``source[q]`` of ``array`` (axis 0). In place when the
-    buffer has room: only rows whose source differs are copied (of a grow ``axis``, only the
-    first ``used`` entries), and the result is a prefix view of ``array``'s buffer. Rows that
-    are copied to must not be sources of other rows (``place_rows`` ensures it)."""
+    buffer has room: only rows whose source differs are copied, one by one (of a grow
+    ``axis``, only the source row's first ``lengths[row]`` entries: the rest is masked), and the
+    result is a prefix view of ``array``'s buffer. Rows that are copied to must not be sources
+    of other rows (``place_rows`` ensures it)."""
     base = owner(array)
     count = len(source)
     if count > len(base) or not base.flags.c_contiguous:
         return np.take(array, source, axis=0)
     changed = np.flatnonzero(source != np.arange(count))
-    if len(changed):
-        index: list[slice] = [slice(None)] * array.ndim
-        if axis is not None and used is not None:
-            index[axis] = slice(0, used)
-        view, target = array[tuple(index)], base[tuple(index)]
-        target[changed] = view[source[changed]]  # the right side is read (copied) first
+    index: list[slice] = [slice(None)] * (array.ndim - 1)
+    for target, row in zip(changed.tolist(), source[changed].tolist(), strict=True):
+        if axis is not None and lengths is not None:
+            index[axis - 1] = slice(0, int(lengths[row]))
+        base[(target, *index)] = array[(row, *index)]
     return base[:count]
 
 
@@ -146,6 +151,10 @@ def copy_rows(carried: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: value.copy() for name, value in carried.items()}
 
 
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
 class ColumnWriter:
     """Writes each step's new entries into the in-place buffers of a carried state."""
 
@@ -178,25 +187,26 @@ class ColumnWriter:
 
     def gather(self, carried: dict[str, np.ndarray], source: np.ndarray
                ) -> dict[str, np.ndarray]:
-        """:func:`move_rows` for every carried tensor (only used entries of the buffers)."""
-        used = int(carried[self.cache_mask].sum(axis=1).max(initial=0))
-        return {name: move_rows(value, source, axis=self.axes.get(name), used=used)
+        """:func:`move_rows` for every carried tensor (of each row, only its used entries)."""
+        lengths = carried[self.cache_mask].sum(axis=1)
+        return {name: move_rows(value, source, axis=self.axes.get(name),
+                                lengths=None if name == self.cache_mask else lengths)
                 for name, value in carried.items()}
 
     def shrink(self, carried: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The same state in buffers of twice the used columns once the rows use a quarter of
-        the capacity or less (the decoder attends over the whole capacity)."""
+        """The same state in smaller buffers once two steps of columns or more are spare in
+        every row (the rows that needed them left: continuous batching)."""
         capacity = carried[self.cache_mask].shape[1]
         used = int(carried[self.cache_mask].sum(axis=1).max(initial=0))
-        if capacity <= FIRST_CAPACITY or 4 * used > capacity:
+        if capacity - used < 2 * COLUMN_STEP:
             return carried
-        return self.resize(carried, max(FIRST_CAPACITY, 2 * used))
+        return self.resize(carried, _round_up(used + 1, COLUMN_STEP))
 
     def grow(self, carried: dict[str, np.ndarray], needed: int) -> dict[str, np.ndarray]:
-        """The same state in buffers of at least ``needed`` columns (double, up to the
-        model's positions)."""
-        capacity = carried[self.cache_mask].shape[1]
-        return self.resize(carried, max(needed, min(2 * capacity, self.max_columns)))
+        """The same state in buffers of at least ``needed`` columns (rounded up to a step,
+        up to the model's positions)."""
+        return self.resize(carried, max(needed, min(_round_up(needed, COLUMN_STEP),
+                                                    self.max_columns)))
 
     def resize(self, carried: dict[str, np.ndarray], columns: int) -> dict[str, np.ndarray]:
         """The same state in new buffers of ``columns`` columns (the used ones must fit),

@@ -52,9 +52,9 @@ def test_moving_rows_in_place_equals_a_gather(group: int) -> None:
 
 
 def test_only_used_entries_are_copied() -> None:
-    rows = np.arange(3 * 4, dtype=np.float32).reshape(3, 4)
-    moved = move_rows(rows, np.array([2, 1, 0]), axis=1, used=2)
-    assert moved.tolist() == [[8, 9, 2, 3], [4, 5, 6, 7], [0, 1, 10, 11]]
+    rows = np.arange(4 * 4, dtype=np.float32).reshape(4, 4)
+    moved = move_rows(rows, np.array([2, 1, 2, 1]), axis=1, lengths=np.array([4, 3, 2, 1]))
+    assert moved.tolist() == [[8, 9, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [4, 5, 6, 15]]
 
 
 def test_joining_rows_reuse_spare_rows_and_are_masked_past_their_width() -> None:
@@ -94,12 +94,13 @@ def test_new_entries_go_to_each_rows_next_free_column(filled: list[int]) -> None
     assert after["position"].tolist() == [100, 101]  # other state is replaced
 
 
-def test_a_full_buffer_doubles_and_keeps_its_entries() -> None:
+def test_a_full_buffer_grows_by_a_step_and_keeps_its_entries() -> None:
     writer = ColumnWriter([KEY, MASK, POSITION], "past_mask", max_columns=64)
     after = writer.write(carried(2, [4, 1]), outputs(2, 5.0))
-    assert after["past_mask"].shape == (2, 8)
+    assert after["past_mask"].shape == (2, column_cache.COLUMN_STEP)
     assert after["past_mask"].sum(axis=1).tolist() == [5, 2]
     assert (after["past_key_0"][0, :, :4] == -1).all() and (after["past_key_0"][0, :, 4] == 5).all()
-    shrunk = writer.shrink(writer.resize(after, 40))
-    assert shrunk["past_mask"].shape == (2, 16)  # a quarter used or less: cut to twice the use
-    np.testing.assert_array_equal(shrunk["past_key_0"][:, :, :8], after["past_key_0"])
+    assert writer.shrink(after) is after  # less than two steps spare
+    shrunk = writer.shrink(writer.resize(after, 60))
+    assert shrunk["past_mask"].shape == (2, column_cache.COLUMN_STEP)  # back to one step
+    np.testing.assert_array_equal(shrunk["past_key_0"], after["past_key_0"])
