@@ -62,11 +62,14 @@ def move_rows(array: np.ndarray, source: np.ndarray, *, axis: int | None = None,
     if count > len(base) or not base.flags.c_contiguous:
         return np.take(array, source, axis=0)
     changed = np.flatnonzero(source != np.arange(count))
-    index: list[slice] = [slice(None)] * (array.ndim - 1)
+    index: list[int | slice] = [0] + [slice(None)] * (array.ndim - 1)
     for target, row in zip(changed.tolist(), source[changed].tolist(), strict=True):
         if axis is not None and lengths is not None:
-            index[axis - 1] = slice(0, int(lengths[row]))
-        base[(target, *index)] = array[(row, *index)]
+            index[axis] = slice(0, int(lengths[row]))
+        index[0] = row
+        value = array[tuple(index)]
+        index[0] = target
+        base[tuple(index)] = value
     return base[:count]
 
 
