@@ -46,7 +46,8 @@ class RandomTable:
             out[index] = self.log_probs(*new[index])
         return out, new
 
-    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True) -> Any:
+    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True,
+                group: int = 1) -> Any:
         """Rows follow ``index``."""
         return state[index]
 
