@@ -23,6 +23,7 @@ import numpy as np
 
 from service.inference.batching import pad_batch
 from service.inference.beam import Beams, Hypotheses, concat_beams, select_step, start_beams
+from service.inference.column_cache import COLUMN_STEP
 from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import Hypothesis, SearchOptions, next_candidates
 from service.inference.translator import LengthLimits, Prepared, Translation, Translator
@@ -134,7 +135,9 @@ class RunningSearch:
         ``max_length`` ``(len(keys),)`` caps each input's generated tokens."""
         ids, mask = pad_batch(sources, self.pad_id)
         width = self.options.beam_size
-        state = self.model.encode(ids, mask)
+        # joining rows hold no cache entries yet: the narrowest buffer never widens the running
+        # one (in-place caches; column_cache.append_rows)
+        state = self.model.encode(ids, mask, max_length=COLUMN_STEP)
         state = self.model.reorder(state, np.repeat(np.arange(len(keys)), width))
         assert state.order is None  # rows in input order: added behind the running ones
         beams = start_beams(np.array(keys, dtype=np.int64), max_length, width, self.start_id)

@@ -63,22 +63,25 @@ class OnnxModel:
         """Whether :meth:`merge` can append rows that started at another step."""
         return self.manifest.decoder.joinable
 
-    def encode(self, ids: np.ndarray, mask: np.ndarray, rows_per_call: int = ENCODE_ROWS
-               ) -> OnnxState:
+    def encode(self, ids: np.ndarray, mask: np.ndarray, rows_per_call: int = ENCODE_ROWS, *,
+               max_length: int | None = None) -> OnnxState:
         """Run the encoder on right-padded ``(rows, src_len)`` ids and build the step-0 state.
 
         Rows are encoded in groups of ``rows_per_call`` similar lengths, each cut to its own
         longest row, so short inputs do not pay for the padding of long ones; the static
-        tensors are then padded back to ``src_len`` (masked) and the rows restored."""
+        tensors are then padded back to ``src_len`` (masked) and the rows restored.
+        ``max_length`` (the most tokens any row may generate) sizes in-place caches
+        (``column_cache.first_capacity``)."""
+        columns = column_cache.first_capacity(max_length)
         if len(ids) <= rows_per_call:
-            return self._encode(ids, mask)
+            return self._encode(ids, mask, columns)
         lengths = mask.sum(axis=1)
         order = np.argsort(-lengths, kind="stable")
         parts = []
         for start in range(0, len(ids), rows_per_call):
             rows = order[start : start + rows_per_call]
             width = max(1, int(lengths[rows].max()))
-            parts.append(self._encode(ids[rows, :width], mask[rows, :width]))
+            parts.append(self._encode(ids[rows, :width], mask[rows, :width], columns))
         static = {name: np.concatenate([pad_to(part.static[name], axis, ids.shape[1])
                                         for part in parts])
                   for name, axis in self.src_axes.items()}
@@ -89,7 +92,7 @@ class OnnxModel:
         back = np.argsort(order)  # a plain gather: the rows leave in input order
         return OnnxState(mask, take_rows(static, back), take_rows(carried, back))
 
-    def _encode(self, ids: np.ndarray, mask: np.ndarray) -> OnnxState:
+    def _encode(self, ids: np.ndarray, mask: np.ndarray, columns: int) -> OnnxState:
         outputs = dict(zip(self.encoder_names,
                            self.encoder.run(None, {"input_ids": ids, "attention_mask": mask}),
                            strict=True))
@@ -97,7 +100,7 @@ class OnnxModel:
         carried = {}
         for spec in self.state_specs:
             if spec.in_place:
-                carried[spec.input] = column_cache.allocate(spec, len(ids))
+                carried[spec.input] = column_cache.allocate(spec, len(ids), columns)
             elif spec.init == "empty":
                 shape = [len(ids) if d == "batch" else 0 if isinstance(d, str) else d
                          for d in spec.shape]

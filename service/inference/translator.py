@@ -138,7 +138,7 @@ class Translator:
     def _search_batch(self, ids: np.ndarray, mask: np.ndarray, max_length: np.ndarray,
                       options: SearchOptions) -> list[list[Hypothesis]]:
         special = self.manifest.special_tokens
-        state = self.model.encode(ids, mask)
+        state = self.model.encode(ids, mask, max_length=int(max_length.max()))
         decoder: OnnxModel | DeviceModel = self.model
         if self.device_model is not None:
             decoder, state = self.device_model, self.device_model.upload(state)
