@@ -153,6 +153,18 @@ def measure(system: str, work: Path, threads: int, repeats: int, quick: bool) ->
     return [{**row, "peak_rss_mb": round(peak_rss_mb())} for row in rows]
 
 
+def median_rows(measured: list[dict], rounds: int) -> list[dict]:
+    """One row per system and setting: the median tokens/s over rounds (``tokens_per_s_all``
+    keeps each round's), the highest peak memory."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in measured:
+        groups.setdefault((row["system"], row["setting"]), []).append(row)
+    return [{**rows[0], "tokens_per_s_all": [r["tokens_per_s"] for r in rows],
+             "tokens_per_s": round(statistics.median(r["tokens_per_s"] for r in rows), 1),
+             "rounds": rounds, "peak_rss_mb": max(r["peak_rss_mb"] for r in rows)}
+            for rows in groups.values()]
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory. (Not ru_maxrss: Linux carries that over exec from
     the parent, which here held the exported model.)"""
@@ -167,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__)
     cli.add_argument("--work", type=Path, default=Path("runs/bench-engines"))
     cli.add_argument("--threads", type=int, default=2)
-    cli.add_argument("--repeats", type=int, default=3)
+    cli.add_argument("--repeats", type=int, default=1, help="timed passes per round")
+    cli.add_argument("--rounds", type=int, default=3,
+                     help="rounds over all systems, taking turns (this shared machine drifts: "
+                     "running one system after another credited the drift to the systems)")
     cli.add_argument("--quick", action="store_true", help="tiny model: checks the harness")
     cli.add_argument("--systems", default=",".join(SYSTEMS))
     cli.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one system here
@@ -179,16 +194,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     prepare(args.work, args.quick)
-    rows = []
-    for system in args.systems.split(","):
-        command = [sys.executable, "-m", "bench.engines", "--only", system, "--work",
-                   str(args.work), "--threads", str(args.threads), "--repeats",
-                   str(args.repeats), *(["--quick"] if args.quick else [])]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        for line in done.stdout.splitlines():
-            if line.startswith("{"):
-                rows.append(json.loads(line))
-                print(line, flush=True)
+    measured: list[dict] = []
+    for _ in range(args.rounds):
+        for system in args.systems.split(","):
+            command = [sys.executable, "-m", "bench.engines", "--only", system, "--work",
+                       str(args.work), "--threads", str(args.threads), "--repeats",
+                       str(args.repeats), *(["--quick"] if args.quick else [])]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            measured += [json.loads(line) for line in done.stdout.splitlines()
+                         if line.startswith("{")]
+    rows = median_rows(measured, args.rounds)
+    for row in rows:
+        print(json.dumps(row), flush=True)
     if args.out:
         args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return 0

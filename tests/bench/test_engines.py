@@ -11,12 +11,13 @@ from bench.report import main as report_main
 
 def test_engine_harness_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "rows.jsonl"
-    assert main(["--quick", "--work", str(tmp_path / "work"), "--repeats", "1",
+    assert main(["--quick", "--work", str(tmp_path / "work"), "--rounds", "2",
                  "--systems", "engine-int8,ct2-int8", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {(r["system"], r["setting"]) for r in rows} == {
         (system, setting) for system in ("engine-int8", "ct2-int8")
         for setting in ("greedy b64", "greedy b1", "beam4 b64", "beam4 b1")}
     assert all(r["tokens_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
+    assert all(len(r["tokens_per_s_all"]) == 2 and r["rounds"] == 2 for r in rows)
     assert report_main([str(out), "--png", str(tmp_path / "chart.png")]) == 0
     assert (tmp_path / "chart.png").stat().st_size > 1000
