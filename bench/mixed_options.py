@@ -27,10 +27,10 @@ def ms_per_step(model: OnnxModel, base: OnnxState, groups: list[np.ndarray], sta
                 steps: int, repeats: int) -> float:
     """Median milliseconds of one step over all ``groups`` (row indices into ``base``), one
     decoder call per group."""
-    states = [model.reorder(base, rows) for rows in groups]
+    states = [model.reorder(base.copy(), rows) for rows in groups]
     times = []
     for _ in range(repeats):
-        current = list(states)
+        current = [state.copy() for state in states]  # steps write into in-place caches
         tokens = [np.full(len(rows), start_id, np.int64) for rows in groups]
         started = time.perf_counter()
         for _ in range(steps):

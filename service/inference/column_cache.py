@@ -17,7 +17,7 @@ logical rows -> buffer rows). The result is a prefix view of the same buffer, so
 be appended behind it without a copy (:func:`append_rows`, continuous batching).
 
 A state whose buffers were written this way is consumed by the call: use the returned state,
-or :func:`copy_rows` first to keep the old one.
+or ``OnnxState.copy`` first to keep the old one.
 """
 
 from __future__ import annotations
@@ -158,11 +158,6 @@ def _write(base: np.ndarray, *, count: int, part: np.ndarray, axis: int | None) 
     base[tuple(index)] = part
     index[axis] = slice(part.shape[axis], None)
     base[tuple(index)] = 0
-
-
-def copy_rows(carried: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Independent copies, for a caller that wants to step one state twice."""
-    return {name: value.copy() for name, value in carried.items()}
 
 
 def _round_up(value: int, step: int) -> int:

@@ -29,6 +29,13 @@ class OnnxState:
     carried: dict[str, np.ndarray]
     order: np.ndarray | None = None
 
+    def copy(self) -> OnnxState:
+        """A state with its own carried arrays. With in-place caches a step or reorder
+        writes into the state's buffers (it is consumed); copy first to use one state twice."""
+        return OnnxState(self.mask, self.static,
+                         {name: value.copy() for name, value in self.carried.items()},
+                         None if self.order is None else self.order.copy())
+
 
 class OnnxModel:
     """``encode`` / ``step`` / ``reorder`` over an encoder and a decoder session."""

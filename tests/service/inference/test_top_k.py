@@ -13,7 +13,6 @@ import pytest
 
 from service.bundle import MANIFEST, load_bundle_manifest, read_manifest, sha256_of
 from service.inference import Translator
-from service.inference.column_cache import copy_rows
 from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import top_k
 from tests.conftest import synthetic_pairs
@@ -44,7 +43,7 @@ def test_graph_head_matches_numpy_on_the_full_log_probs(trained_bundle: Path, va
     tokens = np.array([2, 2], dtype=np.int64)
 
     def fresh() -> OnnxState:  # a step writes its cache entry into the state's buffers
-        return replace(state, carried=copy_rows(state.carried))
+        return state.copy()
 
     log_probs, _ = model.step(tokens, fresh())
     for k in (1, 5, 9):
