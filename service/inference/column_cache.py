@@ -31,6 +31,10 @@ from service.bundle import StateSpec
 # resize copies the cache once. Steps of 16 read at most 15 spare columns and resize every
 # 16 steps (docs/benchmarks.md, "fifth session").
 COLUMN_STEP = 16
+# Shrink only with this many steps spare: a continuous batch's longest row comes and goes, and
+# shrinking at two steps made its buffers shrink and grow again (5 % of the worker's time
+# under HTTP load, py-spy; docs/benchmarks.md "fifth session").
+SHRINK_STEPS = 4
 FIRST_COLUMNS = 32  # a new cache covers this many tokens (fewer if no row may generate more)
 
 
@@ -203,11 +207,11 @@ class ColumnWriter:
                 for name, value in carried.items()}
 
     def shrink(self, carried: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The same state in smaller buffers once two steps of columns or more are spare in
+        """The same state in smaller buffers once ``SHRINK_STEPS`` steps of columns are spare in
         every row (the rows that needed them left: continuous batching)."""
         capacity = carried[self.cache_mask].shape[1]
         used = int(carried[self.cache_mask].sum(axis=1).max(initial=0))
-        if capacity - used < 2 * COLUMN_STEP:
+        if capacity - used < SHRINK_STEPS * COLUMN_STEP:
             return carried
         return self.resize(carried, _round_up(used + 1, COLUMN_STEP))
 

@@ -100,7 +100,7 @@ def test_a_full_buffer_grows_by_a_step_and_keeps_its_entries() -> None:
     assert after["past_mask"].shape == (2, column_cache.COLUMN_STEP)
     assert after["past_mask"].sum(axis=1).tolist() == [5, 2]
     assert (after["past_key_0"][0, :, :4] == -1).all() and (after["past_key_0"][0, :, 4] == 5).all()
-    assert writer.shrink(after) is after  # less than two steps spare
-    shrunk = writer.shrink(writer.resize(after, 60))
+    assert writer.shrink(after) is after  # fewer than SHRINK_STEPS steps spare
+    shrunk = writer.shrink(writer.resize(after, 5 + column_cache.SHRINK_STEPS * 16))
     assert shrunk["past_mask"].shape == (2, column_cache.COLUMN_STEP)  # back to one step
     np.testing.assert_array_equal(shrunk["past_key_0"], after["past_key_0"])
