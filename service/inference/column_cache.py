@@ -28,8 +28,8 @@ from service.bundle import StateSpec
 
 # Buffers grow and shrink in steps of this many columns. The decoder attends over the whole
 # capacity (reading every column of every row), so spare columns cost a read per step; a
-# resize copies the cache once. Steps of 16 read at most 15 spare columns and resize every
-# 16 steps (docs/benchmarks.md, "fifth session").
+# resize copies the cache once. Growing by 16 leaves at most 15 spare columns after a growth
+# and resizes every 16 steps (docs/benchmarks.md, "fifth session").
 COLUMN_STEP = 16
 # Shrink only with this many steps spare: a continuous batch's longest row comes and goes, and
 # shrinking at two steps made its buffers shrink and grow again (5 % of the worker's time
