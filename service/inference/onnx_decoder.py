@@ -194,15 +194,6 @@ class OnnxModel:
         order, source = column_cache.place_rows(parents, group, blocks)
         return (None if (order == np.arange(len(order))).all() else order), source
 
-    def gather_carried(self, carried: dict[str, np.ndarray], source: np.ndarray
-                       ) -> dict[str, np.ndarray]:
-        """Array rows ``source`` of the carried state: moved inside their buffers for in-place
-        caches (only rows whose source differs, only used entries), else gathered into new
-        arrays."""
-        if self.columns is not None:
-            return self.columns.gather(carried, source)
-        return take_rows(carried, source)
-
     def merge_carried(self, running: dict[str, np.ndarray], joining: dict[str, np.ndarray]
                       ) -> dict[str, np.ndarray]:
         """Carried state of ``running`` rows then ``joining`` rows, growing caches left-padded
@@ -257,7 +248,8 @@ class OnnxModel:
                            joining: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """:meth:`select_and_join` for in-place caches: no padding (each row's entries start
         at column 0), rows moved and appended inside the running buffers."""
-        kept = carried if index is None else self.gather_carried(carried, index)
+        assert self.columns is not None
+        kept = carried if index is None else self.columns.gather(carried, index)
         if not joining:
             return kept
         return {name: column_cache.append_rows(value, [rows[name] for rows in joining],

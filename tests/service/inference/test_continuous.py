@@ -11,7 +11,7 @@ import pytest
 
 from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop, StaticSlab
-from service.inference.onnx_decoder import OnnxModel
+from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import SearchOptions
 from service.inference.translator import Translation
 from tests.conftest import synthetic_pairs
@@ -105,17 +105,24 @@ def test_cancel_frees_rows_and_the_loop_drains(translator: Translator) -> None:
     assert not loop.searches and not loop.requests
 
 
-def test_joining_rows_get_a_masked_cache_and_their_own_position(trained_concat_bundle: Path
-                                                                ) -> None:
-    translator = Translator.load(trained_concat_bundle)
+def join_after_two_steps(translator: Translator) -> tuple[OnnxState, dict[str, np.ndarray], str]:
+    """A one-row batch after two steps, the carried state with a fresh row joined to it, and
+    the name of the cache mask."""
     model = translator.model
     running = model.encode(np.array([[5, 6, 7, 8, 1]]), np.ones((1, 5), dtype=np.int64))
     _, running = model.step(np.array([3]), running)
     _, running = model.step(np.array([9]), running)
     joining = model.encode(np.array([[5, 1]]), np.ones((1, 2), dtype=np.int64))
-    carried = model.merge_carried(running.carried, joining.carried)
     cache = translator.manifest.decoder.cache_mask
     assert cache is not None
+    return running, model.merge_carried(running.carried, joining.carried), cache
+
+
+def test_joining_rows_get_a_masked_cache_and_their_own_position(trained_concat_bundle: Path
+                                                                ) -> None:
+    translator = Translator.load(trained_concat_bundle)
+    model = translator.model
+    running, carried, cache = join_after_two_steps(translator)
     assert carried[cache].tolist() == [[1, 1], [0, 0]]  # the newcomer's past is padding
     assert carried["position"].tolist() == [2, 0]
     assert carried["past_key_0"].shape[:3] == (2, running.carried["past_key_0"].shape[1], 2)
@@ -126,15 +133,8 @@ def test_joining_rows_get_a_masked_cache_and_their_own_position(trained_concat_b
 
 def test_in_place_joining_rows_start_at_column_zero(trained_bundle: Path) -> None:
     translator = Translator.load(trained_bundle)
-    model = translator.model
     assert translator.manifest.decoder.in_place
-    running = model.encode(np.array([[5, 6, 7, 8, 1]]), np.ones((1, 5), dtype=np.int64))
-    _, running = model.step(np.array([3]), running)
-    _, running = model.step(np.array([9]), running)
-    joining = model.encode(np.array([[5, 1]]), np.ones((1, 2), dtype=np.int64))
-    carried = model.merge_carried(running.carried, joining.carried)
-    cache = translator.manifest.decoder.cache_mask
-    assert cache is not None
+    running, carried, cache = join_after_two_steps(translator)
     capacity = carried[cache].shape[1]
     assert carried[cache].tolist() == [[1, 1] + [0] * (capacity - 2), [0] * capacity]
     assert carried["position"].tolist() == [2, 0]
