@@ -91,6 +91,9 @@ class DecoderContract:
     # so rows with caches of different lengths can share a step (continuous batching).
     cache_mask: str | None = None
     top_k: TopKSpec | None = None  # absent in bundles exported before the head existed
+    # The encoder mask and static tensors may have one row per input while the step has
+    # ``G`` consecutive rows per input (its beams): rows = inputs * G, G inferred by the graph.
+    grouped_static: bool = False
 
     @property
     def in_place(self) -> bool:
@@ -150,7 +153,8 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
         log_probs=decoder["log_probs"], state=_specs(decoder["state"], StateSpec),
         static=_specs(decoder["static"], StaticSpec), inputs=_specs(decoder["inputs"], TensorSpec),
         cache_mask=decoder.get("cache_mask"),
-        top_k=TopKSpec(**decoder["top_k"]) if decoder.get("top_k") else None)
+        top_k=TopKSpec(**decoder["top_k"]) if decoder.get("top_k") else None,
+        grouped_static=bool(decoder.get("grouped_static", False)))
     return Manifest(decoder=contract, encoder_inputs=_specs(raw.pop("encoder_inputs"), TensorSpec),
                     encoder_outputs=_specs(raw.pop("encoder_outputs"), TensorSpec), **raw)
 

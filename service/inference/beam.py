@@ -111,7 +111,7 @@ def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_
     beams, index = select_step(copies, beams, finished, results, eos_id=eos_id,
                                options=options)
     if len(beams.origin):
-        state = decoder.reorder(state, index // width)
+        state = decoder.reorder(state, index // width, group=width)
     while len(beams.origin):
         beams, state = beam_step(decoder, state, beams, finished, results, eos_id=eos_id,
                                  options=options)

@@ -27,7 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.bundle import BundleError, Manifest
-from service.inference.onnx_decoder import OnnxModel, OnnxState
+from service.inference.onnx_decoder import OnnxModel, OnnxState, static_rows
 from service.inference.search import Candidates, top_k
 from service.inference.session import CUDA, session_options
 
@@ -138,11 +138,11 @@ class DeviceModel:
         self.threads = threads
         self.device = device_of(model.decoder.get_providers()[0])
         self._carried_gather: RowGather | None = None
-        self._all_gather: RowGather | None = None
+        self._static_gather: RowGather | None = None
 
     def upload(self, state: OnnxState) -> OnnxState:
         """The same state with its static and carried tensors as device ``OrtValue`` s."""
-        if self._all_gather is None:
+        if self._static_gather is None:
             self._build_gathers(state)
         return OnnxState(state.mask, self._to_device(state.static),
                          self._to_device(state.carried))
@@ -166,15 +166,16 @@ class DeviceModel:
     def reorder(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool = True,
                 group: int = 1) -> OnnxState:
         """Gather rows of the carried state (and of the mask and static tensors unless only
-        beams of the same inputs were reordered), on the device (``group`` is not needed:
-        every row is gathered)."""
-        assert self._carried_gather is not None and self._all_gather is not None
-        if not inputs_changed:
-            return OnnxState(state.mask, state.static, self._carried_gather(state.carried, index))
-        both = self._all_gather({**state.static, **state.carried}, index)
-        return OnnxState(np.take(state.mask, index, axis=0),
-                         {name: both[name] for name in state.static},
-                         {name: both[name] for name in state.carried})
+        beams of the same inputs were reordered), on the device; groups of ``group`` rows
+        share one static row when the graph allows it (``OnnxState.group``)."""
+        assert self._carried_gather is not None and self._static_gather is not None
+        shared = group if self.model.grouped_static else 1
+        carried = self._carried_gather(state.carried, index)
+        rows = static_rows(state, index, shared, inputs_changed=inputs_changed)
+        if rows is None:
+            return OnnxState(state.mask, state.static, carried, group=shared)
+        return OnnxState(np.take(state.mask, rows, axis=0),
+                         self._static_gather(state.static, rows), carried, group=shared)
 
     def _run(self, tokens: np.ndarray, state: OnnxState, host_outputs: list[str],
              extra: dict[str, np.ndarray] | None = None
@@ -199,7 +200,8 @@ class DeviceModel:
     def _next(self, state: OnnxState, carried: list[ort.OrtValue]) -> OnnxState:
         self.model.steps += 1
         names = (spec.input for spec in self.model.state_specs)
-        return OnnxState(state.mask, state.static, dict(zip(names, carried, strict=True)))
+        return OnnxState(state.mask, state.static, dict(zip(names, carried, strict=True)),
+                         group=state.group)
 
     def _to_device(self, arrays: dict[str, np.ndarray]) -> dict[str, ort.OrtValue]:
         return {name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), self.device)
@@ -209,5 +211,4 @@ class DeviceModel:
         carried = {name: value.dtype for name, value in state.carried.items()}
         static = {name: value.dtype for name, value in state.static.items()}
         self._carried_gather = RowGather(carried, self.providers, self.threads, self.device)
-        self._all_gather = RowGather({**static, **carried}, self.providers, self.threads,
-                                     self.device)
+        self._static_gather = RowGather(static, self.providers, self.threads, self.device)

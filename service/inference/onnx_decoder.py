@@ -22,19 +22,23 @@ class OnnxState:
     values, RNN memory); carried: fed back from the previous step (key/value cache, h/c).
     ``order`` ``(rows,)``: the array row of each of the search's rows, when they differ (in-place
     caches move few rows, column_cache.place_rows); None: the same.
+    ``group``: carried rows per mask and static row (an input's beams share its encoder
+    outputs when the graph allows it, ``DecoderContract.grouped_static``): array rows
+    ``r*group .. r*group+group-1`` read mask and static row ``r``.
     """
 
     mask: np.ndarray
     static: dict[str, np.ndarray]
     carried: dict[str, np.ndarray]
     order: np.ndarray | None = None
+    group: int = 1
 
     def copy(self) -> OnnxState:
         """A state with its own carried arrays. With in-place caches a step or reorder
         writes into the state's buffers (it is consumed); copy first to use one state twice."""
         return OnnxState(self.mask, self.static,
                          {name: value.copy() for name, value in self.carried.items()},
-                         None if self.order is None else self.order.copy())
+                         None if self.order is None else self.order.copy(), self.group)
 
 
 class OnnxModel:
@@ -57,6 +61,7 @@ class OnnxModel:
             if self.top_k.input in {arg.name for arg in decoder.get_inputs()}:
                 self.step_feeds = {self.top_k.input: np.array([1], np.int64)}
         self.steps = 0  # decoder calls, for metrics
+        self.grouped_static = contract.grouped_static
         # axis of the source length in each static tensor, for padding on join
         self.src_axes = {spec.input: spec.shape.index("src_len") for spec in contract.static}
         self.grow_axes = {s.input: s.grow_axis for s in contract.state if s.grow_axis is not None}
@@ -131,7 +136,7 @@ class OnnxModel:
         new = dict(zip((s.input for s in self.state_specs), carried, strict=True))
         if self.columns is not None:
             new = self.columns.write(state.carried, new)
-        return OnnxState(state.mask, state.static, new, state.order)
+        return OnnxState(state.mask, state.static, new, state.order, state.group)
 
     def step(self, tokens: np.ndarray, state: OnnxState) -> tuple[np.ndarray, OnnxState]:
         """``(rows,)`` tokens -> ``(rows, vocab)`` log-probs and the next state."""
@@ -158,31 +163,37 @@ class OnnxModel:
                 group: int = 1) -> OnnxState:
         """The search's rows ``index`` (axis 0) of the carried state; of the mask and the
         static encoder outputs too unless only beams of the same inputs were reordered.
-        Rows come in groups of ``group`` (an input's beams). With in-place caches rows are
-        moved inside their buffers and only where needed (the state records their order)."""
+        Rows come in groups of ``group`` (an input's beams); when the graph allows it the
+        group shares one mask and static row (``OnnxState.group``), else they are gathered
+        per row. With in-place caches rows are moved inside their buffers and only where
+        needed (the state records their order)."""
+        shared = group if self.grouped_static else 1
         if self.columns is not None:
-            return self._move(state, index, inputs_changed=inputs_changed, group=group)
+            return self._move(state, index, inputs_changed=inputs_changed, group=group,
+                              shared=shared)
+        carried = take_rows(state.carried, index)
+        rows = static_rows(state, index, shared, inputs_changed=inputs_changed)
+        if rows is None:
+            return OnnxState(state.mask, state.static, carried, group=shared)
+        return OnnxState(np.take(state.mask, rows, axis=0), take_rows(state.static, rows),
+                         carried, group=shared)
 
-        if not inputs_changed:
-            return OnnxState(state.mask, state.static, take_rows(state.carried, index))
-        return OnnxState(np.take(state.mask, index, axis=0), take_rows(state.static, index),
-                         take_rows(state.carried, index))
-
-    def _move(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool, group: int
-              ) -> OnnxState:
+    def _move(self, state: OnnxState, index: np.ndarray, *, inputs_changed: bool, group: int,
+              shared: int) -> OnnxState:
         assert self.columns is not None
         parents = index if state.order is None else state.order[index]
         order: np.ndarray | None = None
-        if len(index) > len(state.mask) or len(index) % group:  # rows added: copy them all
-            source = parents
+        if len(index) > len(state.mask) * state.group or len(index) % group:  # rows added
+            source = parents  # copy them all
         else:
             order, source = self.place_rows(parents, group)
         carried = self.columns.gather(state.carried, source)
-        if not inputs_changed:
-            return OnnxState(state.mask, state.static, carried, order)
-        static = {name: column_cache.move_rows(value, source)
+        if not inputs_changed and shared == state.group:
+            return OnnxState(state.mask, state.static, carried, order, shared)
+        rows = source[::shared] // state.group  # the old mask/static row of each array group
+        static = {name: column_cache.move_rows(value, rows)
                   for name, value in state.static.items()}
-        return OnnxState(column_cache.move_rows(state.mask, source), static, carried, order)
+        return OnnxState(column_cache.move_rows(state.mask, rows), static, carried, order, shared)
 
     def place_rows(self, parents: np.ndarray, group: int, blocks: np.ndarray | None = None
                    ) -> tuple[np.ndarray | None, np.ndarray]:
@@ -276,6 +287,19 @@ class OnnxModel:
         return {name: np.take(value, np.arange(first, value.shape[axis]), axis=axis)
                 if (axis := self.grow_axes.get(name)) is not None else value
                 for name, value in carried.items()}
+
+
+def static_rows(state: OnnxState, index: np.ndarray, shared: int, *, inputs_changed: bool
+                ) -> np.ndarray | None:
+    """The old mask/static row of each new one when the new state's rows ``index`` (axis 0 of
+    the old arrays) share them in groups of ``shared``: ``(len(index) / shared,)``, or None
+    when they stay as they are."""
+    if not inputs_changed and shared == state.group:
+        return None
+    rows = index[::shared] // state.group
+    if len(rows) == len(state.mask) and (rows == np.arange(len(rows))).all():
+        return None
+    return rows
 
 
 def take_rows(arrays: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:

@@ -63,7 +63,7 @@ def marian_plan(model: Any, cache: CacheLayout = "in-place") -> GraphPlan:
                         grow_axis=1, in_place=in_place),
               StateSpec("position", "next_position", I64, ["batch"], "empty")]
     contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS),
-                               cache_mask="past_mask")
+                               cache_mask="past_mask", grouped_static=True)
     decoder = MarianDecoderStepGraph(model, in_place=in_place).eval()
     return GraphPlan(MarianEncoderGraph(model).eval(), decoder, outputs, contract)
 
@@ -102,8 +102,11 @@ def _dim(shape: list[int | str], dims: dict[str, Any]) -> dict[int, Any]:
 
 
 def export_graphs(plan: GraphPlan, out: Path, *, opset: int, max_positions: int) -> None:
-    """Export ``encoder.onnx`` and ``decoder.onnx`` with dynamic batch/length axes."""
+    """Export ``encoder.onnx`` and ``decoder.onnx`` with dynamic batch/length axes (with
+    ``grouped_static``, the decoder's mask and static inputs have their own ``inputs`` axis and
+    are traced with two step rows per input)."""
     dims = {"batch": Dim("batch", min=1, max=4096), "src_len": Dim("src_len", min=1, max=4096),
+            "inputs": Dim("inputs", min=1, max=4096),
             "past_len": Dim("past_len", min=0, max=max(2, max_positions - 1)),
             "cache_len": Dim("cache_len", min=1, max=max(3, max_positions))}
     ids, mask = example_source()
@@ -117,26 +120,31 @@ def export_graphs(plan: GraphPlan, out: Path, *, opset: int, max_positions: int)
             external_data=False, verbose=False)
         encoded = dict(zip([s.name for s in plan.encoder_outputs], plan.encoder(ids, mask),
                            strict=True))
-        state = [example_state(spec, encoded) for spec in plan.contract.state]
+        group = 2 if plan.contract.grouped_static else 1
+        state = [example_state(spec, encoded, group=group) for spec in plan.contract.state]
         static = [encoded[spec.source] for spec in plan.contract.static]
-        shapes = [s.shape for s in plan.contract.state] + [s.shape for s in plan.contract.static]
+        per_input = "inputs" if group > 1 else "batch"
+        shapes = [s.shape for s in plan.contract.state] + [
+            [per_input if d == "batch" else d for d in s.shape] for s in plan.contract.static]
         torch.onnx.export(
-            plan.decoder, (ids[:, :1], mask, *state, *static), str(out / "decoder.onnx"),
-            dynamo=True, opset_version=opset,
+            plan.decoder, (ids[:, :1].repeat_interleave(group, dim=0), mask, *state, *static),
+            str(out / "decoder.onnx"), dynamo=True, opset_version=opset,
             input_names=["input_ids", "encoder_attention_mask", *plan.decoder_state_names()],
             output_names=[plan.contract.log_probs, *(s.output for s in plan.contract.state)],
             dynamic_shapes={"input_ids": {0: dims["batch"]},
-                            "encoder_attention_mask": _dim(["batch", "src_len"], dims),
+                            "encoder_attention_mask": _dim([per_input, "src_len"], dims),
                             "state": tuple(_dim(shape, dims) for shape in shapes)},
             external_data=False, verbose=False)
 
 
-def example_state(spec: StateSpec, encoded: dict[str, Tensor], past: int = 3) -> Tensor:
+def example_state(spec: StateSpec, encoded: dict[str, Tensor], past: int = 3, group: int = 1
+                  ) -> Tensor:
     """Tracing value of a state input: from the encoder, a random cache of ``past`` steps, or
-    for int64 state the cache mask (ones) or the position (``past``)."""
+    for int64 state the cache mask (ones) or the position (``past``); ``group`` rows per
+    encoded input."""
     if spec.init != "empty":
-        return encoded[spec.init.split(":", 1)[1]]
-    batch = next(iter(encoded.values())).size(0)
+        return encoded[spec.init.split(":", 1)[1]].repeat_interleave(group, dim=0)
+    batch = next(iter(encoded.values())).size(0) * group
     grows = {"past_len", "cache_len"}
     shape = [int(batch if d == "batch" else past if d in grows else d) for d in spec.shape]
     if spec.dtype == I64:

@@ -19,31 +19,60 @@ def split_heads(x: Tensor, heads: int) -> Tensor:
     return x.view(batch, length, heads, dim // heads).transpose(1, 2)
 
 
-def attend(query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None) -> Tensor:
+def attention(query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None) -> Tensor:
     """Scaled dot-product attention; query ``(B, H, T, K)``, key/value ``(B, H, S, K)``,
-    additive ``bias`` ``(B, 1, 1, S)`` -> ``(B, T, H*K)``."""
+    additive ``bias`` ``(B, 1, 1, S)`` -> ``(B, H, T, K)``."""
     scores = torch.matmul(query * query.size(-1) ** -0.5, key.transpose(2, 3))
     if bias is not None:
         scores = scores + bias
-    out = torch.matmul(torch.softmax(scores, dim=-1), value)
+    return torch.matmul(torch.softmax(scores, dim=-1), value)
+
+
+def attend(query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None) -> Tensor:
+    """:func:`attention` with the heads merged: ``(B, T, H*K)``."""
+    out = attention(query, key, value, bias)
     batch, heads, length, size = out.shape
     return out.transpose(1, 2).reshape(batch, length, heads * size)
 
 
+def step_heads(x: Tensor, heads: int) -> Tensor:
+    """One step's ``(B, D)`` -> ``(B, H, 1, K)`` (a view: with one position no transpose)."""
+    batch, dim = x.shape
+    return x.view(batch, heads, 1, dim // heads)
+
+
+def merge_step_heads(x: Tensor) -> Tensor:
+    """One step's ``(B, H, 1, K)`` -> ``(B, H*K)``."""
+    return x.reshape(x.size(0), -1)
+
+
+def attend_grouped(query: Tensor, key: Tensor, value: Tensor, bias: Tensor) -> Tensor:
+    """One step's attention to per-input keys/values shared by groups of rows (an input's
+    beams): query ``(B, H, 1, K)`` with ``B = I * G`` rows, rows ``i*G .. i*G+G-1`` attending
+    to input ``i``'s key/value ``(I, H, S, K)`` and bias ``(I, 1, 1, S)`` -> ``(B, H*K)``.
+    With ``I = B`` (``G = 1``) this is plain per-row attention. Reading each input's keys and
+    values once for its ``G`` beams instead of once per beam is what makes the cross-attention
+    of beam search a batched GEMM rather than ``B * H`` matrix-vector products."""
+    inputs = key.size(0)
+    rows, heads, _, size = query.shape
+    torch._check(rows % inputs == 0)
+    grouped = query.reshape(inputs, rows // inputs, heads, size).transpose(1, 2)  # (I, H, G, K)
+    out = attention(grouped, key, value, bias)  # (I, H, G, K)
+    return out.transpose(1, 2).reshape(rows, heads * size)
+
+
 def attend_cache_and_new(query: Tensor, cache_key: Tensor, cache_value: Tensor, new_key: Tensor,
                          new_value: Tensor, bias: Tensor) -> Tensor:
-    """:func:`attend` over a cache buffer and one new entry without concatenating them (which
-    would copy the cache): query and new key/value ``(B, H, 1, K)``, cache key/value
+    """:func:`attention` over a cache buffer and one new entry without concatenating them
+    (which would copy the cache): query and new key/value ``(B, H, 1, K)``, cache key/value
     ``(B, H, C, K)``, ``bias`` ``(B, 1, 1, C+1)`` (cache entries, then the new one) ->
-    ``(B, 1, H*K)``."""
+    ``(B, H, 1, K)``."""
     query = query * query.size(-1) ** -0.5
     scores = torch.cat([torch.matmul(query, cache_key.transpose(2, 3)),
                         (query * new_key).sum(dim=-1, keepdim=True)], dim=-1)
     probs = torch.softmax(scores + bias, dim=-1)
     capacity = cache_key.size(2)
-    out = torch.matmul(probs[..., :capacity], cache_value) + probs[..., capacity:] * new_value
-    batch, heads, length, size = out.shape
-    return out.transpose(1, 2).reshape(batch, length, heads * size)
+    return torch.matmul(probs[..., :capacity], cache_value) + probs[..., capacity:] * new_value
 
 
 def padding_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
@@ -92,30 +121,39 @@ class MarianDecoderStepGraph(nn.Module):
     With ``in_place`` the past K/V and mask are buffers of any capacity ``C`` (entries the mask
     marks 0 are ignored) and the step returns only the new entry: K/V ``(B, H, 1, K)`` and a
     ``(B, 1)`` mask of ones, which the host writes into its buffers; nothing is concatenated,
-    so the cache is not copied (service/inference/column_cache.py)."""
+    so the cache is not copied (service/inference/column_cache.py).
+
+    The encoder's mask and cross K/V may have fewer rows ``I`` than the step (``B = I * G``):
+    each input's ``G`` consecutive rows (its beams) share them (:func:`attend_grouped`)."""
 
     def __init__(self, model: MarianMTModel, *, in_place: bool = False) -> None:
         super().__init__()
         self.in_place = in_place
         self.decoder = model.model.decoder
         self.lm_head = model.lm_head
-        self.register_buffer("final_logits_bias", model.final_logits_bias.detach().clone())
+        # Marian's final logits bias is a buffer that training leaves at zero: adding it
+        # would cost a pass over (B, V) logits per step for nothing.
+        bias = model.final_logits_bias.detach().clone()
+        self.register_buffer("final_logits_bias", bias if bool(bias.any()) else None)
         self.heads = model.config.decoder_attention_heads
         self.layers = len(self.decoder.layers)
 
     def forward(self, input_ids: Tensor, encoder_attention_mask: Tensor, *state: Tensor
                 ) -> tuple[Tensor, ...]:
-        """input_ids ``(B, 1)``, mask ``(B, S)``, state = ``past_key_i, past_value_i`` for each
+        """input_ids ``(B, 1)``, mask ``(I, S)``, state = ``past_key_i, past_value_i`` for each
         layer, ``past_mask`` ``(B, P)`` (1 = real cache entry), ``position`` ``(B,)``, then
-        ``cross_key_i, cross_value_i``. Returns ``(B, V)`` log-probs, then
-        ``present_key_i, present_value_i`` ``(B, H, P+1, K)``, ``(B, P+1)`` mask, ``(B,)``
-        next position (in place: K/V ``(B, H, 1, K)`` and mask ``(B, 1)``, the new entry only)."""
+        ``cross_key_i, cross_value_i`` ``(I, H, S, K)`` (``B = I * G``). Returns ``(B, V)``
+        log-probs, then ``present_key_i, present_value_i`` ``(B, H, P+1, K)``, ``(B, P+1)``
+        mask, ``(B,)`` next position (in place: K/V ``(B, H, 1, K)`` and mask ``(B, 1)``, the
+        new entry only)."""
         dec = self.decoder
         past = state[: 2 * self.layers]
         past_mask, position = state[2 * self.layers], state[2 * self.layers + 1]
         cross_kv = state[2 * self.layers + 2 :]
-        positions = dec.embed_positions.weight[position].unsqueeze(1)
-        x = dec.embed_tokens(input_ids) * dec.embed_scale + positions
+        # One position: the hidden state is (B, D), so every projection is a 2-D GEMM with its
+        # bias fused (ONNX Runtime leaves a (B, 1, D) MatMul and its bias Add apart).
+        positions = dec.embed_positions.weight[position]
+        x = dec.embed_tokens(input_ids[:, 0]) * dec.embed_scale + positions
         bias = padding_bias(encoder_attention_mask, x.dtype)
         new_mask = torch.ones_like(position).unsqueeze(1)
         present_mask = torch.cat([past_mask, new_mask], dim=1)
@@ -123,21 +161,23 @@ class MarianDecoderStepGraph(nn.Module):
         presents: list[Tensor] = []
         for index, layer in enumerate(dec.layers):
             attn = layer.self_attn
-            q, k, v = (split_heads(proj(x), self.heads)
+            q, k, v = (step_heads(proj(x), self.heads)
                        for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
             past_k, past_v = past[2 * index], past[2 * index + 1]
             if self.in_place:
                 context = attend_cache_and_new(q, past_k, past_v, k, v, self_bias)
             else:
                 k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-                context = attend(q, k, v, self_bias)
+                context = attention(q, k, v, self_bias)
             presents += [k, v]
-            x = layer.self_attn_layer_norm(x + attn.out_proj(context))
+            x = layer.self_attn_layer_norm(x + attn.out_proj(merge_step_heads(context)))
             cross = layer.encoder_attn
-            q = split_heads(cross.q_proj(x), self.heads)
-            context = attend(q, cross_kv[2 * index], cross_kv[2 * index + 1], bias)
+            q = step_heads(cross.q_proj(x), self.heads)
+            context = attend_grouped(q, cross_kv[2 * index], cross_kv[2 * index + 1], bias)
             x = layer.encoder_attn_layer_norm(x + cross.out_proj(context))
             x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
-        logits = self.lm_head(x[:, 0]) + self.final_logits_bias
+        logits = self.lm_head(x)
+        if self.final_logits_bias is not None:
+            logits = logits + self.final_logits_bias
         mask_out = new_mask if self.in_place else present_mask
         return (torch.log_softmax(logits, dim=-1), *presents, mask_out, position + 1)

@@ -79,8 +79,8 @@ def restore_exact_weights(module: nn.Module, bundle: Path) -> int:
     missing, restored = [], 0
     with torch.no_grad():
         for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
-            if not tensor.is_floating_point():
-                continue
+            if not tensor.is_floating_point() or not bool(tensor.any()):
+                continue  # zeros are exact in fp16 (and a zero logits bias is not exported)
             exact = exact_value(tensor.detach().float().numpy(), candidates)
             if exact is None:
                 missing.append(name)

@@ -1,0 +1,77 @@
+"""Beams that share their input's encoder outputs (``DecoderContract.grouped_static``) decode
+exactly like beams that each hold a copy of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.bundle import read_manifest
+from service.inference import Translator
+from service.inference.batching import pad_batch
+from tests.conftest import synthetic_pairs
+
+SENTENCES = [src for src, _ in synthetic_pairs(10, seed=11)] + ["fish.", "the the the"]
+
+
+def rows_per_call(translator: Translator) -> list[tuple[int, int]]:
+    """Spy on the decoder session: (step rows, mask rows) of every call."""
+    calls: list[tuple[int, int]] = []
+    session = translator.model.decoder
+    run = session.run
+
+    def spy(names: Any, feeds: dict[str, Any], *args: Any) -> Any:
+        calls.append((len(feeds["input_ids"]), len(feeds["encoder_attention_mask"])))
+        return run(names, feeds, *args)
+
+    session.run = spy
+    return calls
+
+
+Results = list[list[tuple[list[int], float]]]
+
+
+def search(translator: Translator, beam: int, inputs: list[int]) -> Results:
+    """Beam search over the given sentences in that order (no sorting by length), input ``i``
+    capped at ``i + 3`` tokens: in one batch the first inputs finish first and their rows are
+    refilled from the end of the batch."""
+    from service.inference.translator import make_options
+
+    sources = [translator.tokenizer(SENTENCES[i])["input_ids"] for i in inputs]
+    ids, mask = pad_batch(sources, translator.manifest.special_tokens["pad"])
+    max_length = np.array(inputs, dtype=np.int64) + 3
+    results = translator._search_batch(ids, mask, max_length, make_options(beam, 2, 1.0, 0, 0,
+                                                                            False))
+    return [[(h.tokens, h.score) for h in row] for row in results]
+
+
+def assert_same(got: Results, expected: Results) -> None:
+    assert [[tokens for tokens, _ in row] for row in got] == [
+        [tokens for tokens, _ in row] for row in expected]
+    assert [s for row in got for _, s in row] == pytest.approx(
+        [s for row in expected for _, s in row], abs=1e-5)
+
+
+@pytest.mark.parametrize("fixture", ["trained_bundle", "trained_concat_bundle"])
+@pytest.mark.parametrize("beam", [2, 4])
+def test_shared_encoder_outputs_give_each_inputs_alone_result(
+        fixture: str, beam: int, request: pytest.FixtureRequest) -> None:
+    bundle: Path = request.getfixturevalue(fixture)
+    assert read_manifest(bundle).decoder.grouped_static
+    shared, copied = Translator.load(bundle), Translator.load(bundle)
+    copied.model.grouped_static = False
+    everyone = list(range(len(SENTENCES)))
+    calls = rows_per_call(shared)
+    got = search(shared, beam, everyone)
+    # the beams did share: after the first step, one mask row per input, ``beam`` step rows
+    assert all(rows == beam * mask for rows, mask in calls[1:])
+    assert len({rows for rows, _ in calls}) > 2  # inputs finished at different steps
+    assert_same(got, search(copied, beam, everyone))
+    assert_same(got, [search(copied, beam, [i])[0] for i in everyone])
+
+
+def test_rnn_bundles_keep_per_row_encoder_outputs(lstm_bundle: Path) -> None:
+    assert not read_manifest(lstm_bundle).decoder.grouped_static
