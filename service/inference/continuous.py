@@ -107,8 +107,9 @@ class RunningSearch:
     """A beam search over a batch whose inputs change between steps.
 
     Inputs are identified by integer keys. State rows: ``K`` per input (``K`` = beam size),
-    in the order of ``beams.origin``; static tensors live in a :class:`StaticSlab`, carried
-    state (caches) in plain arrays. The rows a step keeps (``_pending``) and the rows that
+    in the order of ``beams.origin``; static tensors live in a :class:`StaticSlab` (one row per
+    input when its beams share them, ``DecoderContract.grouped_static``; else one per beam),
+    carried state (caches) in plain arrays. The rows a step keeps (``_pending``) and the rows that
     join (``_joining``) are applied together just before the next decoder call, so that each
     running cache is copied once per step, not once to reorder and once more to join.
     """
@@ -120,6 +121,9 @@ class RunningSearch:
         self.start_id, self.eos_id, self.pad_id = start_id, eos_id, pad_id
         self.beams: Beams | None = None
         self.slab = StaticSlab(model.src_axes)
+        # an input's beams share one slab row when the graph allows it (OnnxState.group)
+        self.shared = options.beam_size if model.grouped_static else 1
+        self.slab_rows = options.beam_size // self.shared  # slab rows per input
         self.carried: dict[str, np.ndarray] = {}
         self._pending: np.ndarray | None = None  # rows of ``carried`` the next step keeps
         self._joining: list[dict[str, np.ndarray]] = []  # carried state of joined rows
@@ -138,8 +142,9 @@ class RunningSearch:
         # joining rows hold no cache entries yet: the narrowest buffer never widens the running
         # one (in-place caches; column_cache.append_rows)
         state = self.model.encode(ids, mask, max_length=COLUMN_STEP)
-        state = self.model.reorder(state, np.repeat(np.arange(len(keys)), width))
+        state = self.model.reorder(state, np.repeat(np.arange(len(keys)), width), group=width)
         assert state.order is None  # rows in input order: added behind the running ones
+        assert state.group == self.shared
         beams = start_beams(np.array(keys, dtype=np.int64), max_length, width, self.start_id)
         for key in keys:
             self.finished[key] = []
@@ -172,7 +177,8 @@ class RunningSearch:
         mask, static = self.slab.view()
         width = self.options.beam_size
         found, state = next_candidates(self.model, self.beams.tokens,
-                                       OnnxState(mask, static, self.carried, self.order),
+                                       OnnxState(mask, static, self.carried, self.order,
+                                                 self.shared),
                                        self.beams.histories, np.repeat(self.beams.steps, width),
                                        k=2 * width, eos_id=self.eos_id, options=self.options)
         self.carried = state.carried
@@ -199,8 +205,9 @@ class RunningSearch:
             holes = gone[gone < count]
             movers = kept[kept >= count]
             layout[holes] = movers
-            self.slab.move(_block_rows(movers, width), _block_rows(holes, width))
-            self.slab.rows = count * width
+            self.slab.move(_block_rows(movers, self.slab_rows),
+                           _block_rows(holes, self.slab_rows))
+            self.slab.rows = count * self.slab_rows
             self.slab.shrink()
         rank = np.empty(kept.max() + 1, dtype=np.int64)
         rank[kept] = np.arange(count)

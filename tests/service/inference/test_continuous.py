@@ -97,8 +97,13 @@ def test_cancel_frees_rows_and_the_loop_drains(translator: Translator) -> None:
     assert loop.admit([Arrival(0, TEXTS[:4], BEAM), Arrival(1, TEXTS[4:6], BEAM)]) == []
     loop.step()
     before = loop.running
+    search = next(iter(loop.searches.values()))
+    # an input's beams share one row of encoder outputs (Transformers), else have one each
+    per_input = 1 if translator.manifest.decoder.grouped_static else BEAM.beam_size
+    assert search.slab.rows == before * per_input == 6 * per_input
     loop.cancel(0)
     assert loop.running == before - 4
+    assert search.slab.rows == 2 * per_input
     while loop.running:
         outcomes = loop.step()
         assert all(key == 1 for key, _ in outcomes)

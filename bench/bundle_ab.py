@@ -1,0 +1,90 @@
+"""``python -m bench.bundle_ab BUNDLE BUNDLE [...] [--settings 4x64,1x64] [--rounds 3]``:
+several bundles of the same model (e.g. before and after an export change) in one process,
+taking turns on setting 1's inputs (``bench.engines``: 64 source sentences of 10-40 tokens,
+every output forced to 32 tokens). Prints one JSON line per bundle and setting: the median
+tokens/s over rounds and the ratio to the first bundle.
+
+One process and interleaved rounds put the bundles under the same machine drift, so small
+differences (5-15 %) are measurable here where separate runs are not (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench.engines import FORCED, sources
+from service.inference import Translator
+
+
+def parse_settings(text: str) -> list[tuple[int, int]]:
+    """``"4x64,1x1"`` -> ``[(beam 4, batch 64), (beam 1, batch 1)]``."""
+    settings = []
+    for part in text.split(","):
+        beam, _, batch = part.partition("x")
+        if not (beam.isdigit() and batch.isdigit() and int(beam) > 0 and int(batch) > 0):
+            raise SystemExit(f"--settings: {part!r} is not BEAMxBATCH (e.g. 4x64)")
+        settings.append((int(beam), int(batch)))
+    return settings
+
+
+def time_pass(translator: Translator, inputs: list[list[int]], beam: int, batch: int) -> float:
+    """Seconds to translate ``inputs`` in batches of ``batch``, forced to FORCED tokens."""
+    started = time.perf_counter()
+    for start in range(0, len(inputs), batch):
+        translator.translate_ids(inputs[start : start + batch], beam_size=beam,
+                                 min_length=FORCED, max_length=FORCED)
+    return time.perf_counter() - started
+
+
+def compare(bundles: list[Path], settings: list[tuple[int, int]], rounds: int, threads: int,
+            count: int) -> list[dict]:
+    """Median tokens/s of each bundle and setting over ``rounds`` interleaved rounds."""
+    translators = {path: Translator.load(path, threads=threads, max_batch_tokens=1 << 20)
+                   for path in bundles}
+    data = sources(translators[bundles[0]].manifest.vocab_size, count)
+    rows = []
+    for beam, batch in settings:
+        inputs = data if batch > 1 else data[:8]
+        for translator in translators.values():  # warm-up
+            translator.translate_ids(inputs[:2], beam_size=beam, max_length=FORCED)
+        speeds: dict[Path, list[float]] = {path: [] for path in bundles}
+        for _ in range(rounds):
+            for path, translator in translators.items():
+                speeds[path].append(len(inputs) * FORCED / time_pass(translator, inputs, beam,
+                                                                     batch))
+        first = statistics.median(speeds[bundles[0]])
+        for path in bundles:
+            median = statistics.median(speeds[path])
+            rows.append({"bundle": str(path), "setting": f"beam{beam} b{batch}",
+                         "tokens_per_s": round(median, 1), "ratio": round(median / first, 3),
+                         "tokens_per_s_all": [round(v, 1) for v in speeds[path]],
+                         "threads": threads})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    cli = argparse.ArgumentParser(prog="python -m bench.bundle_ab", description=__doc__)
+    cli.add_argument("bundles", type=Path, nargs="+", help="the first one is the baseline")
+    cli.add_argument("--settings", default="4x64,1x64", help="BEAMxBATCH, comma-separated")
+    cli.add_argument("--rounds", type=int, default=3)
+    cli.add_argument("--threads", type=int, default=2)
+    cli.add_argument("--sentences", type=int, default=64)
+    cli.add_argument("--out", type=Path)
+    args = cli.parse_args(argv)
+    rows = compare(args.bundles, parse_settings(args.settings), args.rounds, args.threads,
+                   args.sentences)
+    lines = [json.dumps(row) for row in rows]
+    print("\n".join(lines))
+    if args.out:
+        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The bundle A/B harness runs and reports each bundle against the first one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.bundle_ab import main
+
+
+def test_bundle_ab_reports_medians_and_ratios(trained_bundle: Path, trained_concat_bundle: Path,
+                                              tmp_path: Path) -> None:
+    out = tmp_path / "ab.jsonl"
+    assert main([str(trained_bundle), str(trained_concat_bundle), "--settings", "2x4,1x1",
+                 "--rounds", "2", "--sentences", "4", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["bundle"], r["setting"]) for r in rows] == [
+        (str(bundle), setting) for setting in ("beam2 b4", "beam1 b1")
+        for bundle in (trained_bundle, trained_concat_bundle)]
+    assert all(len(r["tokens_per_s_all"]) == 2 and r["tokens_per_s"] > 0 for r in rows)
+    assert [r["ratio"] for r in rows[::2]] == [1.0, 1.0]  # the first bundle is the baseline
+    for baseline, other in zip(rows[::2], rows[1::2], strict=True):
+        assert other["ratio"] == pytest.approx(other["tokens_per_s"] / baseline["tokens_per_s"],
+                                               abs=2e-3)
+
+
+def test_bad_settings_name_the_form(trained_bundle: Path) -> None:
+    with pytest.raises(SystemExit, match="BEAMxBATCH"):
+        main([str(trained_bundle), "--settings", "4by64"])
