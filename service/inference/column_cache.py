@@ -188,7 +188,8 @@ class ColumnWriter:
         out = {name: value for name, value in new.items() if name not in self.axes}
         uniform = bool(len(filled)) and int(filled.min()) == int(filled.max())
         for name, axis in self.axes.items():
-            buffer, entry = carried[name], np.take(new[name], 0, axis=axis)
+            buffer = carried[name]
+            entry = new[name][(slice(None),) * axis + (0,)]  # a view: the write is the copy
             index: list[slice | int | np.ndarray] = [slice(None)] * buffer.ndim
             if uniform:  # every row writes the same column (no join since the batch began)
                 index[axis] = int(filled[0])
