@@ -116,3 +116,19 @@ def test_int8_variant_is_a_complete_smaller_bundle(transformer_bundle: Path) -> 
                                                       ).stat().st_size
     ids, mask = padded_batch([5, 2], 300, seed=1)
     assert len(bundle_greedy(int8, ids, mask)) == 2
+
+
+def vocab_vectors(bundle: Path) -> list[str]:
+    """Names of the decoder's float initializers shaped like a logits bias."""
+    import onnx
+
+    vocab = read_manifest(bundle).vocab_size
+    return [init.name for init in onnx.load(str(bundle / "decoder.onnx")).graph.initializer
+            if tuple(init.dims) in {(vocab,), (1, vocab)}]
+
+
+def test_a_zero_final_logits_bias_is_not_added_at_every_step(transformer_bundle: Path,
+                                                             marian_bundle: Path) -> None:
+    # a pass over the (rows, vocab) logits per step for nothing (docs/benchmarks.md)
+    assert vocab_vectors(transformer_bundle) == []
+    assert vocab_vectors(marian_bundle)  # a trained, non-zero bias stays (parity above)
