@@ -93,21 +93,30 @@ class MarianEncoderGraph(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, ...]:
         """Returns ``cross_key_0, cross_value_0, ...``, each ``(B, H, S, K)``."""
         enc = self.encoder
-        positions = enc.embed_positions.weight[: input_ids.size(1)]
+        batch, length = input_ids.shape
+        positions = enc.embed_positions.weight[:length]
         x = enc.embed_tokens(input_ids) * enc.embed_scale + positions
+        # (B*S, D) between attentions: every projection is a 2-D GEMM with its bias fused
+        x = x.reshape(batch * length, -1)
         bias = padding_bias(attention_mask, x.dtype)
         for layer in enc.layers:
             attn = layer.self_attn
-            q, k, v = (split_heads(proj(x), self.heads)
+            q, k, v = (self.heads_of(proj(x), batch, self.heads)
                        for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
-            x = layer.self_attn_layer_norm(x + attn.out_proj(attend(q, k, v, bias)))
+            context = attention(q, k, v, bias).transpose(1, 2).reshape(batch * length, -1)
+            x = layer.self_attn_layer_norm(x + attn.out_proj(context))
             x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
         outputs: list[Tensor] = []
         for layer in self.decoder_layers:
             cross = layer.encoder_attn
-            outputs += [split_heads(cross.k_proj(x), self.cross_heads),
-                        split_heads(cross.v_proj(x), self.cross_heads)]
+            outputs += [self.heads_of(cross.k_proj(x), batch, self.cross_heads),
+                        self.heads_of(cross.v_proj(x), batch, self.cross_heads)]
         return tuple(outputs)
+
+    @staticmethod
+    def heads_of(x: Tensor, batch: int, heads: int) -> Tensor:
+        """``(B*S, D)`` -> ``(B, H, S, K)``."""
+        return split_heads(x.reshape(batch, -1, x.size(-1)), heads)
 
 
 class MarianDecoderStepGraph(nn.Module):
