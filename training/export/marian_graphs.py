@@ -28,13 +28,6 @@ def attention(query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None) ->
     return torch.matmul(torch.softmax(scores, dim=-1), value)
 
 
-def attend(query: Tensor, key: Tensor, value: Tensor, bias: Tensor | None) -> Tensor:
-    """:func:`attention` with the heads merged: ``(B, T, H*K)``."""
-    out = attention(query, key, value, bias)
-    batch, heads, length, size = out.shape
-    return out.transpose(1, 2).reshape(batch, length, heads * size)
-
-
 def step_heads(x: Tensor, heads: int) -> Tensor:
     """One step's ``(B, D)`` -> ``(B, H, 1, K)`` (a view: with one position no transpose)."""
     batch, dim = x.shape
