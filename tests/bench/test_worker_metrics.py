@@ -1,0 +1,38 @@
+"""The worker-metrics harness reads the service's counters around a real load (quick sizes;
+figures: ``python -m bench.worker_metrics``, docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.worker_metrics import main
+from tests.conftest import synthetic_pairs
+from training.data import Example, write_examples
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_both_modes_report_engine_time_per_token(tmp_path: Path) -> None:
+    data = tmp_path / "test.jsonl"
+    write_examples(data, [Example(f"line:{i}", "k", "l", src, tgt)
+                          for i, (src, tgt) in enumerate(synthetic_pairs(30, seed=3))])
+    out = tmp_path / "rows.jsonl"
+    assert main(["--models", str(ROOT / "models"), "--model", "lstm-en-fr", "--data", str(data),
+                 "--seconds", "1", "--clients", "3", "--beam", "1", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["mode"] for row in rows] == ["request", "continuous"]
+    for row in rows:
+        assert row["sentences_per_s"] > 0 and row["errors"] == 0
+        assert 0 < row["worker_busy"] <= 1.5  # engine seconds over wall seconds
+        assert row["decode_steps"] > 0 and row["engine_calls"] > 0
+        assert row["target_tokens"] > 0 and row["engine_ms_per_target_token"] > 0
+        assert row["engine_ms_per_target_token"] == pytest.approx(
+            row["engine_ms_per_step"] * row["decode_steps"] / row["target_tokens"], rel=0.05)
+
+
+def test_missing_data_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data", str(tmp_path / "none.jsonl")]) == 2
+    assert "make data" in capsys.readouterr().err
