@@ -14,10 +14,9 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
-from bench.engines import FORCED, sources
+from bench.engines import FORCED, forced_ids, sources, timed_pass
 from service.inference import Translator
 
 
@@ -32,31 +31,24 @@ def parse_settings(text: str) -> list[tuple[int, int]]:
     return settings
 
 
-def time_pass(translator: Translator, inputs: list[list[int]], beam: int, batch: int) -> float:
-    """Seconds to translate ``inputs`` in batches of ``batch``, forced to FORCED tokens."""
-    started = time.perf_counter()
-    for start in range(0, len(inputs), batch):
-        translator.translate_ids(inputs[start : start + batch], beam_size=beam,
-                                 min_length=FORCED, max_length=FORCED)
-    return time.perf_counter() - started
-
-
 def compare(bundles: list[Path], settings: list[tuple[int, int]], rounds: int, threads: int,
             count: int) -> list[dict]:
     """Median tokens/s of each bundle and setting over ``rounds`` interleaved rounds."""
-    translators = {path: Translator.load(path, threads=threads, max_batch_tokens=1 << 20)
-                   for path in bundles}
-    data = sources(translators[bundles[0]].manifest.vocab_size, count)
+    loaded = [Translator.load(path, threads=threads, max_batch_tokens=1 << 20)
+              for path in bundles]
+    data = sources(loaded[0].manifest.vocab_size, count)
+    runners = {path: forced_ids(translator) for path, translator in zip(bundles, loaded,
+                                                                        strict=True)}
     rows = []
     for beam, batch in settings:
         inputs = data if batch > 1 else data[:8]
-        for translator in translators.values():  # warm-up
-            translator.translate_ids(inputs[:2], beam_size=beam, max_length=FORCED)
+        for translate in runners.values():  # warm-up
+            translate(inputs[:2], beam)
         speeds: dict[Path, list[float]] = {path: [] for path in bundles}
         for _ in range(rounds):
-            for path, translator in translators.items():
-                speeds[path].append(len(inputs) * FORCED / time_pass(translator, inputs, beam,
-                                                                     batch))
+            for path, translate in runners.items():
+                speeds[path].append(len(inputs) * FORCED / timed_pass(translate, inputs, beam,
+                                                                      batch))
         first = statistics.median(speeds[bundles[0]])
         for path in bundles:
             median = statistics.median(speeds[path])

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import random
-import signal
 import statistics
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from bench.load import free_port, load, start_server
+from bench.load import load, serving
 from training.data import read_examples
 
 MODES = ("request", "continuous")
@@ -93,14 +92,12 @@ async def stream_timing(port: int, sentences: list[str], body: dict[str, Any]
 def run_mode(mode: str, args: argparse.Namespace, sentences: list[str],
              capacity: float | None) -> tuple[list[dict[str, Any]], float]:
     """All measurements of one batching mode; returns its rows and its saturated rate."""
-    port = free_port()
     env = {"TRANSLATE_BATCHING": mode, "TRANSLATE_DEFAULT_MODELS": args.model}
     if mode == "continuous" and args.continuous_budget:
         env["TRANSLATE_MAX_BATCH_TOKENS"] = str(args.continuous_budget)
-    process, _ = start_server(args.models, port, env)
     body = {"model": args.model, "beam_size": args.beam}
     rows: list[dict[str, Any]] = []
-    try:
+    with serving(args.models, env) as port:
         saturated = asyncio.run(load(port, sentences, args.saturate_clients, args.seconds, body))
         rate = float(saturated["sentences_per_s"])
         rows.append({"mode": mode, "kind": "saturated", **saturated})
@@ -112,9 +109,6 @@ def run_mode(mode: str, args: argparse.Namespace, sentences: list[str],
             print(json.dumps(rows[-1]), flush=True)
         rows.append({"mode": mode, "kind": "stream",
                      **asyncio.run(stream_timing(port, sentences[:10], body))})
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
     for row in rows:
         print(json.dumps(row), flush=True)
     return rows, rate

@@ -100,9 +100,8 @@ def runner(system: str, work: Path, threads: int) -> Callable[[list[list[int]], 
         bound = system.endswith("-bound")
         cache = "concat" if bound or system.endswith("-concat") else "in-place"
         path = bundle_dir(work, cache) / ("int8" if "int8" in system else "")
-        tr = Translator.load(path, threads=threads, max_batch_tokens=1 << 20, io_binding=bound)
-        return lambda batch, beam: tr.translate_ids(batch, beam_size=beam, min_length=FORCED,
-                                                    max_length=FORCED)
+        return forced_ids(Translator.load(path, threads=threads, max_batch_tokens=1 << 20,
+                                          io_binding=bound))
     if system == "generate":
         import torch
         from transformers import MarianMTModel
@@ -118,6 +117,22 @@ def runner(system: str, work: Path, threads: int) -> Callable[[list[list[int]], 
     return lambda batch, beam: translator.translate_batch(
         [[f"w{t}" if t > 1 else "</s>" for t in ids] for ids in batch], beam_size=beam,
         min_decoding_length=FORCED, max_decoding_length=FORCED, max_batch_size=len(batch))
+
+
+def forced_ids(translator: Any) -> Callable[[list[list[int]], int], Any]:
+    """This engine's ``Translator`` as a function (batch of source ids, beam) -> outputs,
+    forced to FORCED tokens."""
+    return lambda batch, beam: translator.translate_ids(batch, beam_size=beam, min_length=FORCED,
+                                                        max_length=FORCED)
+
+
+def timed_pass(translate: Callable[[list[list[int]], int], Any], inputs: list[list[int]],
+               beam: int, batch_size: int) -> float:
+    """Seconds to translate ``inputs`` in batches of ``batch_size``."""
+    started = time.perf_counter()
+    for start in range(0, len(inputs), batch_size):
+        translate(inputs[start : start + batch_size], beam)
+    return time.perf_counter() - started
 
 
 def _generate(model: Any, batch: list[list[int]], beam: int) -> Any:
@@ -141,12 +156,7 @@ def measure(system: str, work: Path, threads: int, repeats: int, quick: bool) ->
     for name, beam, batch_size in SETTINGS:
         inputs = data if batch_size > 1 else data[:8]
         translate(inputs[:2], beam)  # warm-up
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            for start in range(0, len(inputs), batch_size):
-                translate(inputs[start : start + batch_size], beam)
-            times.append(time.perf_counter() - started)
+        times = [timed_pass(translate, inputs, beam, batch_size) for _ in range(repeats)]
         rows.append({"system": system, "setting": f"{name} b{batch_size}", "threads": threads,
                      "tokens_per_s": round(len(inputs) * FORCED / statistics.median(times), 1),
                      "repeats": repeats})

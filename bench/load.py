@@ -18,6 +18,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,18 @@ def start_server(models: Path, port: int, env: dict[str, str]) -> tuple[subproce
         time.sleep(0.1)
     process.kill()
     raise RuntimeError("server did not become ready within 120 s")
+
+
+@contextmanager
+def serving(models: Path, env: dict[str, str]) -> Iterator[int]:
+    """A server on a free port (yields the port), stopped with SIGTERM on the way out."""
+    port = free_port()
+    process, _ = start_server(models, port, env)
+    try:
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
 
 
 async def client(http: httpx.AsyncClient, sentences: list[str], offset: int, stop: float,

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import re
-import signal
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from bench.load import free_port, load, start_server
+from bench.load import load, serving
 from training.data import read_examples
 
 METRICS = {"engine_seconds": "translate_engine_seconds_sum",
@@ -49,17 +48,12 @@ def measure(mode: str, args: argparse.Namespace, sentences: list[str]) -> dict[s
     env = {"TRANSLATE_BATCHING": mode, "TRANSLATE_DEFAULT_MODELS": args.model}
     if args.budget:
         env["TRANSLATE_MAX_BATCH_TOKENS"] = str(args.budget)
-    port = free_port()
-    process, _ = start_server(args.models, port, env)
-    try:
+    with serving(args.models, env) as port:
         before, started = scrape(port, args.model), time.perf_counter()
         result = asyncio.run(load(port, sentences, args.clients, args.seconds,
                                   {"model": args.model, "beam_size": args.beam}))
         wall = time.perf_counter() - started
         after = scrape(port, args.model)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
     delta = {key: after[key] - before[key] for key in METRICS}
     engine_ms = 1000 * delta["engine_seconds"]
     return {"mode": mode, "budget": args.budget, "clients": args.clients, "beam": args.beam,

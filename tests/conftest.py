@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from training.data import Example, write_examples
 from training.data.prepare import prepare_user, write_prepared
 
 pytest_plugins = ["tests.export_fixtures"]
@@ -24,6 +25,15 @@ def synthetic_pairs(count: int, seed: int = 0) -> list[tuple[str, str]]:
         words = [rng.choice(english) for _ in range(rng.randint(2, 7))]
         pairs.append((" ".join(words) + ".", " ".join(WORDS[w] for w in words) + "."))
     return pairs
+
+
+def write_test_split(path: Path, count: int, seed: int, langs: tuple[str, str] = ("k", "l")
+                     ) -> Path:
+    """``count`` synthetic pairs written as a test-split JSONL file at ``path``; ``langs``:
+    the source and target version codes."""
+    write_examples(path, [Example(f"line:{i}", *langs, src, tgt)
+                          for i, (src, tgt) in enumerate(synthetic_pairs(count, seed=seed))])
+    return path
 
 
 @pytest.fixture(scope="session")

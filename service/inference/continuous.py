@@ -123,12 +123,16 @@ class RunningSearch:
         self.slab = StaticSlab(model.src_axes)
         # an input's beams share one slab row when the graph allows it (OnnxState.group)
         self.shared = options.beam_size if model.grouped_static else 1
-        self.slab_rows = options.beam_size // self.shared  # slab rows per input
         self.carried: dict[str, np.ndarray] = {}
         self._pending: np.ndarray | None = None  # rows of ``carried`` the next step keeps
         self._joining: list[dict[str, np.ndarray]] = []  # carried state of joined rows
         self.order: np.ndarray | None = None  # array row of each beam row (OnnxState.order)
         self.finished: Hypotheses = {}
+
+    @property
+    def slab_rows(self) -> int:
+        """Slab rows per input: 1 when its beams share them, else one per beam."""
+        return self.options.beam_size // self.shared
 
     def __len__(self) -> int:
         """Inputs still decoding."""

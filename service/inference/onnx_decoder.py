@@ -188,9 +188,9 @@ class OnnxModel:
         else:
             order, source = self.place_rows(parents, group)
         carried = self.columns.gather(state.carried, source)
-        if not inputs_changed and shared == state.group:
+        rows = static_rows(state, source, shared, inputs_changed=inputs_changed)  # array order
+        if rows is None:
             return OnnxState(state.mask, state.static, carried, order, shared)
-        rows = source[::shared] // state.group  # the old mask/static row of each array group
         static = {name: column_cache.move_rows(value, rows)
                   for name, value in state.static.items()}
         return OnnxState(column_cache.move_rows(state.mask, rows), static, carried, order, shared)

@@ -7,16 +7,13 @@ import json
 from pathlib import Path
 
 from bench.continuous import main
-from tests.conftest import synthetic_pairs
-from training.data import Example, write_examples
+from tests.conftest import write_test_split
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_harness_measures_both_modes(tmp_path: Path) -> None:
-    data = tmp_path / "test.jsonl"
-    write_examples(data, [Example(f"line:{i}", "k", "l", src, tgt)
-                          for i, (src, tgt) in enumerate(synthetic_pairs(40, seed=2))])
+    data = write_test_split(tmp_path / "test.jsonl", 40, seed=2)
     out = tmp_path / "rows.jsonl"
     assert main(["--models", str(ROOT / "models"), "--model", "lstm-en-fr", "--data", str(data),
                  "--seconds", "1", "--saturate-clients", "4", "--loads", "0.5",

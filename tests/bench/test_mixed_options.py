@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 
 from bench.mixed_options import main
-from tests.conftest import synthetic_pairs
-from training.data import Example, write_examples
+from tests.conftest import write_test_split
 
 
 def test_mixed_options_reports_two_calls_and_one(trained_bundle: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "test.jsonl"
-    write_examples(data, [Example(f"line:{i}", "en", "fr", src, tgt)
-                          for i, (src, tgt) in enumerate(synthetic_pairs(6))])
+    data = write_test_split(tmp_path / "test.jsonl", 6, seed=0, langs=("en", "fr"))
     assert main(["--bundle", str(trained_bundle), "--data", str(data), "--sentences", "1,3",
                  "--steps", "2", "--repeats", "1"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -9,16 +9,13 @@ from pathlib import Path
 import pytest
 
 from bench.worker_metrics import main
-from tests.conftest import synthetic_pairs
-from training.data import Example, write_examples
+from tests.conftest import write_test_split
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_both_modes_report_engine_time_per_token(tmp_path: Path) -> None:
-    data = tmp_path / "test.jsonl"
-    write_examples(data, [Example(f"line:{i}", "k", "l", src, tgt)
-                          for i, (src, tgt) in enumerate(synthetic_pairs(30, seed=3))])
+    data = write_test_split(tmp_path / "test.jsonl", 30, seed=3)
     out = tmp_path / "rows.jsonl"
     assert main(["--models", str(ROOT / "models"), "--model", "lstm-en-fr", "--data", str(data),
                  "--seconds", "1", "--clients", "3", "--beam", "1", "--out", str(out)]) == 0
