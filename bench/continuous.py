@@ -1,11 +1,14 @@
 """``python -m bench.continuous``: request-level vs continuous batching over HTTP (issue 8).
 
-For each batching mode, in one run: start ``python -m service`` with ``TRANSLATE_BATCHING``
-set, measure the saturated throughput (closed loop, ``--saturate-clients`` clients), then send
-open-loop Poisson arrivals of single test-split sentences (mixed lengths) at 50 %, 70 % and
-90 % of the **request-level** capacity: p50/p99 latency, achieved sentences/s, errors. Last,
-a 10-sentence text on ``/translate/stream``: time to the first sentence event and to the
-final event, against ``/translate`` for the same text. Writes JSONL rows and a chart.
+Both servers run side by side in one run (``python -m service`` with ``TRANSLATE_BATCHING``
+set; only one is under load at a time, the other idles). The saturated throughput (closed loop,
+``--saturate-clients`` clients) is measured in ``--rounds`` rounds taking turns, the order
+flipped every round, so that machine drift hits both modes alike; the ratio is of the medians.
+Then open-loop Poisson arrivals of single test-split sentences (mixed lengths) at 50 %, 70 %
+and 90 % of the **request-level** capacity (its median), the two modes taking turns at each
+load: p50/p99 latency, achieved sentences/s, errors. Last, a 10-sentence text on
+``/translate/stream``: time to the first sentence event and to the final event, against
+``/translate`` for the same text. Writes JSONL rows and a chart.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import random
 import statistics
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -89,29 +93,45 @@ async def stream_timing(port: int, sentences: list[str], body: dict[str, Any]
             "stream_done_ms": round(1000 * total, 1), **timings}
 
 
-def run_mode(mode: str, args: argparse.Namespace, sentences: list[str],
-             capacity: float | None) -> tuple[list[dict[str, Any]], float]:
-    """All measurements of one batching mode; returns its rows and its saturated rate."""
+def server_env(mode: str, args: argparse.Namespace) -> dict[str, str]:
+    """Environment of the server for one batching mode."""
     env = {"TRANSLATE_BATCHING": mode, "TRANSLATE_DEFAULT_MODELS": args.model}
     if mode == "continuous" and args.continuous_budget:
         env["TRANSLATE_MAX_BATCH_TOKENS"] = str(args.continuous_budget)
+    return env
+
+
+def taking_turns(index: int) -> tuple[str, ...]:
+    """The modes in the order of turn ``index`` (flipped every turn)."""
+    return MODES if index % 2 == 0 else MODES[::-1]
+
+
+def measure(ports: dict[str, int], args: argparse.Namespace, sentences: list[str]
+            ) -> list[dict[str, Any]]:
+    """Every measurement, both servers up, the modes taking turns."""
     body = {"model": args.model, "beam_size": args.beam}
     rows: list[dict[str, Any]] = []
-    with serving(args.models, env) as port:
-        saturated = asyncio.run(load(port, sentences, args.saturate_clients, args.seconds, body))
-        rate = float(saturated["sentences_per_s"])
-        rows.append({"mode": mode, "kind": "saturated", **saturated})
-        base = capacity or rate
-        for fraction in args.loads:
-            result = asyncio.run(open_loop(port, sentences, fraction * base, args.seconds, body,
-                                           seed=int(100 * fraction)))
+    for mode in MODES:  # warm both (first-call allocations, thread pools)
+        asyncio.run(load(ports[mode], sentences, args.saturate_clients, args.warmup, body))
+    for index in range(args.rounds):
+        for mode in taking_turns(index):
+            result = asyncio.run(load(ports[mode], sentences, args.saturate_clients,
+                                      args.seconds, body))
+            rows.append({"mode": mode, "kind": "saturated", "round": index, **result})
+            print(json.dumps(rows[-1]), flush=True)
+    capacity = statistics.median(r["sentences_per_s"] for r in rows
+                                 if r["mode"] == "request")
+    for index, fraction in enumerate(args.loads):
+        for mode in taking_turns(index):
+            result = asyncio.run(open_loop(ports[mode], sentences, fraction * capacity,
+                                           args.seconds, body, seed=int(100 * fraction)))
             rows.append({"mode": mode, "kind": "open_loop", "load": fraction, **result})
             print(json.dumps(rows[-1]), flush=True)
+    for mode in MODES:
         rows.append({"mode": mode, "kind": "stream",
-                     **asyncio.run(stream_timing(port, sentences[:10], body))})
-    for row in rows:
-        print(json.dumps(row), flush=True)
-    return rows, rate
+                     **asyncio.run(stream_timing(ports[mode], sentences[:10], body))})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def chart(rows: list[dict[str, Any]], png: Path) -> None:
@@ -144,6 +164,9 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--data", type=Path, default=Path("data/en-fr/test.jsonl"))
     cli.add_argument("--beam", type=int, default=4)
     cli.add_argument("--seconds", type=float, default=30, help="per measurement")
+    cli.add_argument("--rounds", type=int, default=3,
+                     help="saturated measurements per mode, taking turns")
+    cli.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring")
     cli.add_argument("--saturate-clients", type=int, default=64)
     cli.add_argument("--loads", type=lambda s: [float(x) for x in s.split(",")],
                      default=[0.5, 0.7, 0.9])
@@ -159,9 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     examples = [e.src for e in read_examples(args.data) if e.src_version == "k"]
     sentences = random.Random(0).sample(examples, min(2000, len(examples)))
-    rows, capacity = run_mode("request", args, sentences, None)
-    more, _ = run_mode("continuous", args, sentences, capacity)
-    rows += more
+    with ExitStack() as servers:
+        ports = {mode: servers.enter_context(serving(args.models, server_env(mode, args)))
+                 for mode in MODES}
+        rows = measure(ports, args, sentences)
     summary = summarise(rows)
     rows.append(summary)
     print(json.dumps(summary))
@@ -185,9 +209,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out[f"p50_ratio_at_{int(100 * middle)}pct"] = round(
         pick("continuous", "open_loop", middle)["p50_ms"]
         / max(pick("request", "open_loop", middle)["p50_ms"], 1e-9), 2)
+    def saturated(mode: str) -> list[float]:
+        return [r["sentences_per_s"] for r in rows if r["mode"] == mode
+                and r["kind"] == "saturated"]
+
     out["saturated_throughput_ratio"] = round(
-        pick("continuous", "saturated")["sentences_per_s"]
-        / max(pick("request", "saturated")["sentences_per_s"], 1e-9), 2)
+        statistics.median(saturated("continuous"))
+        / max(statistics.median(saturated("request")), 1e-9), 2)
+    out["saturated_round_ratios"] = [
+        round(c / max(r, 1e-9), 2)
+        for r, c in zip(saturated("request"), saturated("continuous"), strict=True)]
     return out
 
 

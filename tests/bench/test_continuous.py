@@ -16,15 +16,22 @@ def test_harness_measures_both_modes(tmp_path: Path) -> None:
     data = write_test_split(tmp_path / "test.jsonl", 40, seed=2)
     out = tmp_path / "rows.jsonl"
     assert main(["--models", str(ROOT / "models"), "--model", "lstm-en-fr", "--data", str(data),
-                 "--seconds", "1", "--saturate-clients", "4", "--loads", "0.5",
+                 "--seconds", "1", "--rounds", "2", "--warmup", "0.5",
+                 "--saturate-clients", "4", "--loads", "0.5",
                  "--beam", "1", "--out", str(out), "--png", str(tmp_path / "chart.png")]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     for mode in ("request", "continuous"):
         kinds = {r["kind"]: r for r in rows if r.get("mode") == mode}
-        assert kinds["saturated"]["sentences_per_s"] > 0 and kinds["saturated"]["errors"] == 0
+        saturated = [r for r in rows if r.get("mode") == mode and r["kind"] == "saturated"]
+        assert [r["round"] for r in saturated] == [0, 1]
+        assert all(r["sentences_per_s"] > 0 and r["errors"] == 0 for r in saturated)
         assert kinds["open_loop"]["errors"] == 0 and kinds["open_loop"]["p50_ms"] > 0
         stream = kinds["stream"]
         assert 0 < stream["stream_first_sentence_ms"] <= stream["stream_done_ms"]
     summary = rows[-1]
     assert summary["kind"] == "summary" and summary["saturated_throughput_ratio"] > 0
+    assert len(summary["saturated_round_ratios"]) == 2
+    # the modes took turns, order flipped each round: request, continuous, continuous, request
+    order = [r["mode"] for r in rows if r.get("kind") == "saturated"]
+    assert order == ["request", "continuous", "continuous", "request"]
     assert (tmp_path / "chart.png").stat().st_size > 0
