@@ -31,10 +31,12 @@ from service.bundle import StateSpec
 # resize copies the cache once. Growing by 16 leaves at most 15 spare columns after a growth
 # and resizes every 16 steps (docs/benchmarks.md, "fifth session").
 COLUMN_STEP = 16
-# Shrink only with this many steps spare: a continuous batch's longest row comes and goes, and
-# shrinking at two steps made its buffers shrink and grow again (5 % of the worker's time
-# under HTTP load, py-spy; docs/benchmarks.md "fifth session").
-SHRINK_STEPS = 4
+# Shrink only with this many steps spare: a continuous batch's longest row comes and goes, so
+# some hysteresis keeps its buffers from shrinking and growing again at every departure. Two
+# steps (32 columns) beat four side by side (docs/benchmarks.md, "seventh session": in process
+# 3-9 % faster at 6, 24 and 48 requests in flight; over HTTP, saturated, a median 1.04x over six
+# interleaved rounds); the fifth session's choice of four came from runs minutes apart.
+SHRINK_STEPS = 2
 FIRST_COLUMNS = 32  # a new cache covers this many tokens (fewer if no row may generate more)
 
 
