@@ -209,6 +209,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out[f"p50_ratio_at_{int(100 * middle)}pct"] = round(
         pick("continuous", "open_loop", middle)["p50_ms"]
         / max(pick("request", "open_loop", middle)["p50_ms"], 1e-9), 2)
+
     def saturated(mode: str) -> list[float]:
         return [r["sentences_per_s"] for r in rows if r["mode"] == mode
                 and r["kind"] == "saturated"]
