@@ -2,10 +2,11 @@
 in one process and without HTTP, with a cProfile of the loop.
 
 The same test verses are translated at beam 4 as request-level batches of ``--inflight``
-sentences (``Translator.translate``), then through a ``DecodeLoop`` that keeps ``--inflight``
-requests running (a new one joins whenever one finishes). Prints one JSON line (seconds,
-throughput ratio, mean running rows and cache length); with ``--profile``, the top functions of
-a second, profiled continuous run.
+sentences (``Translator.translate``) and through a ``DecodeLoop`` that keeps ``--inflight``
+requests running (a new one joins whenever one finishes), the two taking turns for
+``--rounds`` rounds (order flipped each round). Prints one JSON line (median seconds of each,
+throughput ratio of the medians and of each round, mean running rows and cache length of the
+loop); with ``--profile``, the top functions of a further, profiled continuous run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import cProfile
 import json
 import pstats
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -55,6 +57,14 @@ def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int
                      "mean_cache_columns": float(np.mean(cache or [0]))}
 
 
+def run_batches(translator: Translator, texts: list[str], size: int, beam: int) -> float:
+    """Seconds to translate ``texts`` as request-level batches of ``size``."""
+    started = time.perf_counter()
+    for index in range(0, len(texts), size):
+        translator.translate(texts[index : index + size], beam_size=beam)
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m bench.saturation", description=__doc__)
     cli.add_argument("--bundle", type=Path, default=Path("models/transformer-en-fr"))
@@ -63,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--sentences", type=int, default=240)
     cli.add_argument("--beam", type=int, default=4)
     cli.add_argument("--threads", type=int, default=2)
+    cli.add_argument("--rounds", type=int, default=2, help="turns of each mode")
     cli.add_argument("--profile", action="store_true",
                      help="then profile a second continuous run (cProfile, top functions)")
     args = cli.parse_args(argv)
@@ -74,14 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     texts = verses[: args.sentences]
     translator = Translator.load(args.bundle, threads=args.threads)
     translator.translate(texts[:8], beam_size=args.beam)
-    started = time.perf_counter()
-    for index in range(0, len(texts), args.inflight):
-        translator.translate(texts[index : index + args.inflight], beam_size=args.beam)
-    request_s = time.perf_counter() - started
     inflight = min(args.inflight, len(texts))
-    continuous_s, shape = run_loop(translator, texts, inflight, args.beam)
-    print(json.dumps({"request_s": round(request_s, 2), "continuous_s": round(continuous_s, 2),
+    seconds: dict[str, list[float]] = {"request": [], "continuous": []}
+    shape: dict[str, float] = {}
+    for index in range(args.rounds):
+        for mode in ("request", "continuous") if index % 2 == 0 else ("continuous", "request"):
+            if mode == "request":
+                seconds[mode].append(run_batches(translator, texts, inflight, args.beam))
+            else:
+                spent, shape = run_loop(translator, texts, inflight, args.beam)
+                seconds[mode].append(spent)
+    request_s, continuous_s = (statistics.median(seconds[m]) for m in ("request", "continuous"))
+    print(json.dumps({"request_s": round(request_s, 3), "continuous_s": round(continuous_s, 3),
                       "continuous_over_request_throughput": round(request_s / continuous_s, 2),
+                      "round_ratios": [round(r / c, 2) for r, c in
+                                       zip(seconds["request"], seconds["continuous"],
+                                           strict=True)],
                       **{k: round(v, 1) for k, v in shape.items()}}), flush=True)
     if args.profile:  # a second run: the profiler's overhead must not enter the timing
         profile = cProfile.Profile()
