@@ -34,8 +34,8 @@ COLUMN_STEP = 16
 # Shrink only with this many steps spare: a continuous batch's longest row comes and goes, so
 # some hysteresis keeps its buffers from shrinking and growing again at every departure. Two
 # steps (32 columns) beat four side by side (docs/benchmarks.md, "seventh session": in process
-# 3-9 % faster at 6, 24 and 48 requests in flight; over HTTP, saturated, a median 1.04x over six
-# interleaved rounds); the fifth session's choice of four came from runs minutes apart.
+# 1-11 % faster at 6, 24 and 48 requests in flight; over HTTP, saturated, a median 1.04x over
+# six interleaved rounds); the fifth session's choice of four came from runs minutes apart.
 SHRINK_STEPS = 2
 FIRST_COLUMNS = 32  # a new cache covers this many tokens (fewer if no row may generate more)
 
