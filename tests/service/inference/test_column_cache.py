@@ -57,6 +57,18 @@ def test_only_used_entries_are_copied() -> None:
     assert moved.tolist() == [[8, 9, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [4, 5, 6, 15]]
 
 
+def test_expanding_rows_copies_the_used_entries_into_a_new_buffer() -> None:
+    # one row per input -> two per input (a beam's first expansion): more rows than the buffer
+    rows = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5) + 1
+    moved = move_rows(rows, np.array([0, 0, 1, 1]), axis=2, lengths=np.array([2, 1]))
+    assert moved.shape == (4, 3, 5) and moved.base is None  # a buffer of its own
+    want = np.zeros((4, 3, 5), np.float32)
+    want[:, :, :2] = rows[[0, 0, 1, 1], :, :2]  # up to the longest source row's entries
+    np.testing.assert_array_equal(moved, want)
+    # without lengths (e.g. a position vector) every entry is copied
+    np.testing.assert_array_equal(move_rows(rows, np.array([1, 0, 1])), rows[[1, 0, 1]])
+
+
 def test_joining_rows_reuse_spare_rows_and_are_masked_past_their_width() -> None:
     buffer = np.ones((6, 4), dtype=np.int64)
     running = buffer[:2]
