@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from service.bundle import Manifest
+from service.bundle import Manifest, StateSpec
 from service.inference import column_cache
 from service.inference.search import Candidates, top_k
 
@@ -80,8 +80,9 @@ class OnnxModel:
         """Run the encoder on right-padded ``(rows, src_len)`` ids and build the step-0 state.
 
         Rows are encoded in groups of ``rows_per_call`` similar lengths, each cut to its own
-        longest row, so short inputs do not pay for the padding of long ones; the static
-        tensors are then padded back to ``src_len`` (masked) and the rows restored.
+        longest row, so short inputs do not pay for the padding of long ones; each group's
+        static tensors are then written at its rows' places in one buffer per tensor, padded
+        to ``src_len`` (masked): one copy, in input order.
         ``max_length`` (the most tokens any row may generate) sizes in-place caches
         (``column_cache.first_capacity``)."""
         columns = column_cache.first_capacity(max_length)
@@ -89,37 +90,41 @@ class OnnxModel:
             return self._encode(ids, mask, columns)
         lengths = mask.sum(axis=1)
         order = np.argsort(-lengths, kind="stable")
-        parts = []
-        for start in range(0, len(ids), rows_per_call):
-            rows = order[start : start + rows_per_call]
+        groups = [order[start : start + rows_per_call]
+                  for start in range(0, len(ids), rows_per_call)]
+        outputs = []
+        for rows in groups:
             width = max(1, int(lengths[rows].max()))
-            parts.append(self._encode(ids[rows, :width], mask[rows, :width], columns))
-        static = {name: np.concatenate([pad_to(part.static[name], axis, ids.shape[1])
-                                        for part in parts])
-                  for name, axis in self.src_axes.items()}
-        carried = {name: np.concatenate([part.carried[name] for part in parts])
-                   for name in parts[0].carried}
-        if (order == np.arange(len(order))).all():  # already longest first (the Translator's)
-            return OnnxState(mask, static, carried)
-        back = np.argsort(order)  # a plain gather: the rows leave in input order
-        return OnnxState(mask, take_rows(static, back), take_rows(carried, back))
+            outputs.append(self._run_encoder(ids[rows, :width], mask[rows, :width]))
+        static = {spec.input: scatter_rows([out[spec.source] for out in outputs], groups,
+                                           self.src_axes[spec.input], ids.shape[1])
+                  for spec in self.manifest.decoder.static}
+        carried = {spec.input: self._initial(spec, len(ids), columns) if _not_encoded(spec)
+                   else scatter_rows([out[spec.init.split(":", 1)[1]] for out in outputs], groups)
+                   for spec in self.state_specs}
+        return OnnxState(mask, static, carried)
+
+    def _run_encoder(self, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """The encoder's outputs by name for right-padded ``(rows, src_len)`` ids."""
+        return dict(zip(self.encoder_names,
+                        self.encoder.run(None, {"input_ids": ids, "attention_mask": mask}),
+                        strict=True))
 
     def _encode(self, ids: np.ndarray, mask: np.ndarray, columns: int) -> OnnxState:
-        outputs = dict(zip(self.encoder_names,
-                           self.encoder.run(None, {"input_ids": ids, "attention_mask": mask}),
-                           strict=True))
+        outputs = self._run_encoder(ids, mask)
         static = {spec.input: outputs[spec.source] for spec in self.manifest.decoder.static}
-        carried = {}
-        for spec in self.state_specs:
-            if spec.in_place:
-                carried[spec.input] = column_cache.allocate(spec, len(ids), columns)
-            elif spec.init == "empty":
-                shape = [len(ids) if d == "batch" else 0 if isinstance(d, str) else d
-                         for d in spec.shape]
-                carried[spec.input] = np.zeros(shape, dtype=spec.dtype)
-            else:
-                carried[spec.input] = outputs[spec.init.split(":", 1)[1]]
+        carried = {spec.input: self._initial(spec, len(ids), columns) if _not_encoded(spec)
+                   else outputs[spec.init.split(":", 1)[1]] for spec in self.state_specs}
         return OnnxState(mask, static, carried)
+
+    @staticmethod
+    def _initial(spec: StateSpec, rows: int, columns: int) -> np.ndarray:
+        """The step-0 value of carried state that does not come from the encoder: an in-place
+        buffer of ``columns`` entries, or an empty cache."""
+        if spec.in_place:
+            return column_cache.allocate(spec, rows, columns)
+        shape = [rows if d == "batch" else 0 if isinstance(d, str) else d for d in spec.shape]
+        return np.zeros(shape, dtype=spec.dtype)
 
     def _feeds(self, tokens: np.ndarray, state: OnnxState) -> dict[str, np.ndarray]:
         if state.order is not None:  # the search's rows -> array rows
@@ -305,6 +310,28 @@ def static_rows(state: OnnxState, index: np.ndarray, shared: int, *, inputs_chan
 def take_rows(arrays: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
     """Rows ``index`` (axis 0) of every array, as new arrays."""
     return {name: np.take(value, index, axis=0) for name, value in arrays.items()}
+
+
+def _not_encoded(spec: StateSpec) -> bool:
+    """Whether carried state starts without the encoder (an in-place buffer, an empty cache)."""
+    return spec.in_place or spec.init == "empty"
+
+
+def scatter_rows(parts: list[np.ndarray], rows: list[np.ndarray], axis: int | None = None,
+                 size: int = 0) -> np.ndarray:
+    """One array whose rows ``rows[i]`` are ``parts[i]`` (axis 0), in a single copy; with
+    ``axis``, parts narrower than ``size`` along it fill its first entries (zeros after)."""
+    first = parts[0]
+    shape = [sum(len(index) for index in rows), *first.shape[1:]]
+    if axis is not None:
+        shape[axis] = size
+    out = np.zeros(shape, dtype=first.dtype)
+    for part, index in zip(parts, rows, strict=True):
+        target: list[slice | np.ndarray] = [index] + [slice(None)] * (out.ndim - 1)
+        if axis is not None:
+            target[axis] = slice(0, part.shape[axis])
+        out[tuple(target)] = part
+    return out
 
 
 def pad_to(array: np.ndarray, axis: int, size: int, *, left: bool = False) -> np.ndarray:
