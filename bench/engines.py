@@ -17,11 +17,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from service.bundle import read_manifest
+
+Item = TypeVar("Item")  # one input to translate: token ids or a text
 
 SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8"]
 # also accepted by --systems: engine-fp32-concat, engine-int8-concat (the cache grown by the
@@ -126,7 +128,7 @@ def forced_ids(translator: Any) -> Callable[[list[list[int]], int], Any]:
                                                         max_length=FORCED)
 
 
-def timed_pass(translate: Callable[[list[list[int]], int], Any], inputs: list[list[int]],
+def timed_pass(translate: Callable[[list[Item], int], Any], inputs: list[Item],
                beam: int, batch_size: int) -> float:
     """Seconds to translate ``inputs`` in batches of ``batch_size``."""
     started = time.perf_counter()

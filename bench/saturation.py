@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import load_test_split
+from bench.engines import timed_pass
 from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop
 from service.inference.translator import make_options
@@ -57,14 +58,6 @@ def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int
                      "mean_cache_columns": float(np.mean(cache or [0]))}
 
 
-def run_batches(translator: Translator, texts: list[str], size: int, beam: int) -> float:
-    """Seconds to translate ``texts`` as request-level batches of ``size``."""
-    started = time.perf_counter()
-    for index in range(0, len(texts), size):
-        translator.translate(texts[index : index + size], beam_size=beam)
-    return time.perf_counter() - started
-
-
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m bench.saturation", description=__doc__)
     cli.add_argument("--bundle", type=Path, default=Path("models/transformer-en-fr"))
@@ -91,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     for index in range(args.rounds):
         for mode in ("request", "continuous") if index % 2 == 0 else ("continuous", "request"):
             if mode == "request":
-                seconds[mode].append(run_batches(translator, texts, inflight, args.beam))
+                seconds[mode].append(timed_pass(
+                    lambda batch, beam: translator.translate(batch, beam_size=beam), texts,
+                    args.beam, inflight))
             else:
                 spent, shape = run_loop(translator, texts, inflight, args.beam)
                 seconds[mode].append(spent)

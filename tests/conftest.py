@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,8 @@ from training.data import Example, write_examples
 from training.data.prepare import prepare_user, write_prepared
 
 pytest_plugins = ["tests.export_fixtures"]
+
+REPO = Path(__file__).resolve().parents[1]  # the repository root (bundles under models/)
 
 WORDS = {"the": "le", "cat": "chat", "dog": "chien", "eats": "mange", "sees": "voit",
          "bread": "pain", "fish": "poisson", "big": "grand", "small": "petit", "red": "rouge"}
@@ -25,6 +29,11 @@ def synthetic_pairs(count: int, seed: int = 0) -> list[tuple[str, str]]:
         words = [rng.choice(english) for _ in range(rng.randint(2, 7))]
         pairs.append((" ".join(words) + ".", " ".join(WORDS[w] for w in words) + "."))
     return pairs
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file a benchmark wrote."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def write_test_split(path: Path, count: int, seed: int, langs: tuple[str, str] = ("k", "l")

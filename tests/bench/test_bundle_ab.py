@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from bench.bundle_ab import main
+from tests.conftest import read_jsonl
 
 
 def test_bundle_ab_reports_medians_and_ratios(trained_bundle: Path, trained_concat_bundle: Path,
@@ -15,7 +15,7 @@ def test_bundle_ab_reports_medians_and_ratios(trained_bundle: Path, trained_conc
     out = tmp_path / "ab.jsonl"
     assert main([str(trained_bundle), str(trained_concat_bundle), "--settings", "2x4,1x1",
                  "--rounds", "2", "--sentences", "4", "--out", str(out)]) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = read_jsonl(out)
     assert [(r["bundle"], r["setting"]) for r in rows] == [
         (str(bundle), setting) for setting in ("beam2 b4", "beam1 b1")
         for bundle in (trained_bundle, trained_concat_bundle)]

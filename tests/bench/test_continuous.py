@@ -3,23 +3,20 @@ figures: ``python -m bench.continuous``, docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bench.continuous import main
-from tests.conftest import write_test_split
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, read_jsonl, write_test_split
 
 
 def test_harness_measures_both_modes(tmp_path: Path) -> None:
     data = write_test_split(tmp_path / "test.jsonl", 40, seed=2)
     out = tmp_path / "rows.jsonl"
-    assert main(["--models", str(ROOT / "models"), "--model", "lstm-en-fr", "--data", str(data),
+    assert main(["--models", str(REPO / "models"), "--model", "lstm-en-fr", "--data", str(data),
                  "--seconds", "1", "--rounds", "2", "--warmup", "0.5",
                  "--saturate-clients", "4", "--loads", "0.5",
                  "--beam", "1", "--out", str(out), "--png", str(tmp_path / "chart.png")]) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = read_jsonl(out)
     for mode in ("request", "continuous"):
         kinds = {r["kind"]: r for r in rows if r.get("mode") == mode}
         saturated = [r for r in rows if r.get("mode") == mode and r["kind"] == "saturated"]

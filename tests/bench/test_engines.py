@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bench.engines import main
 from bench.report import main as report_main
+from tests.conftest import read_jsonl
 
 
 def test_engine_harness_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "rows.jsonl"
     assert main(["--quick", "--work", str(tmp_path / "work"), "--rounds", "2",
                  "--systems", "engine-int8,ct2-int8", "--out", str(out)]) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = read_jsonl(out)
     assert {(r["system"], r["setting"]) for r in rows} == {
         (system, setting) for system in ("engine-int8", "ct2-int8")
         for setting in ("greedy b64", "greedy b1", "beam4 b64", "beam4 b1")}

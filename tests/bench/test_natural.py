@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from bench.natural import SYSTEMS, main
+from tests.conftest import REPO, read_jsonl
 
-ROOT = Path(__file__).resolve().parents[2]
-BUNDLE = ROOT / "models" / "transformer-en-fr"
-DATA = ROOT / "data" / "en-fr" / "test.jsonl"
+BUNDLE = REPO / "models" / "transformer-en-fr"
+DATA = REPO / "data" / "en-fr" / "test.jsonl"
 NEEDED = [DATA, BUNDLE / "model.json", BUNDLE / "int8" / "model.json",
           BUNDLE / "weights" / "model.safetensors"]
 
@@ -24,7 +23,7 @@ def test_natural_harness_runs_every_system(tmp_path: Path) -> None:
     assert main(["--bundle", str(BUNDLE), "--weights", str(BUNDLE / "weights"),
                  "--data", str(DATA), "--limit", "3", "--repeats", "1",
                  "--out", str(out)]) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = read_jsonl(out)
     systems, summary = rows[:-1], rows[-1]
     assert [r["system"] for r in systems] == SYSTEMS
     for row in systems:

@@ -3,23 +3,20 @@ figures: ``python -m bench.worker_metrics``, docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from bench.worker_metrics import main
-from tests.conftest import write_test_split
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, read_jsonl, write_test_split
 
 
 def test_both_modes_report_engine_time_per_token(tmp_path: Path) -> None:
     data = write_test_split(tmp_path / "test.jsonl", 30, seed=3)
     out = tmp_path / "rows.jsonl"
-    assert main(["--models", str(ROOT / "models"), "--model", "lstm-en-fr", "--data", str(data),
+    assert main(["--models", str(REPO / "models"), "--model", "lstm-en-fr", "--data", str(data),
                  "--seconds", "1", "--clients", "3", "--beam", "1", "--out", str(out)]) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = read_jsonl(out)
     assert [row["mode"] for row in rows] == ["request", "continuous"]
     for row in rows:
         assert row["sentences_per_s"] > 0 and row["errors"] == 0
