@@ -13,7 +13,7 @@ from pathlib import Path
 
 from training.errors import run_cli
 from training.export.bundle_writer import base_manifest, write_fp32, write_variant
-from training.export.graphs import CACHE_LAYOUTS, plan_for
+from training.export.graphs import CACHE_LAYOUTS, DEFAULT_OPSET, plan_for
 from training.export.sources import load_source
 from training.export.variants import convert_fp16, quantize_int8
 from training.io import atomic_directory
@@ -30,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
                      help="Transformer self-attention cache: written in place by the host "
                      "(default; no per-step copy) or grown by the graph (`concat`, which the "
                      "IO-binding path on CUDA needs)")
-    cli.add_argument("--opset", type=int, default=18)
+    cli.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                     help=f"ONNX opset (default {DEFAULT_OPSET})")
     cli.add_argument("--name", help="model name (default: OUT's folder name)")
     cli.add_argument("--src-lang", help="source language code (default: from SRC, else und)")
     cli.add_argument("--tgt-lang", help="target language code (default: from SRC, else und)")

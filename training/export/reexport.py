@@ -1,6 +1,6 @@
 """``python -m training.export.reexport BUNDLE [--cache LAYOUT] [--check N]``: rebuild a
 packaged bundle (``python -m training.package``) with the current exporter, e.g. to move it to
-another cache layout, when its training run is gone.
+another cache layout or opset, when its training run is gone.
 
 A packaged bundle keeps its source as fp16 weights (``weights/``). This loads them and gives
 every parameter the exact value the fp32 graphs hold (matched by shape, as stored or
@@ -34,7 +34,7 @@ from service.bundle import GRAPH_FILES, MANIFEST, read_manifest
 from service.inference import Translator
 from training.errors import UserError, run_cli
 from training.export.bundle_writer import base_manifest, write_fp32, write_variant
-from training.export.graphs import CACHE_LAYOUTS, plan_for
+from training.export.graphs import CACHE_LAYOUTS, DEFAULT_OPSET, plan_for
 from training.export.sources import load_source
 from training.export.variants import quantize_int8
 from training.io import atomic_directory
@@ -145,9 +145,10 @@ def card_note(cache: str, rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def reexport(bundle: Path, cache: str, check: int, data: Path, versions: list[str]
-             ) -> dict[str, Any]:
-    """Rebuild ``bundle`` in place, evaluate every variant again; returns the figures."""
+def reexport(bundle: Path, cache: str, check: int, data: Path, versions: list[str],
+             opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+    """Rebuild ``bundle`` in place (graphs at ``opset``), evaluate every variant again;
+    returns the figures."""
     old = read_manifest(bundle)
     if not (bundle / "weights").is_dir():
         raise UserError(f"{bundle} has no weights/ folder: only packaged bundles can be "
@@ -159,8 +160,9 @@ def reexport(bundle: Path, cache: str, check: int, data: Path, versions: list[st
     restored = restore_exact_weights(source.module, bundle)
     plan = plan_for(source, cache)  # type: ignore[arg-type]
     manifest = base_manifest(source, plan, name=old.name,
-                             langs=(old.source_lang, old.target_lang), opset=old.opset)
-    report: dict[str, Any] = {"bundle": str(bundle), "cache": cache, "restored": restored}
+                             langs=(old.source_lang, old.target_lang), opset=opset)
+    report: dict[str, Any] = {"bundle": str(bundle), "cache": cache, "opset": [old.opset, opset],
+                              "restored": restored}
     with atomic_directory(bundle, force=True) as tmp:
         manifest = write_fp32(source, plan, tmp, manifest)
         variants = {"fp32": ""}
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m training.export.reexport", description=__doc__)
     cli.add_argument("bundle", type=Path, help="a packaged bundle (with weights/)")
     cli.add_argument("--cache", choices=CACHE_LAYOUTS, default="in-place")
+    cli.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                     help=f"ONNX opset of the new graphs (default {DEFAULT_OPSET})")
     cli.add_argument("--check", type=int, default=200, help="random inputs to compare")
     cli.add_argument("--data", type=Path, default=Path("data/en-fr"),
                      help="prepared data whose test split evaluates the new bundles")
@@ -203,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--multi-refs", default="l,o,5", help="multi-reference target versions")
     args = cli.parse_args(argv)
     versions = [args.src_version, args.ref_version, args.multi_refs]
-    print(json.dumps(reexport(args.bundle, args.cache, args.check, args.data, versions)))
+    print(json.dumps(reexport(args.bundle, args.cache, args.check, args.data, versions,
+                                 args.opset)))
     return 0
 
 
