@@ -4,8 +4,9 @@ taking turns on setting 1's inputs (``bench.engines``: 64 source sentences of 10
 every output forced to 32 tokens). Prints one JSON line per bundle and setting: the median
 tokens/s over rounds and the ratio to the first bundle.
 
-One process and interleaved rounds put the bundles under the same machine drift, so small
-differences (5-15 %) are measurable here where separate runs are not (docs/benchmarks.md).
+One process and interleaved rounds (each bundle first in turn) put the bundles under the same
+machine drift, so small differences (5-15 %) are measurable here where separate runs are not
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 from bench.engines import FORCED, forced_ids, sources, timed_pass
 from service.inference import Translator
+
+T = TypeVar("T")
 
 
 def parse_settings(text: str) -> list[tuple[int, int]]:
@@ -31,9 +35,22 @@ def parse_settings(text: str) -> list[tuple[int, int]]:
     return settings
 
 
+def rotated(items: list[T], turn: int) -> list[T]:
+    """``items`` starting at ``turn`` (mod their count): each bundle runs first in its turn.
+    The first slot of a round ran 2-4 % faster at batch 1 whichever bundle held it
+    (docs/benchmarks.md, "eighth session"), so a fixed order biased the ratios."""
+    start = turn % len(items)
+    return items[start:] + items[:start]
+
+
 def compare(bundles: list[Path], settings: list[tuple[int, int]], rounds: int, threads: int,
             count: int) -> list[dict]:
     """Median tokens/s of each bundle and setting over ``rounds`` interleaved rounds."""
+    # The first translator a process loads runs 5-9 % slower at batch 1 (and 2-3 % at batch
+    # 64) than later loads of the very same bundle, whatever the order of the rounds
+    # (docs/benchmarks.md, "eighth session"); a throwaway first load, kept alive so that its
+    # memory is not reused, puts every measured bundle on the same footing.
+    throwaway = Translator.load(bundles[0], threads=threads, max_batch_tokens=1 << 20)
     loaded = [Translator.load(path, threads=threads, max_batch_tokens=1 << 20)
               for path in bundles]
     data = sources(loaded[0].manifest.vocab_size, count)
@@ -45,8 +62,8 @@ def compare(bundles: list[Path], settings: list[tuple[int, int]], rounds: int, t
         for translate in runners.values():  # warm-up
             translate(inputs[:2], beam)
         speeds: dict[Path, list[float]] = {path: [] for path in bundles}
-        for _ in range(rounds):
-            for path, translate in runners.items():
+        for turn in range(rounds):
+            for path, translate in rotated(list(runners.items()), turn):
                 speeds[path].append(len(inputs) * FORCED / timed_pass(translate, inputs, beam,
                                                                       batch))
         first = statistics.median(speeds[bundles[0]])
@@ -56,6 +73,7 @@ def compare(bundles: list[Path], settings: list[tuple[int, int]], rounds: int, t
                          "tokens_per_s": round(median, 1), "ratio": round(median / first, 3),
                          "tokens_per_s_all": [round(v, 1) for v in speeds[path]],
                          "threads": threads})
+    del throwaway  # (alive until here)
     return rows
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.bundle_ab import main
+from bench.bundle_ab import main, rotated
 from tests.conftest import read_jsonl
 
 
@@ -29,3 +29,8 @@ def test_bundle_ab_reports_medians_and_ratios(trained_bundle: Path, trained_conc
 def test_bad_settings_name_the_form(trained_bundle: Path) -> None:
     with pytest.raises(SystemExit, match="BEAMxBATCH"):
         main([str(trained_bundle), "--settings", "4by64"])
+
+
+def test_each_bundle_runs_first_in_turn() -> None:
+    assert [rotated(["a", "b", "c"], turn) for turn in range(4)] == [
+        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]

@@ -6,6 +6,14 @@ engine then reads ``(rows, k)`` values and ids instead of copying and sorting ``
 log-probs at every step: with a 32,000-token vocabulary and 256 beam rows that is 32 MB and a
 partial sort of 8 M numbers per step, in numpy.
 
+With a large vocabulary the head is blocked: the row's maximum per block of about 128
+log-probs, the best ``k`` blocks (in id order), then ``TopK`` over their entries only. The ``k``
+best entries always lie in the ``k`` blocks with the best maxima (an entry outside them would
+be beaten by each of those ``k`` maxima, ties going to the lower id), so the result is exactly
+the plain head's, ties included; ``TopK`` over all 32,000 log-probs of 64-256 rows is what it
+saves (OPUS-shape model: 1.044x greedy, 1.057x beam 4 at batch 64, docs/benchmarks.md, "eighth
+session"). Under ``BLOCKED_MIN_VOCAB`` tokens the extra nodes cost more than they save.
+
 ``python -m training.export.top_k BUNDLE [BUNDLE ...]`` adds the head to existing bundles (and
 their variant sub-bundles) in place: the graphs are otherwise unchanged, so their outputs and
 evaluation figures stay valid.
@@ -37,9 +45,15 @@ DECODER = "decoder.onnx"
 HEAD = TopKSpec()  # the names every exported head uses
 
 
-def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD) -> None:
+BLOCK = 128  # log-probs per block, about sqrt(32,000): both TopK passes stay small
+BLOCKED_MIN_VOCAB = 16_384  # shipped 8,000-token model: blocked 0.97-1.05x, so plain below this
+
+
+def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD, *,
+                   min_vocab: int = BLOCKED_MIN_VOCAB) -> None:
     """Rewrite the ONNX file at ``path`` with ``TopK(log_probs, k)`` outputs named by
-    ``spec``; values keep the log-probs' element type."""
+    ``spec`` (blocked from ``min_vocab`` tokens on); values keep the log-probs' element
+    type."""
     model = onnx.load(str(path))
     graph = model.graph
     names = {o.name for o in graph.output}
@@ -49,11 +63,17 @@ def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD) -> None:
     if source is None:
         raise UserError(f"{path}: the decoder has no output {log_probs!r}")
     element = source.type.tensor_type.elem_type
+    vocab = source.type.tensor_type.shape.dim[-1].dim_value  # 0 when not static
     graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), spec.input))
     graph.input.append(helper.make_tensor_value_info(spec.input, TensorProto.INT64, [1]))
-    graph.node.append(helper.make_node("TopK", [log_probs, spec.input],
-                                       [spec.values, spec.indices], name="top_k_head",
-                                       axis=-1, largest=1, sorted=1))
+    if vocab >= min_vocab:
+        nodes, constants = blocked_head(log_probs, spec, vocab, element)
+    else:
+        nodes = [helper.make_node("TopK", [log_probs, spec.input], [spec.values, spec.indices],
+                                  name="top_k_head", axis=-1, largest=1, sorted=1)]
+        constants = []
+    graph.node.extend(nodes)
+    graph.initializer.extend(constants)
     graph.output.append(helper.make_tensor_value_info(spec.values, element, ["batch", "k"]))
     graph.output.append(helper.make_tensor_value_info(spec.indices, TensorProto.INT64,
                                                       ["batch", "k"]))
@@ -61,6 +81,64 @@ def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD) -> None:
     temporary = path.with_suffix(".onnx.tmp")
     onnx.save(model, str(temporary))
     temporary.replace(path)
+
+
+def block_size(vocab: int) -> int:
+    """The divisor of ``vocab`` nearest ``BLOCK`` within a factor of two of it (the
+    log-probs then reshape into blocks without a copy), else ``BLOCK`` (they are padded)."""
+    divisors = [size for size in range(BLOCK // 2, 2 * BLOCK + 1) if vocab % size == 0]
+    return min(divisors, key=lambda size: (abs(size - BLOCK), size), default=BLOCK)
+
+
+def blocked_head(log_probs: str, spec: TopKSpec, vocab: int, element: int
+                 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes and constants of the blocked top-k over ``(rows, vocab)`` log-probs: block
+    maxima ``(rows, blocks)``, the ``min(k, blocks)`` best blocks sorted by id, their entries
+    ``(rows, chosen * size)`` and ``TopK`` over those, mapped back to token ids."""
+    size = block_size(vocab)
+    blocks = -(-vocab // size)
+    name = "top_k_head/"
+    constant = {
+        "shape": np.array([0, blocks, size], np.int64), "axis": np.array([2], np.int64),
+        "blocks": np.array([blocks], np.int64), "size": np.array(size, np.int64),
+        "offsets": np.arange(size, dtype=np.int64).reshape(1, 1, size),
+        "flat": np.array([0, -1], np.int64)}
+    tensors = [numpy_helper.from_array(value, name + key) for key, value in constant.items()]
+    nodes = []
+    padded = log_probs
+    if blocks * size != vocab:  # masked entries after the last id: chosen only after all others
+        padded = name + "padded"
+        tensors += [numpy_helper.from_array(np.array([0, 0, 0, blocks * size - vocab], np.int64),
+                                            name + "pads"),
+                    numpy_helper.from_array(np.array(-np.inf, helper.tensor_dtype_to_np_dtype(
+                        element)), name + "minus_inf")]
+        nodes.append(helper.make_node("Pad", [log_probs, name + "pads", name + "minus_inf"],
+                                      [padded], name=name + "pad"))
+    steps = [
+        ("Reshape", [padded, "shape"], ["by_block"], {}),
+        ("ReduceMax", ["by_block", "axis"], ["block_max"], {"keepdims": 0}),
+        ("Min", [spec.input, "blocks"], ["block_k"], {}),
+        ("TopK", ["block_max", "block_k"], ["best_max", "best_blocks"], {"largest": 1}),
+        ("TopK", ["best_blocks", "block_k"], ["chosen", "chosen_rank"], {"largest": 0}),
+        ("Unsqueeze", ["chosen", "axis"], ["chosen_3d"], {}),
+        ("Mul", ["chosen_3d", "size"], ["starts"], {}),
+        ("Add", ["starts", "offsets"], ["columns_3d"], {}),
+        ("Reshape", ["columns_3d", "flat"], ["columns"], {}),
+        ("GatherElements", [padded, "columns"], ["candidates"], {"axis": 1}),
+        ("TopK", ["candidates", spec.input], [spec.values, "positions"], {"largest": 1}),
+        ("GatherElements", ["columns", "positions"], [spec.indices], {"axis": 1}),
+    ]
+    outside = {log_probs, padded, spec.input, spec.values, spec.indices}
+    for op, inputs, outputs, attributes in steps:
+        node = helper.make_node(op, [i if i in outside else name + i for i in inputs],
+                                [o if o in outside else name + o for o in outputs],
+                                name=name + outputs[0])
+        if op == "TopK":
+            attributes = {**attributes, "sorted": 1}
+        node.attribute.extend(helper.make_attribute(key, value)
+                              for key, value in attributes.items())
+        nodes.append(node)
+    return nodes, tensors
 
 
 def with_top_k(contract: DecoderContract) -> DecoderContract:
