@@ -36,9 +36,8 @@ def parse_settings(text: str) -> list[tuple[int, int]]:
 
 
 def rotated(items: list[T], turn: int) -> list[T]:
-    """``items`` starting at ``turn`` (mod their count): each bundle runs first in its turn.
-    The first slot of a round ran 2-4 % faster at batch 1 whichever bundle held it
-    (docs/benchmarks.md, "eighth session"), so a fixed order biased the ratios."""
+    """``items`` starting at ``turn`` (mod their count): each bundle runs first in its turn,
+    so no bundle always runs right after the same other one."""
     start = turn % len(items)
     return items[start:] + items[:start]
 

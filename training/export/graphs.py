@@ -41,7 +41,7 @@ CACHE_LAYOUTS: tuple[CacheLayout, ...] = ("in-place", "concat")
 # Opset 20 has ONNX's own ``Gelu``, which torch emits for the Transformer's activation and ONNX
 # Runtime runs as one kernel. At 18 torch writes erf-GELU as five nodes (Div, Erf, Add, Mul,
 # Mul) that ONNX Runtime 1.32 does not fuse back: on the OPUS-shape bench model, opset 20 is
-# 1.024x / 1.022x / 1.039x / 1.008x as fast at greedy b64 / b1, beam 4 b64 / b1
+# 1.03x as fast at greedy batch 64 and 1.04x at beam 4 batch 64, the same at batch 1
 # (docs/benchmarks.md, "eighth session").
 DEFAULT_OPSET = 20
 
