@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from bench.engines import main
+from bench.engines import main, stale
 from bench.report import main as report_main
+from service.bundle import read_manifest
 from tests.conftest import read_jsonl
+from training.export.graphs import DEFAULT_OPSET
 
 
 def test_engine_harness_runs_and_reports(tmp_path: Path) -> None:
@@ -21,3 +24,11 @@ def test_engine_harness_runs_and_reports(tmp_path: Path) -> None:
     assert all(len(r["tokens_per_s_all"]) == 2 and r["rounds"] == 2 for r in rows)
     assert report_main([str(out), "--png", str(tmp_path / "chart.png")]) == 0
     assert (tmp_path / "chart.png").stat().st_size > 1000
+
+
+def test_cached_bench_bundles_of_another_layout_or_opset_are_rebuilt(
+        transformer_bundle: Path) -> None:
+    manifest = read_manifest(transformer_bundle)  # exported now: in place, DEFAULT_OPSET
+    assert not stale(manifest, "in-place")
+    assert stale(manifest, "concat")
+    assert stale(replace(manifest, opset=DEFAULT_OPSET - 2), "in-place")
