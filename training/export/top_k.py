@@ -104,8 +104,7 @@ def blocked_head(log_probs: str, spec: TopKSpec, vocab: int, element: int
     constant = {
         "shape": np.array([0, blocks, size], np.int64), "axis": np.array([2], np.int64),
         "blocks": np.array([blocks], np.int64), "size": np.array(size, np.int64),
-        "offsets": np.arange(size, dtype=np.int64).reshape(1, 1, size),
-        "flat": np.array([0, -1], np.int64)}
+        "offsets": np.arange(size, dtype=np.int64).reshape(1, 1, size)}
     tensors = [numpy_helper.from_array(value, name + key) for key, value in constant.items()]
     nodes = []
     padded = log_probs
@@ -126,7 +125,7 @@ def blocked_head(log_probs: str, spec: TopKSpec, vocab: int, element: int
         ("Unsqueeze", ["chosen", "axis"], ["chosen_3d"], {}),
         ("Mul", ["chosen_3d", "size"], ["starts"], {}),
         ("Add", ["starts", "offsets"], ["columns_3d"], {}),
-        ("Reshape", ["columns_3d", "flat"], ["columns"], {}),
+        ("Flatten", ["columns_3d"], ["columns"], {"axis": 1}),  # also for 0 rows
         ("GatherElements", [padded, "columns"], ["candidates"], {"axis": 1}),
         ("TopK", ["candidates", spec.input], [spec.values, "positions"], {"largest": 1}),
         ("GatherElements", ["columns", "positions"], [spec.indices], {"axis": 1}),

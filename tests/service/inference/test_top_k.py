@@ -17,6 +17,7 @@ from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import top_k
 from tests.conftest import synthetic_pairs
 from training.errors import run_cli
+from training.export.top_k import add_top_k_head, with_top_k
 from training.export.top_k import main as upgrade_main
 
 SENTENCES = [src for src, _ in synthetic_pairs(10, seed=11)] + ["fish.", "the the the the"]
@@ -123,3 +124,26 @@ def test_upgrade_refuses_a_damaged_bundle(trained_bundle: Path, tmp_path: Path,
     assert error.startswith("error: ") and "checksum mismatch for encoder.onnx" in error
     assert "\n" not in error
     assert (bundle / "decoder.onnx").read_bytes() == decoder
+
+
+def test_blocked_head_translates_like_the_plain_one(trained_bundle: Path, tmp_path: Path
+                                                    ) -> None:
+    # The trained fixture's vocabulary is below BLOCKED_MIN_VOCAB: force the blocked form
+    # (padded to one block, so beam 4's k = 8 exceeds the block count).
+    bundle = tmp_path / "blocked"
+    shutil.copytree(trained_bundle, bundle, ignore=shutil.ignore_patterns("int8"))
+    strip_head(bundle)
+    manifest = read_manifest(bundle)
+    add_top_k_head(bundle / "decoder.onnx", manifest.decoder.log_probs, min_vocab=1)
+    ops = [node.op_type for node in onnx.load(str(bundle / "decoder.onnx")).graph.node]
+    assert ops.count("TopK") == 3 and "ReduceMax" in ops
+    files = {**manifest.files, "decoder.onnx": sha256_of(bundle / "decoder.onnx")}
+    blocked = replace(manifest, decoder=with_top_k(manifest.decoder), files=files)
+    (bundle / MANIFEST).write_text(blocked.to_json(), encoding="utf-8")
+    settings: list[dict] = [{"beam_size": 1}, {"beam_size": 4, "num_hypotheses": 2}]
+    for options in settings:
+        a = Translator.load(trained_bundle).translate(SENTENCES, return_scores=True, **options)
+        b = Translator.load(bundle).translate(SENTENCES, return_scores=True, **options)
+        assert [(r.text, [h.text for h in r.alternatives]) for r in a] == [
+            (r.text, [h.text for h in r.alternatives]) for r in b]
+        np.testing.assert_allclose([r.score for r in a], [r.score for r in b], atol=1e-6)

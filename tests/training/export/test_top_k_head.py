@@ -51,6 +51,8 @@ def test_blocked_head_equals_the_plain_top_k(tmp_path: Path, vocab: int) -> None
         assert ids.tolist() == expected.ids.tolist(), k
         assert values.tolist() == expected.values.tolist(), k
         assert int(ids.max()) < vocab
+    empty = session.run([HEAD.indices], {"scores": log_probs[:0], HEAD.input: np.array([3])})
+    assert empty[0].shape == (0, 3)
 
 
 def test_small_vocabularies_keep_the_plain_head(tmp_path: Path) -> None:
