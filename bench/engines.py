@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from service.bundle import Manifest, read_manifest
+from service.bundle import read_manifest
 
 Item = TypeVar("Item")  # one input to translate: token ids or a text
 
@@ -71,7 +71,7 @@ def prepare(work: Path, quick: bool) -> None:
         build_model(model_dir, opus_shape(quick))
     for cache in ("in-place", "concat"):
         bundle = bundle_dir(work, cache)
-        if not bundle.exists() or stale(read_manifest(bundle), cache):
+        if not bundle.exists() or stale(bundle, cache):
             from training.export.__main__ import main as export
 
             export([str(model_dir), str(bundle), "--int8", "--src-lang", "xx", "--tgt-lang", "yy",
@@ -82,12 +82,15 @@ def prepare(work: Path, quick: bool) -> None:
         ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(ct2))
 
 
-def stale(manifest: Manifest, cache: str) -> bool:
+def stale(bundle: Path, cache: str) -> bool:
     """Whether a cached bench bundle was exported differently from what the exporter writes
-    now (cache layout or opset)."""
+    now (cache layout, opset or form of the top-k head)."""
     from training.export.graphs import DEFAULT_OPSET
+    from training.export.top_k import head_is_current
 
-    return manifest.decoder.in_place != (cache == "in-place") or manifest.opset != DEFAULT_OPSET
+    manifest = read_manifest(bundle)
+    return (manifest.decoder.in_place != (cache == "in-place") or manifest.opset != DEFAULT_OPSET
+            or not head_is_current(bundle / "decoder.onnx", manifest.decoder.log_probs))
 
 
 def bundle_dir(work: Path, cache: str) -> Path:

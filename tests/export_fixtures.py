@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from transformers import MarianConfig, MarianMTModel
 
+from service.bundle import MANIFEST, read_manifest, sha256_of
 from tests.conftest import synthetic_pairs
 from training.checkpoint import save_model_dir
 from training.export.__main__ import main as export_main
@@ -103,3 +106,24 @@ def trained_concat_bundle(trained_bundle: Path) -> Path:
     the layout of bundles exported before in-place caches, and the one IO binding needs)."""
     return export(trained_bundle.parent / "run" / "best", trained_bundle.parent / "concat",
                   "--cache", "concat")
+
+
+def strip_head(bundle: Path) -> None:
+    """Make ``bundle`` look exported before the head: graph and manifest without it."""
+    manifest = read_manifest(bundle)
+    path = bundle / "decoder.onnx"
+    model = onnx.load(str(path))
+    graph = model.graph
+    head = manifest.decoder.top_k
+    assert head is not None
+    keep_nodes = [n for n in graph.node if n.op_type != "TopK"]
+    del graph.node[:]
+    graph.node.extend(keep_nodes)
+    for items, name in ((graph.output, head.values), (graph.output, head.indices),
+                        (graph.input, head.input), (graph.initializer, head.input)):
+        index = next(i for i, item in enumerate(items) if item.name == name)
+        del items[index]
+    onnx.save(model, str(path))
+    files = {**manifest.files, "decoder.onnx": sha256_of(path)}
+    old = replace(manifest, decoder=replace(manifest.decoder, top_k=None), files=files)
+    (bundle / MANIFEST).write_text(old.to_json(), encoding="utf-8")

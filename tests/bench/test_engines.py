@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 from bench.engines import main, stale
 from bench.report import main as report_main
-from service.bundle import read_manifest
+from service.bundle import MANIFEST, read_manifest
 from tests.conftest import read_jsonl
+from tests.export_fixtures import strip_head
 from training.export.graphs import DEFAULT_OPSET
+from training.export.top_k import add_top_k_head
 
 
 def test_engine_harness_runs_and_reports(tmp_path: Path) -> None:
@@ -26,9 +29,17 @@ def test_engine_harness_runs_and_reports(tmp_path: Path) -> None:
     assert (tmp_path / "chart.png").stat().st_size > 1000
 
 
-def test_cached_bench_bundles_of_another_layout_or_opset_are_rebuilt(
-        transformer_bundle: Path) -> None:
-    manifest = read_manifest(transformer_bundle)  # exported now: in place, DEFAULT_OPSET
-    assert not stale(manifest, "in-place")
-    assert stale(manifest, "concat")
-    assert stale(replace(manifest, opset=DEFAULT_OPSET - 2), "in-place")
+def test_cached_bench_bundles_exported_differently_are_rebuilt(
+        transformer_bundle: Path, tmp_path: Path) -> None:
+    assert not stale(transformer_bundle, "in-place")  # exported now: in place, current opset
+    assert stale(transformer_bundle, "concat")
+    old_opset = tmp_path / "old-opset"
+    shutil.copytree(transformer_bundle, old_opset, ignore=shutil.ignore_patterns("int8"))
+    manifest = read_manifest(old_opset)
+    (old_opset / MANIFEST).write_text(replace(manifest, opset=DEFAULT_OPSET - 2).to_json())
+    assert stale(old_opset, "in-place")
+    other_head = tmp_path / "blocked-head"  # a small vocabulary gets the plain head now
+    shutil.copytree(transformer_bundle, other_head, ignore=shutil.ignore_patterns("int8"))
+    strip_head(other_head)
+    add_top_k_head(other_head / "decoder.onnx", manifest.decoder.log_probs, min_vocab=1)
+    assert stale(other_head, "in-place")

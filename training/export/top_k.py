@@ -49,6 +49,7 @@ BLOCK = 128  # log-probs per block, about sqrt(32,000): both TopK passes stay sm
 # The shipped 8,000-token model measured 0.97-0.99x at batch 1 with a blocked head (0.99-1.05x
 # at batch 64), even with the A/B harness's load-order bias in its favour: plain below this.
 BLOCKED_MIN_VOCAB = 16_384
+BLOCKED_PREFIX = "top_k_head/"  # names of the blocked head's nodes (the plain one: "top_k_head")
 
 
 def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD, *,
@@ -65,8 +66,7 @@ def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD, *,
     if source is None:
         raise UserError(f"{path}: the decoder has no output {log_probs!r}")
     element = source.type.tensor_type.elem_type
-    dims = source.type.tensor_type.shape.dim
-    vocab = dims[-1].dim_value if dims else 0  # 0 when not static
+    vocab = static_vocab(source)
     graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), spec.input))
     graph.input.append(helper.make_tensor_value_info(spec.input, TensorProto.INT64, [1]))
     if vocab >= min_vocab:
@@ -86,6 +86,22 @@ def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD, *,
     temporary.replace(path)
 
 
+def static_vocab(log_probs: onnx.ValueInfoProto) -> int:
+    """The last dimension of the log-probs output, 0 when it is not static."""
+    dims = log_probs.type.tensor_type.shape.dim
+    return dims[-1].dim_value if dims else 0
+
+
+def head_is_current(path: Path, log_probs: str) -> bool:
+    """Whether the decoder graph at ``path`` ends with the head form :func:`add_top_k_head`
+    writes now: blocked exactly when the vocabulary has ``BLOCKED_MIN_VOCAB`` tokens or more."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    source = next((o for o in graph.output if o.name == log_probs), None)
+    vocab = static_vocab(source) if source is not None else 0
+    blocked = any(node.name.startswith(BLOCKED_PREFIX) for node in graph.node)
+    return blocked == (vocab >= BLOCKED_MIN_VOCAB)
+
+
 def block_size(vocab: int) -> int:
     """The divisor of ``vocab`` nearest ``BLOCK`` within a factor of two of it (the
     log-probs then reshape into blocks without a copy), else ``BLOCK`` (they are padded)."""
@@ -100,7 +116,7 @@ def blocked_head(log_probs: str, spec: TopKSpec, vocab: int, element: int
     ``(rows, chosen * size)`` and ``TopK`` over those, mapped back to token ids."""
     size = block_size(vocab)
     blocks = -(-vocab // size)
-    name = "top_k_head/"
+    name = BLOCKED_PREFIX
     constant = {
         "shape": np.array([0, blocks, size], np.int64), "axis": np.array([2], np.int64),
         "blocks": np.array([blocks], np.int64), "size": np.array(size, np.int64),

@@ -16,6 +16,7 @@ from service.inference import Translator
 from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import top_k
 from tests.conftest import synthetic_pairs
+from tests.export_fixtures import strip_head
 from training.errors import run_cli
 from training.export.top_k import add_top_k_head, with_top_k
 from training.export.top_k import main as upgrade_main
@@ -69,27 +70,6 @@ def test_translations_do_not_depend_on_the_head(trained_bundle: Path, options: d
     assert [[h.text for h in r.alternatives] for r in a] == [[h.text for h in r.alternatives]
                                                                for r in b]
     np.testing.assert_allclose([r.score for r in a], [r.score for r in b], atol=1e-6)
-
-
-def strip_head(bundle: Path) -> None:
-    """Make ``bundle`` look exported before the head: graph and manifest without it."""
-    manifest = read_manifest(bundle)
-    path = bundle / "decoder.onnx"
-    model = onnx.load(str(path))
-    graph = model.graph
-    head = manifest.decoder.top_k
-    assert head is not None
-    keep_nodes = [n for n in graph.node if n.op_type != "TopK"]
-    del graph.node[:]
-    graph.node.extend(keep_nodes)
-    for items, name in ((graph.output, head.values), (graph.output, head.indices),
-                        (graph.input, head.input), (graph.initializer, head.input)):
-        index = next(i for i, item in enumerate(items) if item.name == name)
-        del items[index]
-    onnx.save(model, str(path))
-    files = {**manifest.files, "decoder.onnx": sha256_of(path)}
-    old = replace(manifest, decoder=replace(manifest.decoder, top_k=None), files=files)
-    (bundle / MANIFEST).write_text(old.to_json(), encoding="utf-8")
 
 
 def test_upgrade_adds_the_head_to_old_bundles(trained_bundle: Path, tmp_path: Path,
