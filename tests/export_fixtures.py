@@ -127,3 +127,16 @@ def strip_head(bundle: Path) -> None:
     files = {**manifest.files, "decoder.onnx": sha256_of(path)}
     old = replace(manifest, decoder=replace(manifest.decoder, top_k=None), files=files)
     (bundle / MANIFEST).write_text(old.to_json(), encoding="utf-8")
+
+
+def force_blocked_head(bundle: Path) -> None:
+    """Give ``bundle``'s decoder the blocked top-k head whatever its vocabulary size (the test
+    models' vocabularies are below ``BLOCKED_MIN_VOCAB``), checksums updated."""
+    from training.export.top_k import add_top_k_head, with_top_k
+
+    strip_head(bundle)
+    manifest = read_manifest(bundle)
+    add_top_k_head(bundle / "decoder.onnx", manifest.decoder.log_probs, min_vocab=1)
+    files = {**manifest.files, "decoder.onnx": sha256_of(bundle / "decoder.onnx")}
+    blocked = replace(manifest, decoder=with_top_k(manifest.decoder), files=files)
+    (bundle / MANIFEST).write_text(blocked.to_json(), encoding="utf-8")

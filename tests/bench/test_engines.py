@@ -10,9 +10,8 @@ from bench.engines import main, stale
 from bench.report import main as report_main
 from service.bundle import MANIFEST, read_manifest
 from tests.conftest import read_jsonl
-from tests.export_fixtures import strip_head
+from tests.export_fixtures import force_blocked_head
 from training.export.graphs import DEFAULT_OPSET
-from training.export.top_k import add_top_k_head
 
 
 def test_engine_harness_runs_and_reports(tmp_path: Path) -> None:
@@ -40,6 +39,5 @@ def test_cached_bench_bundles_exported_differently_are_rebuilt(
     assert stale(old_opset, "in-place")
     other_head = tmp_path / "blocked-head"  # a small vocabulary gets the plain head now
     shutil.copytree(transformer_bundle, other_head, ignore=shutil.ignore_patterns("int8"))
-    strip_head(other_head)
-    add_top_k_head(other_head / "decoder.onnx", manifest.decoder.log_probs, min_vocab=1)
+    force_blocked_head(other_head)
     assert stale(other_head, "in-place")

@@ -15,8 +15,10 @@ saves (OPUS-shape model: 1.01x greedy, 1.06x beam 4 at batch 64, docs/benchmarks
 session"). Under ``BLOCKED_MIN_VOCAB`` tokens the extra nodes cost more than they save.
 
 ``python -m training.export.top_k BUNDLE [BUNDLE ...]`` adds the head to existing bundles (and
-their variant sub-bundles) in place: the graphs are otherwise unchanged, so their outputs and
-evaluation figures stay valid.
+their variant sub-bundles) in place, or replaces a head of the other form (plain or blocked):
+the graphs are otherwise unchanged, so their outputs and evaluation figures stay valid. (An
+fp16 variant is the exception: a head added there reads the fp32 log-probs output, where the
+converted one read fp16 values, so near-ties can resolve differently.)
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD, *,
     graph.output.append(helper.make_tensor_value_info(spec.values, element, ["batch", "k"]))
     graph.output.append(helper.make_tensor_value_info(spec.indices, TensorProto.INT64,
                                                       ["batch", "k"]))
+    sort_nodes(graph)
     onnx.checker.check_model(model)
     temporary = path.with_suffix(".onnx.tmp")
     onnx.save(model, str(temporary))
@@ -159,20 +162,87 @@ def blocked_head(log_probs: str, spec: TopKSpec, vocab: int, element: int
     return nodes, tensors
 
 
+def remove_top_k_head(path: Path, spec: TopKSpec) -> None:
+    """Rewrite the ONNX file at ``path`` without its top-k head: the head's nodes and
+    constants, its ``k`` input, its outputs, and whatever only computed those (e.g. the casts
+    of an fp16 variant)."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    head_outputs = {spec.values, spec.indices}
+    nodes = [n for n in graph.node
+             if n.name != "top_k_head" and not n.name.startswith(BLOCKED_PREFIX)]
+    kept = [o for o in graph.output if o.name not in head_outputs]
+    del graph.output[:]
+    graph.output.extend(kept)
+    inputs = [i for i in graph.input if i.name != spec.input]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    constants = [t for t in graph.initializer
+                 if t.name != spec.input and not t.name.startswith(BLOCKED_PREFIX)]
+    del graph.initializer[:]
+    graph.initializer.extend(constants)
+    del graph.node[:]
+    graph.node.extend(_needed(nodes, {o.name for o in graph.output}))
+    sort_nodes(graph)
+    onnx.checker.check_model(model)
+    temporary = path.with_suffix(".onnx.tmp")
+    onnx.save(model, str(temporary))
+    temporary.replace(path)
+
+
+def _needed(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """The nodes that some graph output depends on, in their order."""
+    producer = {name: index for index, node in enumerate(nodes) for name in node.output}
+    needed: set[int] = set()
+    pending = list(outputs)
+    while pending:
+        index = producer.get(pending.pop())
+        if index is not None and index not in needed:
+            needed.add(index)
+            pending.extend(nodes[index].input)
+    return [node for index, node in enumerate(nodes) if index in needed]
+
+
+def sort_nodes(graph: onnx.GraphProto) -> None:
+    """Put ``graph``'s nodes in an order where each comes after the producers of its inputs
+    (the ONNX checker requires it; the fp16 converter appends its input casts last), keeping
+    the given order where it already is one."""
+    available = {""} | {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    remaining = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while remaining:
+        waiting = []
+        for node in remaining:  # one pass places a sorted graph whole
+            if available.issuperset(node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(remaining):
+            raise UserError("the decoder graph has a cycle or an input nothing produces")
+        remaining = waiting
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
 def with_top_k(contract: DecoderContract) -> DecoderContract:
     """The contract with the default head recorded."""
     return replace(contract, top_k=HEAD)
 
 
 def upgrade_bundle(directory: Path) -> bool:
-    """Add the head to one bundle's decoder and record it (files, checksums); False when it
-    already had one."""
+    """Give one bundle's decoder the head :func:`add_top_k_head` writes now (added, or
+    replacing a head of the other form) and record it (files, checksums); False when it
+    already had that head."""
     try:
         manifest = load_bundle_manifest(directory)  # refuse to touch a damaged bundle
     except BundleError as err:
         raise UserError(str(err)) from None
-    if manifest.decoder.top_k is not None:
-        return False
+    head = manifest.decoder.top_k
+    if head is not None:
+        if head_is_current(directory / DECODER, manifest.decoder.log_probs):
+            return False
+        remove_top_k_head(directory / DECODER, head)
     add_top_k_head(directory / DECODER, manifest.decoder.log_probs)
     files = {**manifest.files, DECODER: sha256_of(directory / DECODER)}
     upgraded = replace(manifest, decoder=with_top_k(manifest.decoder), files=files)

@@ -4,21 +4,19 @@ translations with and without it, and the upgrade of bundles exported before it 
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from service.bundle import MANIFEST, load_bundle_manifest, read_manifest, sha256_of
+from service.bundle import load_bundle_manifest
 from service.inference import Translator
 from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import top_k
 from tests.conftest import synthetic_pairs
-from tests.export_fixtures import strip_head
+from tests.export_fixtures import force_blocked_head, strip_head
 from training.errors import run_cli
-from training.export.top_k import add_top_k_head, with_top_k
 from training.export.top_k import main as upgrade_main
 
 SENTENCES = [src for src, _ in synthetic_pairs(10, seed=11)] + ["fish.", "the the the the"]
@@ -112,14 +110,9 @@ def test_blocked_head_translates_like_the_plain_one(trained_bundle: Path, tmp_pa
     # (padded to one block, so beam 4's k = 8 exceeds the block count).
     bundle = tmp_path / "blocked"
     shutil.copytree(trained_bundle, bundle, ignore=shutil.ignore_patterns("int8"))
-    strip_head(bundle)
-    manifest = read_manifest(bundle)
-    add_top_k_head(bundle / "decoder.onnx", manifest.decoder.log_probs, min_vocab=1)
+    force_blocked_head(bundle)
     ops = [node.op_type for node in onnx.load(str(bundle / "decoder.onnx")).graph.node]
     assert ops.count("TopK") == 3 and "ReduceMax" in ops
-    files = {**manifest.files, "decoder.onnx": sha256_of(bundle / "decoder.onnx")}
-    blocked = replace(manifest, decoder=with_top_k(manifest.decoder), files=files)
-    (bundle / MANIFEST).write_text(blocked.to_json(), encoding="utf-8")
     settings: list[dict] = [{"beam_size": 1}, {"beam_size": 4, "num_hypotheses": 2}]
     for options in settings:
         a = Translator.load(trained_bundle).translate(SENTENCES, return_scores=True, **options)
@@ -127,3 +120,23 @@ def test_blocked_head_translates_like_the_plain_one(trained_bundle: Path, tmp_pa
         assert [(r.text, [h.text for h in r.alternatives]) for r in a] == [
             (r.text, [h.text for h in r.alternatives]) for r in b]
         np.testing.assert_allclose([r.score for r in a], [r.score for r in b], atol=1e-6)
+
+
+def test_upgrade_replaces_a_head_of_the_other_form(trained_bundle: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / "other-head"
+    shutil.copytree(trained_bundle, bundle)
+    for directory in (bundle, bundle / "int8"):
+        force_blocked_head(directory)  # a small vocabulary gets the plain head now
+    before = Translator.load(bundle).translate(SENTENCES, beam_size=4, return_scores=True)
+    assert upgrade_main([str(bundle)]) == 0
+    assert capsys.readouterr().out.count('"added": true') == 2
+    for directory in (bundle, bundle / "int8"):
+        graph = onnx.load(str(directory / "decoder.onnx")).graph
+        assert [n.op_type for n in graph.node].count("TopK") == 1
+        assert not any(n.name.startswith("top_k_head/") for n in graph.node)
+        assert load_bundle_manifest(directory).decoder.top_k is not None  # checksums updated
+    after = Translator.load(bundle).translate(SENTENCES, beam_size=4, return_scores=True)
+    assert [(r.text, r.score) for r in after] == [(r.text, r.score) for r in before]
+    assert upgrade_main([str(bundle)]) == 0
+    assert capsys.readouterr().out.count('"added": false') == 2

@@ -13,7 +13,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from service.inference.search import top_k
-from training.export.top_k import HEAD, add_top_k_head, block_size
+from training.errors import UserError
+from training.export.top_k import HEAD, add_top_k_head, block_size, sort_nodes
 
 
 def head_session(tmp_path: Path, vocab: int, min_vocab: int) -> ort.InferenceSession:
@@ -65,3 +66,22 @@ def test_small_vocabularies_keep_the_plain_head(tmp_path: Path) -> None:
                                              (58101, 107), (1009, 128)])
 def test_block_size_divides_the_vocabulary_when_it_can(vocab: int, size: int) -> None:
     assert block_size(vocab) == size
+
+
+def test_nodes_are_put_after_their_producers() -> None:
+    # the fp16 converter appends its input casts after the nodes that read them
+    nodes = [helper.make_node("Identity", ["b"], ["c"], name="second"),
+             helper.make_node("Identity", ["a"], ["b"], name="first"),
+             helper.make_node("Identity", ["c"], ["d"], name="third")]
+    graph = helper.make_graph(
+        nodes, "unsorted", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, [1])])
+    sort_nodes(graph)
+    assert [node.name for node in graph.node] == ["first", "second", "third"]
+    onnx.checker.check_model(helper.make_model(graph))
+    orphan = helper.make_graph(
+        [helper.make_node("Identity", ["missing"], ["d"])], "orphan",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, [1])])
+    with pytest.raises(UserError, match="nothing produces"):
+        sort_nodes(orphan)
