@@ -58,15 +58,20 @@ def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD, *,
                    min_vocab: int = BLOCKED_MIN_VOCAB) -> None:
     """Rewrite the ONNX file at ``path`` with ``TopK(log_probs, k)`` outputs named by
     ``spec`` (blocked from ``min_vocab`` tokens on); values keep the log-probs' element
-    type."""
+    type. Nothing changes when the graph already has them."""
     model = onnx.load(str(path))
+    if spec.values not in {o.name for o in model.graph.output}:
+        with_head(model, log_probs, spec, min_vocab=min_vocab, where=path)
+        save_checked(model, path)
+
+
+def with_head(model: onnx.ModelProto, log_probs: str, spec: TopKSpec = HEAD, *,
+              min_vocab: int = BLOCKED_MIN_VOCAB, where: Path = Path(DECODER)) -> None:
+    """Append the head to ``model``, read from ``where`` (see :func:`add_top_k_head`)."""
     graph = model.graph
-    names = {o.name for o in graph.output}
-    if spec.values in names:
-        return
     source = next((o for o in graph.output if o.name == log_probs), None)
     if source is None:
-        raise UserError(f"{path}: the decoder has no output {log_probs!r}")
+        raise UserError(f"{where}: the decoder has no output {log_probs!r}")
     element = source.type.tensor_type.elem_type
     vocab = static_vocab(source)
     graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), spec.input))
@@ -82,7 +87,11 @@ def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD, *,
     graph.output.append(helper.make_tensor_value_info(spec.values, element, ["batch", "k"]))
     graph.output.append(helper.make_tensor_value_info(spec.indices, TensorProto.INT64,
                                                       ["batch", "k"]))
-    sort_nodes(graph)
+
+
+def save_checked(model: onnx.ModelProto, path: Path) -> None:
+    """Sort ``model``'s nodes, check it and replace the file at ``path`` in one rename."""
+    sort_nodes(model.graph)
     onnx.checker.check_model(model)
     temporary = path.with_suffix(".onnx.tmp")
     onnx.save(model, str(temporary))
@@ -162,11 +171,9 @@ def blocked_head(log_probs: str, spec: TopKSpec, vocab: int, element: int
     return nodes, tensors
 
 
-def remove_top_k_head(path: Path, spec: TopKSpec) -> None:
-    """Rewrite the ONNX file at ``path`` without its top-k head: the head's nodes and
-    constants, its ``k`` input, its outputs, and whatever only computed those (e.g. the casts
-    of an fp16 variant)."""
-    model = onnx.load(str(path))
+def without_head(model: onnx.ModelProto, spec: TopKSpec) -> None:
+    """Remove ``model``'s top-k head: the head's nodes and constants, its ``k`` input, its
+    outputs, and whatever only computed those (e.g. the casts of an fp16 variant)."""
     graph = model.graph
     head_outputs = {spec.values, spec.indices}
     nodes = [n for n in graph.node
@@ -183,11 +190,6 @@ def remove_top_k_head(path: Path, spec: TopKSpec) -> None:
     graph.initializer.extend(constants)
     del graph.node[:]
     graph.node.extend(_needed(nodes, {o.name for o in graph.output}))
-    sort_nodes(graph)
-    onnx.checker.check_model(model)
-    temporary = path.with_suffix(".onnx.tmp")
-    onnx.save(model, str(temporary))
-    temporary.replace(path)
 
 
 def _needed(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
@@ -239,11 +241,14 @@ def upgrade_bundle(directory: Path) -> bool:
     except BundleError as err:
         raise UserError(str(err)) from None
     head = manifest.decoder.top_k
+    path = directory / DECODER
+    if head is not None and head_is_current(path, manifest.decoder.log_probs):
+        return False
+    model = onnx.load(str(path))
     if head is not None:
-        if head_is_current(directory / DECODER, manifest.decoder.log_probs):
-            return False
-        remove_top_k_head(directory / DECODER, head)
-    add_top_k_head(directory / DECODER, manifest.decoder.log_probs)
+        without_head(model, head)
+    with_head(model, manifest.decoder.log_probs, where=path)
+    save_checked(model, path)  # one rename: the old file stays whole if anything failed
     files = {**manifest.files, DECODER: sha256_of(directory / DECODER)}
     upgraded = replace(manifest, decoder=with_top_k(manifest.decoder), files=files)
     (directory / MANIFEST).write_text(upgraded.to_json(), encoding="utf-8")
