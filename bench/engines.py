@@ -85,12 +85,15 @@ def prepare(work: Path, quick: bool) -> None:
 def stale(bundle: Path, cache: str) -> bool:
     """Whether a cached bench bundle was exported differently from what the exporter writes
     now (cache layout, opset or form of the top-k head)."""
+    import onnx
+
     from training.export.graphs import DEFAULT_OPSET
     from training.export.top_k import head_is_current
 
     manifest = read_manifest(bundle)
     return (manifest.decoder.in_place != (cache == "in-place") or manifest.opset != DEFAULT_OPSET
-            or not head_is_current(bundle / "decoder.onnx", manifest.decoder.log_probs))
+            or not head_is_current(onnx.load(str(bundle / "decoder.onnx")).graph,
+                                   manifest.decoder.log_probs))
 
 
 def bundle_dir(work: Path, cache: str) -> Path:

@@ -14,6 +14,7 @@ from service.bundle import MANIFEST, read_manifest, sha256_of
 from tests.conftest import synthetic_pairs
 from training.checkpoint import save_model_dir
 from training.export.__main__ import main as export_main
+from training.export.top_k import add_top_k_head, with_top_k
 from training.models import ModelConfig, build_model
 from training.models.config import Architecture
 from training.tokenizer import train_tokenizer
@@ -132,8 +133,6 @@ def strip_head(bundle: Path) -> None:
 def force_blocked_head(bundle: Path) -> None:
     """Give ``bundle``'s decoder the blocked top-k head whatever its vocabulary size (the test
     models' vocabularies are below ``BLOCKED_MIN_VOCAB``), checksums updated."""
-    from training.export.top_k import add_top_k_head, with_top_k
-
     strip_head(bundle)
     manifest = read_manifest(bundle)
     add_top_k_head(bundle / "decoder.onnx", manifest.decoder.log_probs, min_vocab=1)

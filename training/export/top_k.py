@@ -104,10 +104,9 @@ def static_vocab(log_probs: onnx.ValueInfoProto) -> int:
     return dims[-1].dim_value if dims else 0
 
 
-def head_is_current(path: Path, log_probs: str) -> bool:
-    """Whether the decoder graph at ``path`` ends with the head form :func:`add_top_k_head`
-    writes now: blocked exactly when the vocabulary has ``BLOCKED_MIN_VOCAB`` tokens or more."""
-    graph = onnx.load(str(path), load_external_data=False).graph
+def head_is_current(graph: onnx.GraphProto, log_probs: str) -> bool:
+    """Whether the decoder ``graph`` ends with the head form :func:`add_top_k_head` writes
+    now: blocked exactly when the vocabulary has ``BLOCKED_MIN_VOCAB`` tokens or more."""
     source = next((o for o in graph.output if o.name == log_probs), None)
     vocab = static_vocab(source) if source is not None else 0
     blocked = any(node.name.startswith(BLOCKED_PREFIX) for node in graph.node)
@@ -242,14 +241,14 @@ def upgrade_bundle(directory: Path) -> bool:
         raise UserError(str(err)) from None
     head = manifest.decoder.top_k
     path = directory / DECODER
-    if head is not None and head_is_current(path, manifest.decoder.log_probs):
+    model = onnx.load(str(path))  # once: checked, then changed in memory
+    if head is not None and head_is_current(model.graph, manifest.decoder.log_probs):
         return False
-    model = onnx.load(str(path))
     if head is not None:
         without_head(model, head)
     with_head(model, manifest.decoder.log_probs, where=path)
     save_checked(model, path)  # one rename: the old file stays whole if anything failed
-    files = {**manifest.files, DECODER: sha256_of(directory / DECODER)}
+    files = {**manifest.files, DECODER: sha256_of(path)}
     upgraded = replace(manifest, decoder=with_top_k(manifest.decoder), files=files)
     (directory / MANIFEST).write_text(upgraded.to_json(), encoding="utf-8")
     return True

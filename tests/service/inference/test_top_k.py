@@ -62,12 +62,30 @@ def test_translations_do_not_depend_on_the_head(trained_bundle: Path, options: d
     with_head = Translator.load(trained_bundle)
     without = Translator.load(trained_bundle)
     without.model.top_k = None  # every step reduces the full log-probs in numpy instead
-    a = with_head.translate(SENTENCES, return_scores=True, **options)
-    b = without.translate(SENTENCES, return_scores=True, **options)
-    assert [r.text for r in a] == [r.text for r in b]
-    assert [[h.text for h in r.alternatives] for r in a] == [[h.text for h in r.alternatives]
-                                                               for r in b]
-    np.testing.assert_allclose([r.score for r in a], [r.score for r in b], atol=1e-6)
+    assert_same_translations(with_head, without, options)
+
+
+def assert_same_translations(a: Translator, b: Translator, options: dict) -> None:
+    """Same texts, n-best texts and scores (to 1e-6) for ``SENTENCES`` under ``options``."""
+    first = a.translate(SENTENCES, return_scores=True, **options)
+    second = b.translate(SENTENCES, return_scores=True, **options)
+    assert [(r.text, [h.text for h in r.alternatives]) for r in first] == [
+        (r.text, [h.text for h in r.alternatives]) for r in second]
+    np.testing.assert_allclose([r.score for r in first], [r.score for r in second], atol=1e-6)
+
+
+def assert_upgrade_keeps_translations(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Upgrading ``bundle`` and its int8 variant changes both, records the head (checksums
+    updated) and keeps beam-4 texts and scores; a second upgrade changes nothing."""
+    before = Translator.load(bundle).translate(SENTENCES, beam_size=4, return_scores=True)
+    assert upgrade_main([str(bundle)]) == 0
+    assert capsys.readouterr().out.count('"added": true') == 2
+    for directory in (bundle, bundle / "int8"):
+        assert load_bundle_manifest(directory).decoder.top_k is not None
+    after = Translator.load(bundle).translate(SENTENCES, beam_size=4, return_scores=True)
+    assert [(r.text, r.score) for r in after] == [(r.text, r.score) for r in before]
+    assert upgrade_main([str(bundle)]) == 0
+    assert capsys.readouterr().out.count('"added": false') == 2
 
 
 def test_upgrade_adds_the_head_to_old_bundles(trained_bundle: Path, tmp_path: Path,
@@ -76,18 +94,8 @@ def test_upgrade_adds_the_head_to_old_bundles(trained_bundle: Path, tmp_path: Pa
     shutil.copytree(trained_bundle, bundle)
     for directory in (bundle, bundle / "int8"):
         strip_head(directory)
-    old = Translator.load(bundle)
-    assert old.model.top_k is None
-    before = old.translate(SENTENCES, beam_size=4, return_scores=True)
-    assert upgrade_main([str(bundle)]) == 0
-    assert capsys.readouterr().out.count('"added": true') == 2
-    for directory in (bundle, bundle / "int8"):
-        assert load_bundle_manifest(directory).decoder.top_k is not None  # checksums updated
-    upgraded = Translator.load(bundle)
-    after = upgraded.translate(SENTENCES, beam_size=4, return_scores=True)
-    assert [(r.text, r.score) for r in after] == [(r.text, r.score) for r in before]
-    assert upgrade_main([str(bundle)]) == 0
-    assert capsys.readouterr().out.count('"added": false') == 2
+    assert Translator.load(bundle).model.top_k is None
+    assert_upgrade_keeps_translations(bundle, capsys)
 
 
 def test_upgrade_refuses_a_damaged_bundle(trained_bundle: Path, tmp_path: Path,
@@ -113,13 +121,9 @@ def test_blocked_head_translates_like_the_plain_one(trained_bundle: Path, tmp_pa
     force_blocked_head(bundle)
     ops = [node.op_type for node in onnx.load(str(bundle / "decoder.onnx")).graph.node]
     assert ops.count("TopK") == 3 and "ReduceMax" in ops
-    settings: list[dict] = [{"beam_size": 1}, {"beam_size": 4, "num_hypotheses": 2}]
-    for options in settings:
-        a = Translator.load(trained_bundle).translate(SENTENCES, return_scores=True, **options)
-        b = Translator.load(bundle).translate(SENTENCES, return_scores=True, **options)
-        assert [(r.text, [h.text for h in r.alternatives]) for r in a] == [
-            (r.text, [h.text for h in r.alternatives]) for r in b]
-        np.testing.assert_allclose([r.score for r in a], [r.score for r in b], atol=1e-6)
+    for options in ({"beam_size": 1}, {"beam_size": 4, "num_hypotheses": 2}):
+        assert_same_translations(Translator.load(trained_bundle), Translator.load(bundle),
+                                 options)
 
 
 def test_upgrade_replaces_a_head_of_the_other_form(trained_bundle: Path, tmp_path: Path,
@@ -128,15 +132,8 @@ def test_upgrade_replaces_a_head_of_the_other_form(trained_bundle: Path, tmp_pat
     shutil.copytree(trained_bundle, bundle)
     for directory in (bundle, bundle / "int8"):
         force_blocked_head(directory)  # a small vocabulary gets the plain head now
-    before = Translator.load(bundle).translate(SENTENCES, beam_size=4, return_scores=True)
-    assert upgrade_main([str(bundle)]) == 0
-    assert capsys.readouterr().out.count('"added": true') == 2
+    assert_upgrade_keeps_translations(bundle, capsys)
     for directory in (bundle, bundle / "int8"):
         graph = onnx.load(str(directory / "decoder.onnx")).graph
         assert [n.op_type for n in graph.node].count("TopK") == 1
         assert not any(n.name.startswith("top_k_head/") for n in graph.node)
-        assert load_bundle_manifest(directory).decoder.top_k is not None  # checksums updated
-    after = Translator.load(bundle).translate(SENTENCES, beam_size=4, return_scores=True)
-    assert [(r.text, r.score) for r in after] == [(r.text, r.score) for r in before]
-    assert upgrade_main([str(bundle)]) == 0
-    assert capsys.readouterr().out.count('"added": false') == 2
