@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(PY) -m bench.natural --out runs/bench-natural.jsonl
 	$(PY) -m bench.continuous --out runs/bench-continuous.jsonl --png docs/bench-continuous.png
 	$(PY) -m bench.saturation
+	$(PY) -m bench.queueing --out runs/bench-queueing.jsonl
 	$(PY) -m bench.worker_metrics --out runs/bench-worker-metrics.jsonl
 	$(PY) -m bench.spinning
 	$(PY) -m bench.mixed_options

@@ -1,0 +1,274 @@
+"""``python -m bench.queueing``: what scheduling alone can win, in a queueing model of the two
+batching modes calibrated on this machine (issue 8).
+
+The model: a worker runs iterations; each decoder step advances every running sentence by
+one token and costs ``call_ms + sentence_ms * running`` (beam rows included in
+``sentence_ms``); an iteration that admits sentences adds ``encode_call_ms + encode_token_ms
+* admitted source tokens``. A sentence is done after its number of decoder steps.
+Request-level batching admits only when nothing runs (everything waiting, up to the token
+budget, is one batch); continuous batching admits at every iteration while the running
+sentences stay under the budget. Nothing else is modelled (no host bookkeeping, no HTTP), so
+the continuous figures are what an ideal implementation of the same scheduling would reach.
+
+Calibration (unless costs are given): the output lengths of ``--sentences`` test verses at
+``--beam`` (``Translator.translate``), and decoder steps of a ``DecodeLoop`` holding 1-48 copies
+of one long verse, fitted to a line. Then, as ``bench.continuous`` measures over HTTP: the
+saturated throughput of each mode with ``--clients`` closed-loop clients, and Poisson arrivals
+at ``--loads`` of the request-level capacity: p50/p99 latency per mode and their ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.data import load_test_split
+from service.inference import Translator
+from service.inference.continuous import Arrival, DecodeLoop
+from service.inference.translator import make_options
+
+MODES = ("request", "continuous")
+FIT_SIZES = (1, 2, 4, 8, 16, 32, 48)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Milliseconds of one worker iteration: ``call_ms + sentence_ms * running`` for the
+    decoder step, plus ``encode_call_ms + encode_token_ms * admitted source tokens`` when it
+    admits."""
+
+    call_ms: float
+    sentence_ms: float
+    encode_call_ms: float = 0.0
+    encode_token_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The modelled server: its costs, the token budget of the running (or batched)
+    sentences (``beam * source tokens``, as ``TRANSLATE_MAX_BATCH_TOKENS`` counts) and the
+    beam size."""
+
+    costs: Costs
+    budget: int = 4096
+    beam: int = 4
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request of one sentence: decoder steps until it is done, and source tokens."""
+
+    steps: int
+    source_tokens: int
+
+
+class Worker:
+    """The simulated worker of one batching mode: a queue, the running sentences, a clock."""
+
+    def __init__(self, mode: str, setup: Setup) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        self.mode, self.setup, self.costs = mode, setup, setup.costs
+        self.clock = 0.0
+        self.waiting: deque[tuple[float, Job]] = deque()
+        self.running: list[list[float]] = []  # [arrival ms, steps left, source tokens]
+
+    def busy(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def iterate(self) -> list[float]:
+        """One iteration (admissions, then one decoder step); the arrival times of the
+        sentences it finished."""
+        admitted = self._admit()
+        self.clock += self.costs.call_ms + self.costs.sentence_ms * len(self.running)
+        if admitted:
+            self.clock += self.costs.encode_call_ms + self.costs.encode_token_ms * admitted
+        for sentence in self.running:
+            sentence[1] -= 1
+        done = [s[0] for s in self.running if s[1] <= 0]
+        self.running = [s for s in self.running if s[1] > 0]
+        return done
+
+    def _admit(self) -> int:
+        """Admit waiting sentences in arrival order; the source tokens admitted."""
+        if self.mode == "request" and self.running:
+            return 0
+        beam, budget = self.setup.beam, self.setup.budget
+        used = beam * sum(s[2] for s in self.running)
+        tokens = 0
+        while self.waiting and (used + beam * self.waiting[0][1].source_tokens <= budget
+                                or not self.running):
+            arrival, job = self.waiting.popleft()
+            self.running.append([arrival, job.steps, job.source_tokens])
+            used += beam * job.source_tokens
+            tokens += job.source_tokens
+        return tokens
+
+
+def poisson(jobs: list[Job], rate: float, seconds: float, seed: int = 0
+            ) -> list[tuple[float, Job]]:
+    """Arrivals (ms, job) at ``rate`` per second for ``seconds``, each a random one of
+    ``jobs``."""
+    rng = random.Random(seed)
+    arrivals = []
+    clock = rng.expovariate(rate / 1000)
+    while clock < 1000 * seconds:
+        arrivals.append((clock, rng.choice(jobs)))
+        clock += rng.expovariate(rate / 1000)
+    return arrivals
+
+
+def serve(mode: str, setup: Setup, timed: list[tuple[float, Job]]) -> list[float]:
+    """Latencies (ms, from arrival) of the ``timed`` arrivals (ms, job; in time order)."""
+    arrivals = deque(timed)
+    worker, latencies = Worker(mode, setup), []
+    while arrivals or worker.busy():
+        if not worker.busy():
+            worker.clock = max(worker.clock, arrivals[0][0])
+        while arrivals and arrivals[0][0] <= worker.clock:
+            worker.waiting.append(arrivals.popleft())
+        latencies += [worker.clock - arrived for arrived in worker.iterate()]
+    return latencies
+
+
+def closed_loop(mode: str, setup: Setup, jobs: list[Job], clients: int, seconds: float, *,
+                seed: int = 0) -> float:
+    """Sentences per second with ``clients`` clients that each send the next request as soon
+    as the last is answered (counted over the second half of ``seconds``)."""
+    rng = random.Random(seed)
+    worker = Worker(mode, setup)
+    worker.waiting.extend((0.0, rng.choice(jobs)) for _ in range(clients))
+    done, start = 0, 500 * seconds
+    while worker.clock < 1000 * seconds:
+        finished = worker.iterate()
+        if worker.clock >= start:
+            done += len(finished)
+        worker.waiting.extend((worker.clock, rng.choice(jobs)) for _ in finished)
+    return 1000 * done / (worker.clock - start)
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+
+def compare(setup: Setup, jobs: list[Job], *, clients: int, loads: list[float],
+            seconds: float) -> Iterator[dict[str, object]]:
+    """Capacity rows, then one row per load and mode, then the summary."""
+    capacity = {mode: closed_loop(mode, setup, jobs, clients, seconds) for mode in MODES}
+    for mode in MODES:
+        yield {"kind": "saturated", "mode": mode, "sentences_per_s": round(capacity[mode], 2)}
+    p50: dict[tuple[float, str], float] = {}
+    for load in loads:
+        for mode in MODES:
+            arrivals = poisson(jobs, load * capacity["request"], seconds, seed=int(100 * load))
+            latencies = serve(mode, setup, arrivals)
+            p50[load, mode] = percentile(latencies, 50)
+            yield {"kind": "open_loop", "mode": mode, "load": load,
+                   "p50_ms": round(p50[load, mode], 1),
+                   "p99_ms": round(percentile(latencies, 99), 1)}
+    yield {"kind": "summary", **asdict(setup),
+           "saturated_continuous_over_request": round(
+               capacity["continuous"] / capacity["request"], 3),
+           **{f"p50_continuous_over_request_at_{round(100 * load)}": round(
+               p50[load, "continuous"] / p50[load, "request"], 3) for load in loads}}
+
+
+# --- calibration on the real engine ---------------------------------------------------------
+
+def measure_jobs(translator: Translator, texts: list[str], beam: int) -> list[Job]:
+    """Each text's decoder steps (tokens generated, plus the end of sentence) and source
+    tokens."""
+    results = translator.translate(texts, beam_size=beam)
+    return [Job(r.target_tokens + 1, r.source_tokens) for r in results]
+
+
+def measure_costs(translator: Translator, text: str, source_tokens: int, beam: int,
+                  steps: int = 12) -> Costs:
+    """Fit ``Costs`` to decoder steps of a loop holding ``FIT_SIZES`` copies of ``text``
+    (``source_tokens`` long; it must decode for more than ``steps`` steps) and to the encoder
+    of 1 and 16 copies."""
+    options = make_options(beam, 1, 1.0, 0, 0)
+    step_ms, encode_ms = [], {}
+    for size in FIT_SIZES:
+        loop = DecodeLoop(translator)
+        started = time.perf_counter()
+        loop.admit([Arrival(key, [text], options) for key in range(size)])
+        encode_ms[size] = 1000 * (time.perf_counter() - started)
+        loop.step()  # the first step allocates the caches
+        started = time.perf_counter()
+        for _ in range(steps):
+            assert not loop.step(), "the calibration verse must decode for longer"
+        step_ms.append(1000 * (time.perf_counter() - started) / steps)
+    sentence_ms, call_ms = np.polyfit(FIT_SIZES, step_ms, 1)
+    encode_sentence = (encode_ms[16] - encode_ms[1]) / 15
+    return Costs(round(float(call_ms), 3), round(float(sentence_ms), 4),
+                 round(encode_ms[1] - encode_sentence, 3),
+                 round(encode_sentence / source_tokens, 5))
+
+
+def calibrate(args: argparse.Namespace, texts: list[str]) -> tuple[Costs, list[Job]]:
+    """The jobs of ``texts``, and ``args.costs`` or the costs measured on the text that
+    decodes longest."""
+    translator = Translator.load(args.bundle, threads=args.threads)
+    jobs = measure_jobs(translator, texts, args.beam)
+    if args.costs is not None:
+        return args.costs, jobs
+    longest = max(range(len(jobs)), key=lambda i: jobs[i].steps)
+    if jobs[longest].steps < 4:
+        raise SystemExit("error: no verse decodes for 4 steps; pass more --sentences")
+    measure = (translator, texts[longest], jobs[longest].source_tokens, args.beam,
+               min(12, jobs[longest].steps - 2))
+    measure_costs(*measure)  # warm-up
+    return measure_costs(*measure), jobs
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="python -m bench.queueing", description=__doc__)
+    cli.add_argument("--bundle", type=Path, default=Path("models/transformer-en-fr"))
+    cli.add_argument("--data", type=Path, default=Path("data/en-fr/test.jsonl"))
+    cli.add_argument("--sentences", type=int, default=400, help="verses whose lengths are used")
+    cli.add_argument("--beam", type=int, default=4)
+    cli.add_argument("--threads", type=int, default=2)
+    cli.add_argument("--budget", type=int, default=4096,
+                     help="TRANSLATE_MAX_BATCH_TOKENS (beam * source tokens)")
+    cli.add_argument("--clients", type=int, default=64, help="closed-loop clients")
+    cli.add_argument("--loads", type=lambda s: [float(x) for x in s.split(",")],
+                     default=[0.5, 0.7, 0.9])
+    cli.add_argument("--seconds", type=float, default=120, help="simulated, per measurement")
+    cli.add_argument("--costs", type=lambda s: Costs(*(float(x) for x in s.split(","))),
+                     help="CALL_MS,SENTENCE_MS[,ENCODE_CALL_MS,ENCODE_TOKEN_MS] instead of "
+                     "measuring (e.g. another device's step costs)")
+    cli.add_argument("--out", type=Path, help="append the rows here (JSONL)")
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    examples = load_test_split(args.data)
+    if examples is None:
+        return 2
+    verses = [e.src for e in examples if e.src_version == "k"]
+    texts = random.Random(0).sample(verses, min(args.sentences, len(verses)))
+    costs, jobs = calibrate(args, texts)
+    rows = list(compare(Setup(costs, args.budget, args.beam), jobs, clients=args.clients,
+                        loads=args.loads, seconds=args.seconds))
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    if args.out:
+        with args.out.open("a") as out:
+            out.writelines(json.dumps(row) + "\n" for row in rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
