@@ -19,6 +19,7 @@ import random
 import statistics
 import sys
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +31,25 @@ from service.inference.continuous import Arrival, DecodeLoop
 from service.inference.translator import make_options
 
 
-def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int
-             ) -> tuple[float, dict[str, float]]:
+def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int,
+             encoder: Executor | None = None) -> tuple[float, dict[str, float]]:
     """Seconds to translate ``texts`` keeping ``inflight`` requests in the loop, and the mean
-    running rows and cache columns (what the decoder attends over) seen after each step."""
+    running rows and cache columns (what the decoder attends over) seen after each step. With
+    ``encoder`` (a thread), requests are encoded during the step before they join
+    (``DecodeLoop.step_and_admit``, as the service does), else before their first step."""
     options = make_options(beam, 1, 1.0, 0, 0)
     loop = DecodeLoop(translator)
     rows, cache = [], []
     mask_name = translator.manifest.decoder.cache_mask
     started = time.perf_counter()
-    loop.admit([Arrival(key, [texts[key]], options) for key in range(inflight)])
+    joining = [Arrival(key, [texts[key]], options) for key in range(inflight)]
     sent, done = inflight, 0
     while done < len(texts):
-        finished = loop.step()
+        if encoder is None:
+            loop.admit(joining)
+            finished = loop.step()
+        else:
+            finished = loop.step_and_admit(joining, encoder)
         done += len(finished)
         for search in loop.searches.values():
             if search.carried and mask_name:
@@ -51,8 +58,6 @@ def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int
         joining = [Arrival(key, [texts[key]], options)
                    for key in range(sent, min(sent + len(finished), len(texts)))]
         sent += len(joining)
-        if joining:
-            loop.admit(joining)
     seconds = time.perf_counter() - started
     return seconds, {"mean_rows": float(np.mean(rows)),
                      "mean_cache_columns": float(np.mean(cache or [0]))}
@@ -67,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--beam", type=int, default=4)
     cli.add_argument("--threads", type=int, default=2)
     cli.add_argument("--rounds", type=int, default=2, help="turns of each mode")
+    cli.add_argument("--no-overlap", action="store_true",
+                     help="encode joining requests before their first step, not during the "
+                     "step before it")
     cli.add_argument("--profile", action="store_true",
                      help="then profile a second continuous run (cProfile, top functions)")
     args = cli.parse_args(argv)
@@ -79,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     translator = Translator.load(args.bundle, threads=args.threads)
     translator.translate(texts[:8], beam_size=args.beam)
     inflight = min(args.inflight, len(texts))
+    encoder = None if args.no_overlap else ThreadPoolExecutor(1)
     seconds: dict[str, list[float]] = {"request": [], "continuous": []}
     shape: dict[str, float] = {}
     for index in range(args.rounds):
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                     lambda batch, beam: translator.translate(batch, beam_size=beam), texts,
                     args.beam, inflight))
             else:
-                spent, shape = run_loop(translator, texts, inflight, args.beam)
+                spent, shape = run_loop(translator, texts, inflight, args.beam, encoder)
                 seconds[mode].append(spent)
     request_s, continuous_s = (statistics.median(seconds[m]) for m in ("request", "continuous"))
     print(json.dumps({"request_s": round(request_s, 3), "continuous_s": round(continuous_s, 3),
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:  # a second run: the profiler's overhead must not enter the timing
         profile = cProfile.Profile()
         profile.enable()
-        run_loop(translator, texts, inflight, args.beam)
+        run_loop(translator, texts, inflight, args.beam, encoder)
         profile.disable()
         pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(15)
     return 0

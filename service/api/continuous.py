@@ -8,8 +8,9 @@ worker posts results back with ``call_soon_threadsafe``. One worker iteration: r
 (deadline passed, client disconnected), admit waiting requests in arrival order while the
 running ones stay under the token budget (``beam * source tokens`` per request; the oldest
 waiting request is never overtaken, so none starves), then one decoder step of every running
-search. A request whose sentences are all done is answered at once, without waiting for the
-rest of its batch.
+search. With ``overlap_encoder`` (the default) the admitted requests are encoded in a second
+thread during that step and join after it (``DecodeLoop.step_and_admit``). A request whose
+sentences are all done is answered at once, without waiting for the rest of its batch.
 
 The queue bound (requests submitted but not yet admitted), ``Retry-After`` on overload and
 per-request deadlines are those of :class:`Batcher`; results are the ones each request gets
@@ -25,6 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -68,7 +70,8 @@ class ContinuousBatcher:
     def __init__(self, decode_loop: DecodeLoop, *, max_batch_tokens: int = 4096,
                  queue_size: int = 256, name: str = "model",
                  cost: Callable[[Sequence[str]], int] = approx_tokens,
-                 on_batch: Callable[[BatchReport], None] | None = None) -> None:
+                 on_batch: Callable[[BatchReport], None] | None = None,
+                 overlap_encoder: bool = True) -> None:
         self.decode_loop = decode_loop
         self.max_batch_tokens = max_batch_tokens
         self.queue_size = queue_size
@@ -85,6 +88,9 @@ class ContinuousBatcher:
         self._stopping = False
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
+        self.overlap_encoder = overlap_encoder
+        self._encoder = (ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{name}")
+                         if overlap_encoder else None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._finished: asyncio.Future[None] | None = None
@@ -165,6 +171,8 @@ class ContinuousBatcher:
                     break
                 self._iterate()
         finally:
+            if self._encoder is not None:
+                self._encoder.shutdown(wait=False)
             self._fail_everything(BatcherClosedError("the server is shutting down"))
             assert self._loop is not None and self._finished is not None
             if not self._loop.is_closed():
@@ -231,8 +239,11 @@ class ContinuousBatcher:
                 continue
             arrivals.append(Arrival(request.key, request.texts, search, options.max_length))
         try:
-            outcomes += self.decode_loop.admit(arrivals)
-            outcomes += self.decode_loop.step()
+            if self._encoder is not None:
+                outcomes += self.decode_loop.step_and_admit(arrivals, self._encoder)
+            else:
+                outcomes += self.decode_loop.admit(arrivals)
+                outcomes += self.decode_loop.step()
         except Exception as err:  # the engine failed: every running request learns why
             log.exception("decode loop failed", extra={"fields": {"model": self.name}})
             self.decode_loop = DecodeLoop(self.decode_loop.translator)

@@ -165,7 +165,7 @@ class ModelRegistry:
                 assert isinstance(translator, Translator)
                 return ContinuousBatcher(DecodeLoop(translator), queue_size=s.queue_size,
                                          max_batch_tokens=s.max_batch_tokens, name=name,
-                                         on_batch=report)
+                                         on_batch=report, overlap_encoder=s.overlap_encoder)
             log.warning("continuous batching unavailable, using request-level batching",
                         extra={"fields": {"model": name, "reason": reason}})
         return Batcher(engine, max_batch_tokens=s.max_batch_tokens,

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         default="continuous", description="request: batches of whole requests; continuous: "
         "requests join and leave the running decode loop between steps (request-level for "
         "bundles that cannot join)")
+    overlap_encoder: bool = Field(
+        default=True, description="continuous: encode arrivals in a second thread while the "
+        "decoder steps; they join after that step")
     max_wait_ms: float = Field(default=5.0, ge=0,
                                description="longest wait to fill a batch (request-level)")
     wait_policy: Literal["adaptive", "always"] = Field(

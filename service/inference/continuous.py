@@ -7,8 +7,10 @@ running batch: encoder outputs and masks padded to the batch's source width
 (:class:`StaticSlab`), growing caches left-padded and masked (``OnnxModel.merge_carried``), or
 for in-place caches written behind the running rows in the same buffers (column_cache.py) —
 and :meth:`DecodeLoop.cancel`, then :meth:`DecodeLoop.step`: one decoder step per search.
-Inputs that finish leave at once, and a request whose sentences are all done is returned by
-that step.
+:meth:`DecodeLoop.step_and_admit` does both at once: the arrivals are tokenized and encoded in
+another thread during the step (:meth:`DecodeLoop.encode` touches no loop state) and join after
+it (:meth:`DecodeLoop.join`). Inputs that finish leave at once, and a request whose sentences
+are all done is returned by that step.
 
 Every input keeps its own step count, length limit and position, so its result is the one it
 gets decoding alone (the padded entries weigh exactly zero in attention; float sums may differ
@@ -17,6 +19,7 @@ in the last bits, see ``tests/service/inference/test_continuous.py``).
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,6 +106,18 @@ class StaticSlab:
                 self.static[name][index] = old_static[name][index]
 
 
+def encode_sources(model: OnnxModel, sources: list[list[int]], beam: int, pad_id: int
+                   ) -> OnnxState:
+    """The step-0 state of ``sources`` (token ids, eos included) for a search of ``beam``
+    beams: ``beam`` rows per source, in source order. Reads nothing of a running search, so it
+    may run in another thread while the decoder steps (:meth:`DecodeLoop.step_and_admit`)."""
+    ids, mask = pad_batch(sources, pad_id)
+    # joining rows hold no cache entries yet: the narrowest buffer never widens the running
+    # one (in-place caches; column_cache.append_rows)
+    state = model.encode(ids, mask, max_length=COLUMN_STEP)
+    return model.reorder(state, np.repeat(np.arange(len(sources)), beam), group=beam)
+
+
 class RunningSearch:
     """A beam search over a batch whose inputs change between steps.
 
@@ -114,11 +129,11 @@ class RunningSearch:
     running cache is copied once per step, not once to reorder and once more to join.
     """
 
-    def __init__(self, model: OnnxModel, options: SearchOptions, *, start_id: int, eos_id: int,
-                 pad_id: int) -> None:
+    def __init__(self, model: OnnxModel, options: SearchOptions, *, start_id: int, eos_id: int
+                 ) -> None:
         self.model = model
         self.options = options
-        self.start_id, self.eos_id, self.pad_id = start_id, eos_id, pad_id
+        self.start_id, self.eos_id = start_id, eos_id
         self.beams: Beams | None = None
         self.slab = StaticSlab(model.src_axes)
         # an input's beams share one slab row when the graph allows it (OnnxState.group)
@@ -138,15 +153,11 @@ class RunningSearch:
         """Inputs still decoding."""
         return 0 if self.beams is None else len(self.beams.origin)
 
-    def add(self, keys: list[int], sources: list[list[int]], max_length: np.ndarray) -> None:
-        """Encode ``sources`` (token ids, eos included) and append them to the running batch;
-        ``max_length`` ``(len(keys),)`` caps each input's generated tokens."""
-        ids, mask = pad_batch(sources, self.pad_id)
+    def add(self, keys: list[int], state: OnnxState, max_length: np.ndarray) -> None:
+        """Append inputs to the running batch: ``state`` from :func:`encode_sources` (one row
+        per beam, in input order), ``max_length`` ``(len(keys),)`` caps each one's generated
+        tokens."""
         width = self.options.beam_size
-        # joining rows hold no cache entries yet: the narrowest buffer never widens the running
-        # one (in-place caches; column_cache.append_rows)
-        state = self.model.encode(ids, mask, max_length=COLUMN_STEP)
-        state = self.model.reorder(state, np.repeat(np.arange(len(keys)), width), group=width)
         assert state.order is None  # rows in input order: added behind the running ones
         assert state.group == self.shared
         beams = start_beams(np.array(keys, dtype=np.int64), max_length, width, self.start_id)
@@ -266,6 +277,18 @@ class Arrival:
     max_length: int | None = None
 
 
+@dataclass
+class Encoded:
+    """Arrivals tokenized and encoded, not yet joined (:meth:`DecodeLoop.encode`): per options,
+    the arrivals with their sentences and length caps, and the step-0 state of all their
+    sentences (``encode_sources``); requests answered without decoding (errors, no text)."""
+
+    groups: dict[SearchOptions, list[tuple[Arrival, Prepared, np.ndarray]]] = field(
+        default_factory=dict)
+    states: dict[SearchOptions, OnnxState] = field(default_factory=dict)
+    answered: list[Outcome] = field(default_factory=list)
+
+
 class DecodeLoop:
     """Requests in, finished requests out; not thread-safe (one worker thread drives it)."""
 
@@ -288,32 +311,65 @@ class DecodeLoop:
         """Tokenize the arrivals and join their sentences to the running search of their
         options (one encoder call per options group); requests with nothing to decode, or that
         cannot be tokenized, are answered at once (returned)."""
+        return self.join(self.encode(arrivals))
+
+    def step_and_admit(self, arrivals: list[Arrival], encoder: Executor) -> list[Outcome]:
+        """One decoder step of every running search while ``encoder`` (a thread) tokenizes
+        and encodes ``arrivals``, which join after it: their first step is the next one. With
+        nothing running (or no arrivals) they are admitted first and take this step.
+
+        On a CPU the step leaves enough of the cores idle that the encoder's call costs little
+        extra time (docs/benchmarks.md, ninth session), where admitting before the step adds
+        all of it."""
+        if not arrivals or not self.running:
+            return self.admit(arrivals) + self.step()
+        encoded = encoder.submit(self.encode, arrivals)
+        try:
+            outcomes = self.step()
+        finally:
+            ready = encoded.result()
+        return outcomes + self.join(ready)
+
+    def encode(self, arrivals: list[Arrival]) -> Encoded:
+        """Tokenize and encode the arrivals, grouped by options. Changes nothing in the loop,
+        so it may run in another thread while :meth:`step` runs."""
         translator = self.translator
-        outcomes: list[Outcome] = []
-        groups: dict[SearchOptions, list[tuple[list[int], list[list[int]], np.ndarray]]] = {}
+        special = translator.manifest.special_tokens
+        encoded = Encoded()
         for arrival in arrivals:
             try:
                 prepared = translator.prepare(arrival.texts)
             except ValueError as err:
-                outcomes.append((arrival.key, err))
+                encoded.answered.append((arrival.key, err))
                 continue
-            jobs = list(range(self._next_job, self._next_job + len(prepared.sources)))
-            self._next_job += len(jobs)
-            if not jobs:
-                outcomes.append((arrival.key, translator.assemble(arrival.texts, prepared, [])))
+            if not prepared.sources:
+                encoded.answered.append(
+                    (arrival.key, translator.assemble(arrival.texts, prepared, [])))
                 continue
-            self.requests[arrival.key] = LoopRequest(arrival.texts, arrival.options, prepared,
-                                                     jobs)
-            self.owner_of_job.update((job, arrival.key) for job in jobs)
             lengths = np.array([len(source) for source in prepared.sources])
             limit = LengthLimits(max_length=arrival.max_length).for_sources(
                 lengths, translator.manifest.max_positions)
-            groups.setdefault(arrival.options, []).append((jobs, prepared.sources, limit))
-        for options, parts in groups.items():
-            self._search_for(options).add([j for jobs, _, _ in parts for j in jobs],
-                                          [s for _, sources, _ in parts for s in sources],
+            encoded.groups.setdefault(arrival.options, []).append((arrival, prepared, limit))
+        for options, parts in encoded.groups.items():
+            sources = [source for _, prepared, _ in parts for source in prepared.sources]
+            encoded.states[options] = encode_sources(translator.model, sources,
+                                                     options.beam_size, special["pad"])
+        return encoded
+
+    def join(self, encoded: Encoded) -> list[Outcome]:
+        """Register encoded arrivals and append their rows to the running searches; the
+        requests answered without decoding."""
+        for options, parts in encoded.groups.items():
+            keys: list[int] = []
+            for arrival, prepared, _ in parts:
+                jobs = list(range(self._next_job, self._next_job + len(prepared.sources)))
+                self._next_job += len(jobs)
+                self.requests[arrival.key] = LoopRequest(arrival.texts, options, prepared, jobs)
+                self.owner_of_job.update((job, arrival.key) for job in jobs)
+                keys += jobs
+            self._search_for(options).add(keys, encoded.states[options],
                                           np.concatenate([limit for _, _, limit in parts]))
-        return outcomes
+        return encoded.answered
 
     def cancel(self, key: int) -> None:
         """Forget a request and free its rows."""
@@ -351,7 +407,6 @@ class DecodeLoop:
         if search is None:
             special = self.translator.manifest.special_tokens
             search = RunningSearch(self.translator.model, options,
-                                   start_id=special["decoder_start"], eos_id=special["eos"],
-                                   pad_id=special["pad"])
+                                   start_id=special["decoder_start"], eos_id=special["eos"])
             self.searches[options] = search
         return search

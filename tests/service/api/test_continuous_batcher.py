@@ -40,19 +40,23 @@ def alone(translator: Translator, texts: list[str], options: DecodeOptions) -> l
 
 
 async def started(translator: Translator, *, queue_size: int = 256,
-                  max_batch_tokens: int = 4096) -> ContinuousBatcher:
+                  max_batch_tokens: int = 4096, overlap_encoder: bool = True
+                  ) -> ContinuousBatcher:
     batcher = ContinuousBatcher(DecodeLoop(translator), queue_size=queue_size,
-                                max_batch_tokens=max_batch_tokens)
+                                max_batch_tokens=max_batch_tokens,
+                                overlap_encoder=overlap_encoder)
     batcher.start()
     return batcher
 
 
-def test_concurrent_requests_get_their_own_results(translator: Translator) -> None:
+@pytest.mark.parametrize("overlap_encoder", [True, False])
+def test_concurrent_requests_get_their_own_results(translator: Translator,
+                                                   overlap_encoder: bool) -> None:
     requests = [(TEXTS[0:2], GREEDY), (TEXTS[2:3], BEAM), (TEXTS[3:6], BEAM),
                 (TEXTS[6:7], DecodeOptions(beam_size=2, max_length=3)), (TEXTS[7:10], GREEDY)]
 
     async def run() -> list[list[str]]:
-        batcher = await started(translator)
+        batcher = await started(translator, overlap_encoder=overlap_encoder)
         results = await asyncio.gather(*(batcher.submit(texts, options, timeout=60)
                                          for texts, options in requests))
         await batcher.close(5)
@@ -156,6 +160,15 @@ def test_setting_chooses_the_batcher(trained_bundle: Path, tmp_path: Path,
     copy_bundle(trained_bundle, tmp_path, "tiny")
     settings = Settings(models_dir=tmp_path, threads=1, batching=batching)
     assert isinstance(chosen_batcher(settings), kind)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_setting_chooses_whether_the_encoder_overlaps(trained_bundle: Path, tmp_path: Path,
+                                                      overlap: bool) -> None:
+    copy_bundle(trained_bundle, tmp_path, "tiny")
+    settings = Settings(models_dir=tmp_path, threads=1, overlap_encoder=overlap)
+    batcher = chosen_batcher(settings)
+    assert isinstance(batcher, ContinuousBatcher) and batcher.overlap_encoder is overlap
 
 
 def test_state_on_the_device_falls_back_to_request_level(trained_concat_bundle: Path,

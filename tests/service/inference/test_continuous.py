@@ -3,6 +3,7 @@ they get alone (same tokens; scores equal up to float summation order)."""
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -49,22 +50,27 @@ def alone(translator: Translator, arrival: Planned) -> list[Translation]:
                                 max_length=arrival.max_length)
 
 
-def run_plan(loop: DecodeLoop, plan: list[Planned], cancel: tuple[int, int] | None = None
-             ) -> tuple[dict[int, list[Translation]], int]:
-    """Drive the loop step by step; results by plan index and the widest spread of steps
-    seen inside one running search (0 would mean nobody ever joined a running batch)."""
+def run_plan(loop: DecodeLoop, plan: list[Planned], cancel: tuple[int, int] | None = None,
+             encoder: Executor | None = None) -> tuple[dict[int, list[Translation]], int]:
+    """Drive the loop step by step, admitting before each step (with ``encoder``: during it,
+    ``DecodeLoop.step_and_admit``); results by plan index and the widest spread of steps seen
+    inside one running search (0 would mean nobody ever joined a running batch)."""
     results: dict[int, list[Translation]] = {}
     spread, step = 0, 0
     while step < 200:
         arrivals = [Arrival(key, a.texts, a.options, a.max_length)
                     for key, a in enumerate(plan) if a.step == step]
-        assert loop.admit(arrivals) == []  # nothing answered before decoding
         if cancel is not None and cancel[1] == step:
             loop.cancel(cancel[0])
+        if encoder is None:
+            assert loop.admit(arrivals) == []  # nothing answered before decoding
+            outcomes = loop.step()
+        else:
+            outcomes = loop.step_and_admit(arrivals, encoder)
         for search in loop.searches.values():
             if search.beams is not None:
                 spread = max(spread, int(np.ptp(search.beams.steps)))
-        for key, outcome in loop.step():
+        for key, outcome in outcomes:
             assert not isinstance(outcome, Exception)
             results[key] = outcome
         step += 1
@@ -82,14 +88,41 @@ def assert_same(got: Translation, want: Translation) -> None:
         [a.score for a in want.alternatives], rel=1e-5, abs=1e-5)
 
 
-def test_joining_requests_get_their_alone_results(translator: Translator) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["admit-then-step", "encode-during-step"])
+def test_joining_requests_get_their_alone_results(translator: Translator, overlap: bool) -> None:
     plan = [*PLAN, CANCELLED]
-    results, spread = run_plan(DecodeLoop(translator), plan, cancel=(len(plan) - 1, 3))
+    with ThreadPoolExecutor(1) as encoder:
+        results, spread = run_plan(DecodeLoop(translator), plan, cancel=(len(plan) - 1, 3),
+                                   encoder=encoder if overlap else None)
     assert spread > 0, "no request joined a batch already running"
     assert sorted(results) == list(range(len(PLAN)))  # the cancelled one never answers
     for key, arrival in enumerate(PLAN):
         for got, want in zip(results[key], alone(translator, arrival), strict=True):
             assert_same(got, want)
+
+
+def test_encoding_changes_nothing_until_the_join(translator: Translator) -> None:
+    loop = DecodeLoop(translator)
+    assert loop.admit([Arrival(0, TEXTS[:2], BEAM)]) == []
+    loop.step()
+    model = loop.translator.model
+    before = (loop.running, dict(loop.requests), dict(loop.owner_of_job), model.steps)
+    encoded = loop.encode([Arrival(1, TEXTS[2:5], GREEDY), Arrival(2, TEXTS[5:6], BEAM),
+                           Arrival(3, [], GREEDY)])
+    assert (loop.running, loop.requests, loop.owner_of_job, model.steps) == before
+    assert set(loop.searches) == {BEAM}
+    answered = loop.join(encoded)  # no text: answered without decoding
+    assert [key for key, _ in answered] == [3]
+    assert loop.running == 2 + 3 + 1
+    assert set(loop.requests) == {0, 1, 2} and set(loop.searches) == {BEAM, GREEDY}
+
+
+def test_a_step_with_arrivals_and_nothing_running_decodes_them(translator: Translator) -> None:
+    loop = DecodeLoop(translator)
+    with ThreadPoolExecutor(1) as encoder:
+        loop.step_and_admit([Arrival(0, TEXTS[:2], GREEDY)], encoder)
+    search = loop.searches[GREEDY]
+    assert search.beams is not None and (search.beams.steps == 1).all()  # they took the step
 
 
 def test_cancel_frees_rows_and_the_loop_drains(translator: Translator) -> None:
