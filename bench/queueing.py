@@ -7,8 +7,11 @@ one token and costs ``call_ms + sentence_ms * running`` (beam rows included in
 * admitted source tokens``. A sentence is done after its number of decoder steps.
 Request-level batching admits only when nothing runs (everything waiting, up to the token
 budget, is one batch); continuous batching admits at every iteration while the running
-sentences stay under the budget. Nothing else is modelled (no host bookkeeping, no HTTP), so
-the continuous figures are what an ideal implementation of the same scheduling would reach.
+sentences stay under the budget, and (as the service does by default) encodes them during the
+step, which then lasts as long as the longer of the two (an optimistic overlap), after which
+they join; ``--no-overlap`` admits them before the step instead. Nothing else is modelled
+(no host bookkeeping, no HTTP, no gathering wait), so the continuous figures are what an ideal
+implementation of the same scheduling would reach.
 
 Calibration (unless costs are given): the output lengths of ``--sentences`` test verses at
 ``--beam`` (``Translator.translate``), and decoder steps of a ``DecodeLoop`` holding 1-48 copies
@@ -57,11 +60,13 @@ class Costs:
 class Setup:
     """The modelled server: its costs, the token budget of the running (or batched)
     sentences (``beam * source tokens``, as ``TRANSLATE_MAX_BATCH_TOKENS`` counts) and the
-    beam size."""
+    beam size; whether continuous batching encodes arrivals during a step
+    (``TRANSLATE_OVERLAP_ENCODER``)."""
 
     costs: Costs
     budget: int = 4096
     beam: int = 4
+    overlap: bool = True  # continuous: arrivals encoded during a step, as the service does
 
 
 @dataclass(frozen=True)
@@ -88,31 +93,43 @@ class Worker:
 
     def iterate(self) -> list[float]:
         """One iteration (admissions, then one decoder step); the arrival times of the
-        sentences it finished."""
-        admitted = self._admit()
-        self.clock += self.costs.call_ms + self.costs.sentence_ms * len(self.running)
-        if admitted:
-            self.clock += self.costs.encode_call_ms + self.costs.encode_token_ms * admitted
+        sentences it finished. With ``Setup.overlap`` (continuous mode, something running)
+        the admitted sentences are encoded during the step, which then lasts as long as the
+        longer of the two, and join after it."""
+        joining = self._admissions()
+        encode = self._encode_ms(joining)
+        overlapped = self.setup.overlap and self.mode == "continuous" and bool(self.running)
+        if not overlapped:
+            self.running += joining
+        step = self.costs.call_ms + self.costs.sentence_ms * len(self.running)
+        self.clock += max(step, encode) if overlapped else step + encode
         for sentence in self.running:
             sentence[1] -= 1
         done = [s[0] for s in self.running if s[1] <= 0]
         self.running = [s for s in self.running if s[1] > 0]
+        if overlapped:
+            self.running += joining
         return done
 
-    def _admit(self) -> int:
-        """Admit waiting sentences in arrival order; the source tokens admitted."""
+    def _encode_ms(self, joining: list[list[float]]) -> float:
+        if not joining:
+            return 0.0
+        return self.costs.encode_call_ms + self.costs.encode_token_ms * sum(
+            s[2] for s in joining)
+
+    def _admissions(self) -> list[list[float]]:
+        """The waiting sentences admitted now, in arrival order, within the budget."""
         if self.mode == "request" and self.running:
-            return 0
+            return []
         beam, budget = self.setup.beam, self.setup.budget
         used = beam * sum(s[2] for s in self.running)
-        tokens = 0
+        joining: list[list[float]] = []
         while self.waiting and (used + beam * self.waiting[0][1].source_tokens <= budget
-                                or not self.running):
+                                or not (self.running or joining)):
             arrival, job = self.waiting.popleft()
-            self.running.append([arrival, job.steps, job.source_tokens])
+            joining.append([arrival, job.steps, job.source_tokens])
             used += beam * job.source_tokens
-            tokens += job.source_tokens
-        return tokens
+        return joining
 
 
 def poisson(jobs: list[Job], rate: float, seconds: float, seed: int = 0
@@ -241,6 +258,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--threads", type=int, default=2)
     cli.add_argument("--budget", type=int, default=4096,
                      help="TRANSLATE_MAX_BATCH_TOKENS (beam * source tokens)")
+    cli.add_argument("--no-overlap", action="store_true",
+                     help="continuous: encode arrivals before the step, not during it")
     cli.add_argument("--clients", type=int, default=64, help="closed-loop clients")
     cli.add_argument("--loads", type=lambda s: [float(x) for x in s.split(",")],
                      default=[0.5, 0.7, 0.9])
@@ -260,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     verses = [e.src for e in examples if e.src_version == "k"]
     texts = random.Random(0).sample(verses, min(args.sentences, len(verses)))
     costs, jobs = calibrate(args, texts)
-    rows = list(compare(Setup(costs, args.budget, args.beam), jobs, clients=args.clients,
+    setup = Setup(costs, args.budget, args.beam, overlap=not args.no_overlap)
+    rows = list(compare(setup, jobs, clients=args.clients,
                         loads=args.loads, seconds=args.seconds))
     for row in rows:
         print(json.dumps(row), flush=True)

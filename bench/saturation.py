@@ -59,7 +59,7 @@ def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int,
                    for key in range(sent, min(sent + len(finished), len(texts)))]
         sent += len(joining)
     seconds = time.perf_counter() - started
-    return seconds, {"mean_rows": float(np.mean(rows)),
+    return seconds, {"mean_rows": float(np.mean(rows or [0])),
                      "mean_cache_columns": float(np.mean(cache or [0]))}
 
 

@@ -25,8 +25,23 @@ def test_a_short_request_waits_for_the_batch_only_in_request_level_mode() -> Non
     arrivals = [(0.0, Job(10, 5)), (0.5, Job(2, 5))]
     # request-level: B is batched after A's 10 steps, then takes 2
     assert serve("request", UNIT_STEPS, arrivals) == [10.0, pytest.approx(11.5)]
-    # continuous: B joins at the second iteration (1 ms) and leaves after its 2 steps
-    assert serve("continuous", UNIT_STEPS, arrivals) == [pytest.approx(2.5), 10.0]
+    # continuous: B is admitted at the second iteration (1 ms) and leaves after its 2 steps
+    before = Setup(UNIT_STEPS.costs, overlap=False)
+    assert serve("continuous", before, arrivals) == [pytest.approx(2.5), 10.0]
+    # ... or is encoded during the second step and joins after it: one step later
+    assert serve("continuous", UNIT_STEPS, arrivals) == [pytest.approx(3.5), 10.0]
+
+
+def test_an_overlapped_encoder_costs_only_what_exceeds_the_step() -> None:
+    """A runs (3 steps of 2 ms); B arrives at 1 ms and its encoder call takes 5 ms."""
+    costs = Costs(call_ms=2.0, sentence_ms=0.0, encode_call_ms=5.0, encode_token_ms=0.0)
+    arrivals = [(0.0, Job(3, 5)), (1.0, Job(1, 5))]
+    # A: encoded alone (5) + a step (2) = 7; then B's encoding (5) hides A's step (2)
+    # ending at 12; A's last step ends at 14, when B's only step also ends (B joined at 12)
+    assert serve("continuous", Setup(costs), arrivals) == [14.0, pytest.approx(13.0)]
+    # without overlap the encoder adds to the step: A 7 + (5 + 2) + 2 = 16, B done at 14
+    assert serve("continuous", Setup(costs, overlap=False), arrivals) == [
+        pytest.approx(13.0), 16.0]
 
 
 @pytest.mark.parametrize("mode", ["request", "continuous"])
