@@ -332,7 +332,8 @@ class DecodeLoop:
 
     def encode(self, arrivals: list[Arrival]) -> Encoded:
         """Tokenize and encode the arrivals, grouped by options. Changes nothing in the loop,
-        so it may run in another thread while :meth:`step` runs."""
+        so it may run in another thread while :meth:`step` runs (which decodes finished
+        sentences with the same tokenizer: both are read-only calls of ``tokenizers``)."""
         translator = self.translator
         special = translator.manifest.special_tokens
         encoded = Encoded()
