@@ -10,9 +10,9 @@ running ones stay under the token budget (``beam * source tokens`` per request; 
 waiting request is never overtaken, so none starves), then one decoder step of every running
 search. With ``overlap_encoder`` (the default) the admitted requests are encoded in a second
 thread during that step and join after it (``DecodeLoop.step_and_admit``): the step leaves
-part of the cores idle, which the encoder uses (the Transformer bundle's p50 at 70 % load fell
-by a quarter; the LSTM bundle, whose step leaves little idle, lost 9 % of its saturated
-throughput: docs/benchmarks.md, ninth session). A request whose sentences are all done is
+part of the cores idle, which the encoder uses (in process the Transformer bundle's loop gained
+5-9 % throughput; over HTTP the LSTM bundle, whose step leaves little idle, lost 9 % of its
+saturated throughput: docs/benchmarks.md, ninth session). A request whose sentences are all done is
 answered at once, without waiting for the rest of its batch.
 
 The queue bound (requests submitted but not yet admitted), ``Retry-After`` on overload and
