@@ -14,7 +14,7 @@ def test_harness_measures_both_modes(tmp_path: Path) -> None:
     out = tmp_path / "rows.jsonl"
     assert main(["--models", str(REPO / "models"), "--model", "lstm-en-fr", "--data", str(data),
                  "--seconds", "1", "--rounds", "2", "--warmup", "0.5",
-                 "--saturate-clients", "4", "--loads", "0.5",
+                 "--saturate-clients", "4", "--loads", "0.5", "--load-rounds", "2",
                  "--beam", "1", "--out", str(out), "--png", str(tmp_path / "chart.png")]) == 0
     rows = read_jsonl(out)
     for mode in ("request", "continuous"):
@@ -28,6 +28,11 @@ def test_harness_measures_both_modes(tmp_path: Path) -> None:
     summary = rows[-1]
     assert summary["kind"] == "summary" and summary["saturated_throughput_ratio"] > 0
     assert len(summary["saturated_round_ratios"]) == 2
+    open_loop = [(r["round"], r["mode"]) for r in rows if r.get("kind") == "open_loop"]
+    assert open_loop == [(0, "request"), (0, "continuous"), (1, "continuous"), (1, "request")]
+    ratios = summary["p50_round_ratios_at_50pct"]
+    assert len(ratios) == 2 and all(ratio > 0 for ratio in ratios)
+    assert summary["p50_ratio_at_50pct"] > 0
     # the modes took turns, order flipped each round: request, continuous, continuous, request
     order = [r["mode"] for r in rows if r.get("kind") == "saturated"]
     assert order == ["request", "continuous", "continuous", "request"]
