@@ -27,24 +27,21 @@ from typing import Any
 
 import httpx2 as httpx
 
-from bench.load import load, serving
+from bench.load import load, percentile, poisson, serving
 from training.data import read_examples
 
 MODES = ("request", "continuous")
 
 
 def quantile(values: list[float], q: int) -> float:
-    """The ``q``-th percentile in ms (0 when empty)."""
-    if len(values) < 2:
-        return 1000 * values[0] if values else 0.0
-    return 1000 * statistics.quantiles(values, n=100)[q - 1]
+    """The ``q``-th percentile of latencies in seconds, in ms (0 when empty)."""
+    return 1000 * percentile(values, q)
 
 
 async def open_loop(port: int, sentences: list[str], rate: float, seconds: float,
                     body: dict[str, Any], seed: int) -> dict[str, Any]:
     """Poisson arrivals at ``rate`` per second for ``seconds``; latency counts from the
     scheduled arrival, so a server falling behind shows up as latency, not a lower rate."""
-    rng = random.Random(seed)
     latencies: list[float] = []
     errors: list[int] = []
     limits = httpx.Limits(max_connections=1024)
@@ -58,10 +55,9 @@ async def open_loop(port: int, sentences: list[str], rate: float, seconds: float
             else:
                 errors.append(response.status_code)
 
-        start, clock, tasks = time.perf_counter() + 0.2, 0.0, []
-        while clock < seconds:
-            clock += rng.expovariate(rate)
-            tasks.append(asyncio.create_task(one(start + clock, rng.choice(sentences))))
+        start = time.perf_counter() + 0.2
+        tasks = [asyncio.create_task(one(start + at, text))
+                 for at, text in poisson(sentences, rate, seconds, seed)]
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - start
     return {"offered_per_s": round(rate, 2), "sent": len(tasks),

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 import time
 from collections import deque
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import load_test_split
+from bench.load import percentile, poisson
 from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop
 from service.inference.translator import make_options
@@ -77,16 +77,25 @@ class Job:
     source_tokens: int
 
 
+@dataclass(slots=True)
+class Running:
+    """A sentence admitted to the worker: its arrival (ms), steps left and source tokens."""
+
+    arrival: float
+    steps_left: int
+    source_tokens: int
+
+
 class Worker:
     """The simulated worker of one batching mode: a queue, the running sentences, a clock."""
 
     def __init__(self, mode: str, setup: Setup) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        self.mode, self.setup, self.costs = mode, setup, setup.costs
+        self.mode, self.setup = mode, setup
         self.clock = 0.0
         self.waiting: deque[tuple[float, Job]] = deque()
-        self.running: list[list[float]] = []  # [arrival ms, steps left, source tokens]
+        self.running: list[Running] = []
 
     def busy(self) -> bool:
         return bool(self.waiting or self.running)
@@ -101,48 +110,37 @@ class Worker:
         overlapped = self.setup.overlap and self.mode == "continuous" and bool(self.running)
         if not overlapped:
             self.running += joining
-        step = self.costs.call_ms + self.costs.sentence_ms * len(self.running)
+        costs = self.setup.costs
+        step = costs.call_ms + costs.sentence_ms * len(self.running)
         self.clock += max(step, encode) if overlapped else step + encode
         for sentence in self.running:
-            sentence[1] -= 1
-        done = [s[0] for s in self.running if s[1] <= 0]
-        self.running = [s for s in self.running if s[1] > 0]
+            sentence.steps_left -= 1
+        done = [s.arrival for s in self.running if s.steps_left <= 0]
+        self.running = [s for s in self.running if s.steps_left > 0]
         if overlapped:
             self.running += joining
         return done
 
-    def _encode_ms(self, joining: list[list[float]]) -> float:
+    def _encode_ms(self, joining: list[Running]) -> float:
         if not joining:
             return 0.0
-        return self.costs.encode_call_ms + self.costs.encode_token_ms * sum(
-            s[2] for s in joining)
+        costs = self.setup.costs
+        return costs.encode_call_ms + costs.encode_token_ms * sum(
+            s.source_tokens for s in joining)
 
-    def _admissions(self) -> list[list[float]]:
+    def _admissions(self) -> list[Running]:
         """The waiting sentences admitted now, in arrival order, within the budget."""
         if self.mode == "request" and self.running:
             return []
         beam, budget = self.setup.beam, self.setup.budget
-        used = beam * sum(s[2] for s in self.running)
-        joining: list[list[float]] = []
+        used = beam * sum(s.source_tokens for s in self.running)
+        joining: list[Running] = []
         while self.waiting and (used + beam * self.waiting[0][1].source_tokens <= budget
                                 or not (self.running or joining)):
             arrival, job = self.waiting.popleft()
-            joining.append([arrival, job.steps, job.source_tokens])
+            joining.append(Running(arrival, job.steps, job.source_tokens))
             used += beam * job.source_tokens
         return joining
-
-
-def poisson(jobs: list[Job], rate: float, seconds: float, seed: int = 0
-            ) -> list[tuple[float, Job]]:
-    """Arrivals (ms, job) at ``rate`` per second for ``seconds``, each a random one of
-    ``jobs``."""
-    rng = random.Random(seed)
-    arrivals = []
-    clock = rng.expovariate(rate / 1000)
-    while clock < 1000 * seconds:
-        arrivals.append((clock, rng.choice(jobs)))
-        clock += rng.expovariate(rate / 1000)
-    return arrivals
 
 
 def serve(mode: str, setup: Setup, timed: list[tuple[float, Job]]) -> list[float]:
@@ -174,10 +172,6 @@ def closed_loop(mode: str, setup: Setup, jobs: list[Job], clients: int, seconds:
     return 1000 * done / (worker.clock - start)
 
 
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
-
-
 def compare(setup: Setup, jobs: list[Job], *, clients: int, loads: list[float],
             seconds: float) -> Iterator[dict[str, object]]:
     """Capacity rows, then one row per load and mode, then the summary."""
@@ -188,7 +182,7 @@ def compare(setup: Setup, jobs: list[Job], *, clients: int, loads: list[float],
     for load in loads:
         for mode in MODES:
             arrivals = poisson(jobs, load * capacity["request"], seconds, seed=int(100 * load))
-            latencies = serve(mode, setup, arrivals)
+            latencies = serve(mode, setup, [(1000 * at, job) for at, job in arrivals])
             p50[load, mode] = percentile(latencies, 50)
             yield {"kind": "open_loop", "mode": mode, "load": load,
                    "p50_ms": round(p50[load, mode], 1),

@@ -91,12 +91,16 @@ class ContinuousBatcher:
         self._stopping = False
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
-        self.overlap_encoder = overlap_encoder
         self._encoder = (ThreadPoolExecutor(1, thread_name_prefix=f"encoder-{name}")
                          if overlap_encoder else None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._finished: asyncio.Future[None] | None = None
+
+    @property
+    def overlap_encoder(self) -> bool:
+        """Whether arrivals are encoded in a second thread during the decoder step."""
+        return self._encoder is not None
 
     @property
     def depth(self) -> int:
