@@ -4,7 +4,9 @@ For each bundle: load it on CUDA with ``require_gpu`` (so a silent CPU fallback 
 report the provider, compare its translations with the CPU's (greedy and beam 4), and time
 batch 64 and batch 1 with the decoder state on the device (IO binding, for bundles exported
 with ``--cache concat``) and without it (host round trip of the cache every step; the only mode
-of in-place caches), median of ``--repeats``. Rows go to stdout and to
+of in-place caches), median of ``--repeats``; with ``--continuous``, saturated continuous
+batching against request-level batches, the loop's state on the device and on the host
+(:func:`check_continuous`). Rows go to stdout and to
 ``DIR/gpu_check.jsonl``. ``--allow-cpu`` runs the same code on the CPU (a dry run for machines
 without a GPU; the tests use it). See ``../shared/gpu/README.md`` for bringing
 ``onnxruntime-gpu`` to the device machine, and docs/status.md for what is still unverified.
@@ -18,12 +20,15 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
 
+from bench.engines import timed_pass
+from bench.saturation import run_loop
 from service.inference import Translator
 from service.inference.session import CPU, CUDA
 
@@ -89,6 +94,35 @@ def check_bundle(bundle: Path, providers: list[str], repeats: int) -> list[dict[
     return rows
 
 
+def check_continuous(bundle: Path, providers: list[str], repeats: int) -> dict[str, Any]:
+    """Saturated continuous batching (``bench.saturation.run_loop``: beam 4, 48 requests in
+    flight, encoding during the step) against request-level batches of 48, on ``providers``:
+    the loop with its state on the device (IO binding, bundles exported with ``--cache
+    concat``) and on the host, each with the share of translations equal to request-level's."""
+    load = partial(Translator.load, bundle, providers=providers, require_gpu=CUDA in providers)
+    modes = {"host": load(io_binding=False)}
+    if not modes["host"].manifest.decoder.in_place:
+        modes["bound"] = load(io_binding=True)
+    texts = SENTENCES * 6
+    request = modes["host"]
+    want = [t.text for t in request.translate(texts, beam_size=4)]
+    seconds = median_seconds(partial(timed_pass, lambda batch, beam: request.translate(
+        batch, beam_size=beam), texts, 4, 48), repeats)
+    row: dict[str, Any] = {"bundle": str(bundle), "check": "continuous",
+                           "provider": request.provider, "request_ms": round(1000 * seconds, 1)}
+    with ThreadPoolExecutor(1) as encoder:
+        for name, translator in modes.items():
+            outputs: dict[int, str] = {}
+            seconds = median_seconds(
+                partial(run_loop, translator, texts, 48, 4, encoder, outputs), repeats)
+            row[f"continuous_{name}_ms"] = round(1000 * seconds, 1)
+            row[f"{name}_over_request_throughput"] = round(
+                row["request_ms"] / row[f"continuous_{name}_ms"], 2)
+            row[f"{name}_same_as_request"] = sum(
+                outputs.get(i) == text for i, text in enumerate(want)) / len(want)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__)
     cli.add_argument("--bundles", default="models/transformer-en-fr,"
@@ -96,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--out", type=Path, default=Path("runs"))
     cli.add_argument("--repeats", type=int, default=3)
     cli.add_argument("--allow-cpu", action="store_true", help="dry run on the CPU")
+    cli.add_argument("--continuous", action="store_true",
+                     help="also time saturated continuous batching against request-level")
     args = cli.parse_args(argv)
     preload = getattr(ort, "preload_dlls", None)
     if preload is not None:
@@ -112,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     with (args.out / "gpu_check.jsonl").open("w") as out:
         out.write(json.dumps(header) + "\n")
         for bundle in args.bundles.split(","):
-            for row in check_bundle(Path(bundle), providers, args.repeats):
+            rows = check_bundle(Path(bundle), providers, args.repeats)
+            if args.continuous:
+                rows.append(check_continuous(Path(bundle), providers, args.repeats))
+            for row in rows:
                 print(json.dumps(row), flush=True)
                 out.write(json.dumps(row) + "\n")
     return 0

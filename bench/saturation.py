@@ -23,6 +23,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from bench.data import load_test_split
 from bench.engines import timed_pass
@@ -32,11 +33,13 @@ from service.inference.translator import make_options
 
 
 def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int,
-             encoder: Executor | None = None) -> tuple[float, dict[str, float]]:
+             encoder: Executor | None = None, outputs: dict[int, str] | None = None
+             ) -> tuple[float, dict[str, float]]:
     """Seconds to translate ``texts`` keeping ``inflight`` requests in the loop, and the mean
     running rows and cache columns (what the decoder attends over) seen after each step. With
     ``encoder`` (a thread), requests are encoded during the step before they join
-    (``DecodeLoop.step_and_admit``, as the service does), else before their first step."""
+    (``DecodeLoop.step_and_admit``, as the service does), else before their first step.
+    ``outputs``, when given, receives each text's translation by index."""
     options = make_options(beam, 1, 1.0, 0, 0)
     loop = DecodeLoop(translator)
     rows, cache = [], []
@@ -51,10 +54,15 @@ def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int,
         else:
             finished = loop.step_and_admit(joining, encoder)
         done += len(finished)
+        if outputs is not None:
+            outputs.update((key, result[0].text) for key, result in finished
+                           if not isinstance(result, Exception))
         for search in loop.searches.values():
             if search.carried and mask_name:
-                rows.append(len(search.carried[mask_name]))
-                cache.append(search.carried[mask_name].shape[1])
+                value = search.carried[mask_name]  # a numpy array, or an OrtValue (bound)
+                shape = value.shape() if isinstance(value, ort.OrtValue) else value.shape
+                rows.append(shape[0])
+                cache.append(shape[1])
         joining = [Arrival(key, [texts[key]], options)
                    for key in range(sent, min(sent + len(finished), len(texts)))]
         sent += len(joining)
@@ -75,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--no-overlap", action="store_true",
                      help="encode joining requests before their first step, not during the "
                      "step before it")
+    cli.add_argument("--io-binding", action="store_true",
+                     help="keep the decoder state in ONNX Runtime values between steps, as on "
+                     "a GPU (bundles exported with --cache concat)")
     cli.add_argument("--profile", action="store_true",
                      help="then profile a second continuous run (cProfile, top functions)")
     args = cli.parse_args(argv)
@@ -84,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     verses = [e.src for e in examples if e.src_version == "k"]
     random.Random(0).shuffle(verses)
     texts = verses[: args.sentences]
-    translator = Translator.load(args.bundle, threads=args.threads)
+    translator = Translator.load(args.bundle, threads=args.threads,
+                                 io_binding=args.io_binding or None)
     translator.translate(texts[:8], beam_size=args.beam)
     inflight = min(args.inflight, len(texts))
     encoder = None if args.no_overlap else ThreadPoolExecutor(1)

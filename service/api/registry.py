@@ -77,10 +77,6 @@ def continuous_unavailable(translator: object) -> str | None:
         return "the engine is not an ONNX Runtime Translator"
     if not translator.model.joinable:
         return "the bundle cannot join running batches; re-export it"
-    if translator.device_model is not None:
-        return ("its state is kept on the device (IO binding), which the continuous loop does "
-                "not do: it would copy every cache to the host at every step; set "
-                "TRANSLATE_IO_BINDING=false to choose continuous batching anyway")
     return None
 
 

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from service.inference.batching import pad_batch
 from service.inference.beam import Beams, Hypotheses, concat_beams, select_step, start_beams
 from service.inference.column_cache import COLUMN_STEP
+from service.inference.device import DeviceModel
+from service.inference.device_rows import DeviceSlab
 from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import Hypothesis, SearchOptions, next_candidates
 from service.inference.translator import LengthLimits, Prepared, Translation, Translator
@@ -70,12 +73,15 @@ class StaticSlab:
             self.static[name][self._rows_and_src(axis, self.rows, end, src)] = static[name]
         self.rows = end
 
-    def move(self, source: np.ndarray, target: np.ndarray) -> None:
-        """Copy rows ``source`` onto rows ``target`` (same length)."""
+    def compact(self, source: np.ndarray, target: np.ndarray, rows: int) -> None:
+        """Keep ``rows`` rows, row ``target[i]`` taking row ``source[i]``'s content (copied in
+        place), and narrow the buffers if the live sources allow it."""
         if len(source):
             self.mask[target] = self.mask[source]
             for buf in self.static.values():
                 buf[target] = buf[source]
+        self.rows = rows
+        self.shrink()
 
     def shrink(self) -> None:
         """Narrow the buffers when the live sources use at most half the width."""
@@ -129,18 +135,19 @@ class RunningSearch:
     running cache is copied once per step, not once to reorder and once more to join.
     """
 
-    def __init__(self, model: OnnxModel, options: SearchOptions, *, start_id: int, eos_id: int
-                 ) -> None:
+    def __init__(self, model: OnnxModel | DeviceModel, options: SearchOptions, *,
+                 start_id: int, eos_id: int) -> None:
         self.model = model
         self.options = options
         self.start_id, self.eos_id = start_id, eos_id
         self.beams: Beams | None = None
-        self.slab = StaticSlab(model.src_axes)
+        self.slab: StaticSlab | DeviceSlab = (
+            model.new_slab() if isinstance(model, DeviceModel) else StaticSlab(model.src_axes))
         # an input's beams share one slab row when the graph allows it (OnnxState.group)
         self.shared = options.beam_size if model.grouped_static else 1
-        self.carried: dict[str, np.ndarray] = {}
+        self.carried: dict[str, Any] = {}  # numpy arrays, or OrtValues on the device
         self._pending: np.ndarray | None = None  # rows of ``carried`` the next step keeps
-        self._joining: list[dict[str, np.ndarray]] = []  # carried state of joined rows
+        self._joining: list[dict[str, Any]] = []  # carried state of joined rows
         self.order: np.ndarray | None = None  # array row of each beam row (OnnxState.order)
         self.finished: Hypotheses = {}
 
@@ -220,10 +227,8 @@ class RunningSearch:
             holes = gone[gone < count]
             movers = kept[kept >= count]
             layout[holes] = movers
-            self.slab.move(_block_rows(movers, self.slab_rows),
-                           _block_rows(holes, self.slab_rows))
-            self.slab.rows = count * self.slab_rows
-            self.slab.shrink()
+            self.slab.compact(_block_rows(movers, self.slab_rows),
+                              _block_rows(holes, self.slab_rows), count * self.slab_rows)
         rank = np.empty(kept.max() + 1, dtype=np.int64)
         rank[kept] = np.arange(count)
         order = rank[layout]  # position in ``beams`` of the input at each slab position
@@ -353,8 +358,10 @@ class DecodeLoop:
             encoded.groups.setdefault(arrival.options, []).append((arrival, prepared, limit))
         for options, parts in encoded.groups.items():
             sources = [source for _, prepared, _ in parts for source in prepared.sources]
-            encoded.states[options] = encode_sources(translator.model, sources,
-                                                     options.beam_size, special["pad"])
+            state = encode_sources(translator.model, sources, options.beam_size,
+                                   special["pad"])
+            device = translator.device_model  # IO binding: the rows join on the device
+            encoded.states[options] = state if device is None else device.upload(state)
         return encoded
 
     def join(self, encoded: Encoded) -> list[Outcome]:
@@ -407,7 +414,8 @@ class DecodeLoop:
         search = self.searches.get(options)
         if search is None:
             special = self.translator.manifest.special_tokens
-            search = RunningSearch(self.translator.model, options,
-                                   start_id=special["decoder_start"], eos_id=special["eos"])
+            model = self.translator.device_model or self.translator.model
+            search = RunningSearch(model, options, start_id=special["decoder_start"],
+                                   eos_id=special["eos"])
             self.searches[options] = search
         return search

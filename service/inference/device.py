@@ -11,43 +11,36 @@ once per batch (``OnnxModel.encode`` returns them on the host). With CUDA this r
 per-step host round trip of the cache; on the CPU it runs the same code over host memory
 (zero-copy ``OrtValue`` s), which is how the tests check it against the numpy path.
 
-Continuous batching (``service.inference.continuous``) keeps using the numpy path: joining
-rows pads and concatenates caches, which this module does not do on the device.
+Continuous batching (``service.inference.continuous``) runs over this class too: joining rows
+are padded and appended, and caches trimmed, by the small graphs of ``device_rows``
+(:meth:`DeviceModel.select_and_join`, :meth:`DeviceModel.trim_cache`,
+:meth:`DeviceModel.new_slab`): neither the caches nor the encoder outputs pass through the
+host (a trim reads the cache mask there, ``(rows, columns)`` int64).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 
 from service.bundle import BundleError, Manifest
-from service.inference.onnx_decoder import OnnxModel, OnnxState, static_rows
+from service.inference.device_rows import (
+    AxisSlice,
+    DeviceSlab,
+    JoinRows,
+    RowGather,
+    Values,
+    onnx_module,
+    rows_of,
+)
+from service.inference.onnx_decoder import OnnxModel, OnnxState, cache_trim_start, static_rows
 from service.inference.search import Candidates, top_k
-from service.inference.session import CUDA, session_options
-
-if TYPE_CHECKING:
-    import onnx
+from service.inference.session import CUDA
 
 log = logging.getLogger(__name__)
-
-GATHER_OPSET = 18
-GATHER_IR_VERSION = 9
-
-
-def onnx_module() -> ModuleType:
-    """The ``onnx`` package, which only IO binding needs (in the ``gpu`` extra, not ``serve``)."""
-    try:
-        return importlib.import_module("onnx")
-    except ImportError:
-        raise ImportError("IO binding needs the `onnx` package: install it (`pip install "
-                          "onnx`, part of the `gpu` extra) or set TRANSLATE_IO_BINDING=false"
-                          ) from None
 
 
 def resolve_io_binding(manifest: Manifest, providers: list[str], requested: bool | None
@@ -84,46 +77,6 @@ def with_required_input(path: Path, name: str) -> bytes:
     return model.SerializeToString()
 
 
-def gather_graph(tensors: dict[str, np.dtype[Any]]) -> onnx.ModelProto:
-    """``Gather(axis=0)`` of every named tensor (any rank) with one shared ``index`` ``(n,)``;
-    outputs are named ``<name>.rows``."""
-    package = onnx_module()
-    helper = package.helper
-    inputs = [helper.make_tensor_value_info("index", package.TensorProto.INT64, ["n"])]
-    outputs, nodes = [], []
-    for name, dtype in tensors.items():
-        elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-        inputs.append(helper.make_tensor_value_info(name, elem, None))
-        outputs.append(helper.make_tensor_value_info(f"{name}.rows", elem, None))
-        nodes.append(helper.make_node("Gather", [name, "index"], [f"{name}.rows"], axis=0))
-    graph = helper.make_graph(nodes, "gather_rows", inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", GATHER_OPSET)])
-    model.ir_version = GATHER_IR_VERSION
-    return model
-
-
-class RowGather:
-    """Selects rows of several device tensors at once, on their device."""
-
-    def __init__(self, tensors: dict[str, np.dtype[Any]], providers: list[str],
-                 threads: int | None, device: str) -> None:
-        self.names = list(tensors)
-        self.device = device
-        self.session = ort.InferenceSession(gather_graph(tensors).SerializeToString(),
-                                            session_options(threads), providers=providers)
-
-    def __call__(self, values: dict[str, ort.OrtValue], index: np.ndarray
-                 ) -> dict[str, ort.OrtValue]:
-        """``values[name][index]`` for every name; ``index`` ``(n,)`` int64 on the host."""
-        binding = self.session.io_binding()
-        binding.bind_cpu_input("index", np.ascontiguousarray(index, dtype=np.int64))
-        for name in self.names:
-            binding.bind_ortvalue_input(name, values[name])
-            binding.bind_output(f"{name}.rows", self.device)
-        self.session.run_with_iobinding(binding)
-        return dict(zip(self.names, binding.get_outputs(), strict=True))
-
-
 class DeviceModel:
     """The decoder protocol over an :class:`OnnxModel` with the state on the device.
 
@@ -139,13 +92,24 @@ class DeviceModel:
         self.device = device_of(model.decoder.get_providers()[0])
         self._carried_gather: RowGather | None = None
         self._static_gather: RowGather | None = None
+        self._graphs: _JoinGraphs | None = None
+
+    @property
+    def grouped_static(self) -> bool:
+        """Whether an input's beams share one static row (``OnnxModel.grouped_static``)."""
+        return self.model.grouped_static
+
+    @property
+    def joinable(self) -> bool:
+        """Whether rows that started at another step can join (``OnnxModel.joinable``)."""
+        return self.model.joinable
 
     def upload(self, state: OnnxState) -> OnnxState:
         """The same state with its static and carried tensors as device ``OrtValue`` s."""
         if self._static_gather is None:
             self._build_gathers(state)
         return OnnxState(state.mask, self._to_device(state.static),
-                         self._to_device(state.carried))
+                         self._to_device(state.carried), state.order, state.group)
 
     def step(self, tokens: np.ndarray, state: OnnxState) -> tuple[np.ndarray, OnnxState]:
         """``(rows,)`` tokens -> ``(rows, vocab)`` log-probs (host) and the next state."""
@@ -176,6 +140,48 @@ class DeviceModel:
             return OnnxState(state.mask, state.static, carried, group=shared)
         return OnnxState(np.take(state.mask, rows, axis=0),
                          self._static_gather(state.static, rows), carried, group=shared)
+
+    def place_rows(self, parents: np.ndarray, group: int, blocks: np.ndarray | None = None
+                   ) -> tuple[None, np.ndarray]:
+        """Every row is gathered (no in-place caches here): ``(None, parents)``."""
+        return None, parents
+
+    def select_and_join(self, carried: Values, index: np.ndarray | None,
+                        joining: list[Values]) -> Values:
+        """``OnnxModel.select_and_join`` on the device: rows ``index`` of ``carried`` (all when
+        None), then each joining part, caches left-padded (masked) to the wider side."""
+        if not joining:
+            return carried if index is None else self._gathers()[0](carried, index)
+        join = self._join_graphs().carried
+        rows = np.arange(rows_of(carried)) if index is None else index
+        for part in joining:
+            carried = join(carried, rows, part)
+            rows = np.arange(rows_of(carried))
+        return carried
+
+    def trim_cache(self, carried: Values) -> Values:
+        """``OnnxModel.trim_cache`` on the device (the cache mask is read on the host)."""
+        cache_mask = self.model.manifest.decoder.cache_mask
+        trim = self._join_graphs().trim
+        if cache_mask is None or trim is None:
+            return carried
+        start = cache_trim_start(carried[cache_mask].numpy())
+        return trim(carried, start, np.iinfo(np.int64).max) if start else carried
+
+    def new_slab(self) -> DeviceSlab:
+        """Holder of the running rows' source mask and encoder outputs, on the device."""
+        graphs = self._join_graphs()
+        return DeviceSlab(graphs.static, self._gathers()[1], graphs.cut)
+
+    def _gathers(self) -> tuple[RowGather, RowGather]:
+        assert self._carried_gather is not None and self._static_gather is not None, (
+            "upload a state first")
+        return self._carried_gather, self._static_gather
+
+    def _join_graphs(self) -> _JoinGraphs:
+        if self._graphs is None:
+            self._graphs = _JoinGraphs(self.model, self.providers, self.threads, self.device)
+        return self._graphs
 
     def _run(self, tokens: np.ndarray, state: OnnxState, host_outputs: list[str],
              extra: dict[str, np.ndarray] | None = None
@@ -212,3 +218,23 @@ class DeviceModel:
         static = {name: value.dtype for name, value in state.static.items()}
         self._carried_gather = RowGather(carried, self.providers, self.threads, self.device)
         self._static_gather = RowGather(static, self.providers, self.threads, self.device)
+
+
+class _JoinGraphs:
+    """The ``device_rows`` graphs continuous batching needs for one model: joining carried
+    state (caches left-padded) and static tensors (right-padded), and cutting either axis."""
+
+    def __init__(self, model: OnnxModel, providers: list[str], threads: int | None,
+                 device: str) -> None:
+        decoder = model.manifest.decoder
+        carried = {spec.input: np.dtype(spec.dtype) for spec in decoder.state}
+        static = {spec.input: np.dtype(spec.dtype) for spec in decoder.static}
+        grow: dict[str, int | None] = dict(model.grow_axes)
+        src: dict[str, int | None] = dict(model.src_axes)
+        self.carried = JoinRows(carried, grow, "left", providers, threads, device)
+        self.static = JoinRows(static, src, "right", providers, threads, device)
+        growing = {name: (carried[name], axis) for name, axis in grow.items() if axis is not None}
+        # an RNN's state has no axis to trim (and ONNX Runtime refuses an empty graph)
+        self.trim = AxisSlice(growing, providers, threads, device) if growing else None
+        self.cut = AxisSlice({name: (static[name], axis) for name, axis in src.items()
+                              if axis is not None}, providers, threads, device)

@@ -283,15 +283,24 @@ class OnnxModel:
         cache_mask = self.manifest.decoder.cache_mask
         if self.columns is not None:  # entries start at column 0: no padding, maybe spare room
             return self.columns.shrink(carried)
-        if cache_mask is None or not carried[cache_mask].shape[1]:
+        if cache_mask is None:
             return carried
-        used = np.flatnonzero(carried[cache_mask].any(axis=0))
-        first = int(used[0]) if len(used) else carried[cache_mask].shape[1]
-        if not first or 4 * first < carried[cache_mask].shape[1]:
+        first = cache_trim_start(carried[cache_mask])
+        if not first:
             return carried
         return {name: np.take(value, np.arange(first, value.shape[axis]), axis=axis)
                 if (axis := self.grow_axes.get(name)) is not None else value
                 for name, value in carried.items()}
+
+
+def cache_trim_start(mask: np.ndarray) -> int:
+    """The first cache column worth keeping for a left-padded cache mask ``(rows, columns)``:
+    the first used one once the unused ones before it are a quarter of the cache or more,
+    else 0 (keep everything)."""
+    columns = mask.shape[1]
+    used = np.flatnonzero(mask.any(axis=0))
+    first = int(used[0]) if len(used) else columns
+    return first if first and 4 * first >= columns else 0
 
 
 def static_rows(state: OnnxState, index: np.ndarray, shared: int, *, inputs_changed: bool

@@ -12,11 +12,15 @@ from bench.saturation import main
 from tests.conftest import write_test_split
 
 
-def test_saturation_reports_rounds_and_ratio(trained_bundle: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("fixture", "flags"), [("trained_bundle", []),
+                                               ("trained_concat_bundle", ["--io-binding"])])
+def test_saturation_reports_rounds_and_ratio(fixture: str, flags: list[str], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str],
+                                             request: pytest.FixtureRequest) -> None:
+    bundle: Path = request.getfixturevalue(fixture)
     data = write_test_split(tmp_path / "test.jsonl", 12, seed=4)
-    assert main(["--bundle", str(trained_bundle), "--data", str(data), "--inflight", "4",
-                 "--sentences", "12", "--beam", "2", "--rounds", "3"]) == 0
+    assert main(["--bundle", str(bundle), "--data", str(data), "--inflight", "4",
+                 "--sentences", "12", "--beam", "2", "--rounds", "3", *flags]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(report["round_ratios"]) == 3
     assert report["request_s"] > 0 and report["continuous_s"] > 0

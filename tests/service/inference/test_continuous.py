@@ -37,9 +37,16 @@ PLAN = [Planned(0, TEXTS[0:3], GREEDY), Planned(0, TEXTS[3:5], BEAM),
 CANCELLED = Planned(1, TEXTS[14:16], GREEDY)
 
 
-@pytest.fixture(scope="module", params=["trained_bundle", "trained_concat_bundle", "lstm_bundle"])
+@pytest.fixture(scope="module", params=["trained_bundle", "trained_concat_bundle", "lstm_bundle",
+                                        "trained_concat_bundle+io_binding",
+                                        "lstm_bundle+io_binding"])
 def translator(request: pytest.FixtureRequest) -> Translator:
-    return Translator.load(request.getfixturevalue(request.param))
+    """Each architecture and cache form; ``+io_binding``: the loop keeps its state in ONNX
+    Runtime values (``DeviceModel``; over host memory here, on the GPU with CUDA)."""
+    fixture, _, binding = request.param.partition("+")
+    loaded = Translator.load(request.getfixturevalue(fixture), io_binding=bool(binding) or None)
+    assert (loaded.device_model is not None) == bool(binding)
+    return loaded
 
 
 def alone(translator: Translator, arrival: Planned) -> list[Translation]:
@@ -202,14 +209,11 @@ def test_static_slab_reuses_rows_and_masks_the_rest() -> None:
                                                  [1, 1, 1, 1, 1]]
     assert np.array_equal(static["memory"][:2, :3], first)
     assert not static["memory"][:2, 3:].any() and (static["memory"][2] == 7).all()
-    slab.move(np.array([2]), np.array([0]))  # the last row fills a departed one
-    slab.rows = 2
+    slab.compact(np.array([2]), np.array([0]), 2)  # the last row fills a departed one
     mask, static = slab.view()
     assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
     assert (static["memory"][0] == 7).all() and np.array_equal(static["memory"][1, :3], first[1])
-    slab.move(np.array([1]), np.array([0]))
-    slab.rows = 1
-    slab.shrink()  # the long source left: half the width is enough
+    slab.compact(np.array([1]), np.array([0]), 1)  # the long source left: half the width
     assert slab.width == 2 and slab.view()[0].tolist() == [[1, 1]]
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from service.bundle import BundleError
 from service.inference import Translator
-from service.inference.device import RowGather, with_required_input
+from service.inference.device import with_required_input
+from service.inference.device_rows import RowGather
 from tests.conftest import synthetic_pairs
 
 # mixed lengths, so inputs finish at different steps and the batch is compacted
