@@ -27,15 +27,9 @@ from typing import Any
 
 import httpx2 as httpx
 
-from bench.load import load, percentile, poisson, serving
+from bench.load import load, serving
+from bench.protocol import MODES, chart, poisson, quantile, summarise, taking_turns
 from training.data import read_examples
-
-MODES = ("request", "continuous")
-
-
-def quantile(values: list[float], q: int) -> float:
-    """The ``q``-th percentile of latencies in seconds, in ms (0 when empty)."""
-    return 1000 * percentile(values, q)
 
 
 async def open_loop(port: int, sentences: list[str], rate: float, seconds: float,
@@ -98,11 +92,6 @@ def server_env(mode: str, args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def taking_turns(index: int) -> tuple[str, ...]:
-    """The modes in the order of turn ``index`` (flipped every turn)."""
-    return MODES if index % 2 == 0 else MODES[::-1]
-
-
 def measure(ports: dict[str, int], args: argparse.Namespace, sentences: list[str]
             ) -> list[dict[str, Any]]:
     """Every measurement, both servers up, the modes taking turns."""
@@ -132,32 +121,6 @@ def measure(ports: dict[str, int], args: argparse.Namespace, sentences: list[str
                      **asyncio.run(stream_timing(ports[mode], sentences[:10], body))})
         print(json.dumps(rows[-1]), flush=True)
     return rows
-
-
-def chart(rows: list[dict[str, Any]], png: Path) -> None:
-    """p50 and p99 latency against offered load, one line per mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for mode in MODES:
-        loads = sorted({r["load"] for r in rows if r.get("mode") == mode
-                        and r["kind"] == "open_loop"})
-        x = [100 * load for load in loads]
-        for quantile_key, style in (("p50_ms", "-"), ("p99_ms", "--")):
-            medians = [statistics.median(latencies(rows, mode, load, quantile_key))
-                       for load in loads]
-            ax.plot(x, medians, marker="o" if style == "-" else "x", linestyle=style,
-                    label=f"{mode} {quantile_key[:3]}")
-    ax.set_xlabel("offered load, % of request-level capacity")
-    ax.set_ylabel("latency (ms)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=80)
-    plt.close(fig)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -200,39 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.png:
         chart(rows, args.png)
     return 0
-
-
-def latencies(rows: list[dict[str, Any]], mode: str, load: float, key: str = "p50_ms"
-              ) -> list[float]:
-    """``key`` of every open-loop round of ``mode`` at ``load``, in round order."""
-    return [r[key] for r in rows if r.get("mode") == mode and r["kind"] == "open_loop"
-            and r["load"] == load]
-
-
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The two target ratios, continuous over request-level: p50 at 70 % load (the ratio of
-    the medians over rounds, and each round's) and saturated throughput."""
-    out: dict[str, Any] = {"kind": "summary"}
-    loads = sorted({r["load"] for r in rows if r["kind"] == "open_loop"})
-    middle = 0.7 if 0.7 in loads else loads[len(loads) // 2]
-    request, continuous = (latencies(rows, mode, middle) for mode in MODES)
-    label = f"at_{int(100 * middle)}pct"
-    out[f"p50_ratio_{label}"] = round(
-        statistics.median(continuous) / max(statistics.median(request), 1e-9), 2)
-    out[f"p50_round_ratios_{label}"] = [round(c / max(r, 1e-9), 2)
-                                        for r, c in zip(request, continuous, strict=True)]
-
-    def saturated(mode: str) -> list[float]:
-        return [r["sentences_per_s"] for r in rows if r["mode"] == mode
-                and r["kind"] == "saturated"]
-
-    out["saturated_throughput_ratio"] = round(
-        statistics.median(saturated("continuous"))
-        / max(statistics.median(saturated("request")), 1e-9), 2)
-    out["saturated_round_ratios"] = [
-        round(c / max(r, 1e-9), 2)
-        for r, c in zip(saturated("request"), saturated("continuous"), strict=True)]
-    return out
 
 
 if __name__ == "__main__":

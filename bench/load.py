@@ -12,14 +12,13 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,26 +28,6 @@ import httpx2 as httpx
 from training.data import read_examples
 
 T = TypeVar("T")
-
-
-def poisson(items: Sequence[T], rate: float, seconds: float, seed: int = 0
-            ) -> list[tuple[float, T]]:
-    """Poisson arrivals at ``rate`` per second within ``seconds``: (seconds from the start,
-    a random one of ``items``), in time order."""
-    rng = random.Random(seed)
-    arrivals = []
-    clock = rng.expovariate(rate)
-    while clock < seconds:
-        arrivals.append((clock, rng.choice(items)))
-        clock += rng.expovariate(rate)
-    return arrivals
-
-
-def percentile(values: Sequence[float], q: int) -> float:
-    """The ``q``-th percentile of ``values`` (the value itself when one, 0 when none)."""
-    if len(values) < 2:
-        return values[0] if values else 0.0
-    return statistics.quantiles(values, n=100)[q - 1]
 
 
 def free_port() -> int:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import load_test_split
-from bench.load import percentile, poisson
+from bench.protocol import percentile, poisson
 from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop
 from service.inference.translator import make_options

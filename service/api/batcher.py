@@ -31,7 +31,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from service.inference.translator import Translation
+from service.inference.translator import Translation, Translator
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,25 @@ class Engine(Protocol):
     def decode_steps(self) -> int:
         """Decoder calls made so far (a running total)."""
         ...
+
+
+class TranslatorEngine:
+    """:class:`Translator` behind the batcher's :class:`Engine` protocol."""
+
+    def __init__(self, translator: Translator) -> None:
+        self.translator = translator
+        self.manifest = translator.manifest
+        self.provider = translator.provider
+
+    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
+        """Blocking batched translation (scores always on; the service hides them)."""
+        return self.translator.translate(
+            texts, beam_size=options.beam_size, num_hypotheses=options.num_hypotheses,
+            length_penalty=options.length_penalty, max_length=options.max_length)
+
+    def decode_steps(self) -> int:
+        """Decoder calls so far."""
+        return int(self.translator.model.steps)
 
 
 class QueueFullError(Exception):

@@ -20,13 +20,13 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
-from service.api.batcher import Batcher, BatchReport, DecodeOptions, Engine
+from service.api.batcher import Batcher, BatchReport, DecodeOptions, Engine, TranslatorEngine
 from service.api.continuous import ContinuousBatcher
 from service.api.errors import ApiError
 from service.api.settings import Settings
 from service.bundle import MANIFEST, BundleError, Manifest, read_manifest
 from service.inference.continuous import DecodeLoop
-from service.inference.translator import Translation, Translator
+from service.inference.translator import Translator
 
 log = logging.getLogger(__name__)
 Status = Literal["pending", "loading", "ready", "failed"]
@@ -38,25 +38,6 @@ class LoadedModel(Engine, Protocol):
 
     manifest: Manifest
     provider: str
-
-
-class TranslatorEngine:
-    """:class:`Translator` behind the batcher's :class:`Engine` protocol."""
-
-    def __init__(self, translator: Translator) -> None:
-        self.translator = translator
-        self.manifest = translator.manifest
-        self.provider = translator.provider
-
-    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
-        """Blocking batched translation (scores always on; the service hides them)."""
-        return self.translator.translate(
-            texts, beam_size=options.beam_size, num_hypotheses=options.num_hypotheses,
-            length_penalty=options.length_penalty, max_length=options.max_length)
-
-    def decode_steps(self) -> int:
-        """Decoder calls so far."""
-        return int(self.translator.model.steps)
 
 
 Loader = Callable[[Path, Settings], LoadedModel]

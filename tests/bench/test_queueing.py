@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import poisson
+from bench.protocol import poisson
 from bench.queueing import Costs, Job, Setup, Worker, closed_loop, main, serve
 from tests.conftest import read_jsonl, write_test_split
 

@@ -1,0 +1,201 @@
+"""``python -m bench.in_process``: issue 8's protocol against the service's own batchers,
+without HTTP.
+
+The request-level ``Batcher`` and the ``ContinuousBatcher`` of ``service.api`` run in this
+process over one translator, driven from one asyncio loop the way the HTTP route drives them
+(``submit`` of one test-split sentence at beam ``--beam``); only the mode being measured has
+work. Saturated throughput with ``--clients`` closed-loop clients, ``--rounds`` rounds taking
+turns; then open-loop Poisson arrivals at ``--loads`` of the request-level capacity (its
+median), ``--load-rounds`` rounds per load taking turns: p50/p99 latency and sentences/s. The
+summary gives the ratios of the medians (continuous / request), as ``bench.continuous`` does
+over HTTP. Without the web server and the load generator on the same cores, this isolates
+what the scheduling does; it also runs where the web stack is not installed (the lent GPU
+machine: ``--io-binding`` with a bundle exported with ``--cache concat`` keeps both modes'
+decoder state on the device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.data import load_test_split
+from bench.protocol import MODES, chart, poisson, quantile, summarise, taking_turns
+from service.api.batcher import (
+    Batcher,
+    DeadlineExceededError,
+    DecodeOptions,
+    QueueFullError,
+    TranslatorEngine,
+)
+from service.api.continuous import ContinuousBatcher
+from service.inference import Translator
+from service.inference.continuous import DecodeLoop
+
+Batchers = dict[str, Batcher | ContinuousBatcher]
+
+
+def batchers(translator: Translator, args: argparse.Namespace) -> Batchers:
+    """Both modes over ``translator``, configured as the service configures them."""
+    request = Batcher(TranslatorEngine(translator), max_batch_tokens=args.max_batch_tokens,
+                      max_wait_s=args.max_wait_ms / 1000, queue_size=args.queue_size,
+                      name="request", wait_policy=args.wait_policy)
+    continuous = ContinuousBatcher(DecodeLoop(translator), max_batch_tokens=args.max_batch_tokens,
+                                   queue_size=args.queue_size, name="continuous",
+                                   overlap_encoder=not args.no_overlap)
+    return {"request": request, "continuous": continuous}
+
+
+async def closed_loop(batcher: Batcher | ContinuousBatcher, sentences: list[str],
+                      clients: int, seconds: float, options: DecodeOptions) -> dict[str, Any]:
+    """``clients`` clients each sending one sentence after the other for ``seconds``."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            if await _answered(batcher, rng.choice(sentences), options, errors):
+                latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(seed) for seed in range(clients)))
+    wall = time.perf_counter() - started
+    return {"clients": clients, "sentences_per_s": round(len(latencies) / wall, 2),
+            "p50_ms": round(quantile(latencies, 50), 1),
+            "p99_ms": round(quantile(latencies, 99), 1), "errors": len(errors)}
+
+
+async def _answered(batcher: Batcher | ContinuousBatcher, text: str, options: DecodeOptions,
+                    errors: list[str]) -> bool:
+    """Whether ``text`` was translated (a full queue or a missed deadline is an error, as
+    the HTTP route's 429 / 504 would be)."""
+    try:
+        await batcher.submit([text], options, timeout=300)
+    except (QueueFullError, DeadlineExceededError) as err:
+        errors.append(type(err).__name__)
+        return False
+    return True
+
+
+async def open_loop(batcher: Batcher | ContinuousBatcher, sentences: list[str], rate: float,
+                    seconds: float, options: DecodeOptions, seed: int) -> dict[str, Any]:
+    """Poisson arrivals at ``rate`` per second for ``seconds``; latency counts from the
+    scheduled arrival, so a batcher falling behind shows up as latency."""
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def one(at: float, text: str) -> None:
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        if await _answered(batcher, text, options, errors):
+            latencies.append(time.perf_counter() - at)
+
+    start = time.perf_counter() + 0.2
+    arrivals = poisson(sentences, rate, seconds, seed)
+    await asyncio.gather(*(one(start + at, text) for at, text in arrivals))
+    wall = time.perf_counter() - start
+    return {"offered_per_s": round(rate, 2), "sent": len(arrivals),
+            "sentences_per_s": round(len(latencies) / wall, 2),
+            "p50_ms": round(quantile(latencies, 50), 1),
+            "p99_ms": round(quantile(latencies, 99), 1), "errors": len(errors)}
+
+
+async def measure(translator: Translator, args: argparse.Namespace, sentences: list[str]
+                  ) -> list[dict[str, Any]]:
+    """Every measurement, the modes taking turns (as ``bench.continuous.measure``)."""
+    modes = batchers(translator, args)
+    for batcher in modes.values():
+        batcher.start()
+    options = DecodeOptions(beam_size=args.beam)
+    rows: list[dict[str, Any]] = []
+    try:
+        for mode in MODES:  # warm both
+            await closed_loop(modes[mode], sentences, args.clients, args.warmup, options)
+        for index in range(args.rounds):
+            for mode in taking_turns(index):
+                result = await closed_loop(modes[mode], sentences, args.clients, args.seconds,
+                                           options)
+                rows.append(_report({"mode": mode, "kind": "saturated", "round": index,
+                                     **result}))
+        capacity = statistics.median(r["sentences_per_s"] for r in rows
+                                     if r["mode"] == "request")
+        for index, fraction in enumerate(args.loads):
+            for turn in range(args.load_rounds):
+                for mode in taking_turns(index + turn):
+                    result = await open_loop(modes[mode], sentences, fraction * capacity,
+                                             args.seconds, options,
+                                             seed=int(100 * fraction) + 1000 * turn)
+                    rows.append(_report({"mode": mode, "kind": "open_loop", "load": fraction,
+                                         "round": turn, **result}))
+    finally:
+        for batcher in modes.values():
+            await batcher.close(30)
+    return rows
+
+
+def _report(row: dict[str, Any]) -> dict[str, Any]:
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="python -m bench.in_process", description=__doc__)
+    cli.add_argument("--bundle", type=Path, default=Path("models/transformer-en-fr"))
+    cli.add_argument("--data", type=Path, default=Path("data/en-fr/test.jsonl"))
+    cli.add_argument("--beam", type=int, default=4)
+    cli.add_argument("--threads", type=int, default=2)
+    cli.add_argument("--io-binding", action="store_true",
+                     help="decoder state in ONNX Runtime values (bundles exported with "
+                     "--cache concat; on a GPU, on the device)")
+    cli.add_argument("--seconds", type=float, default=20, help="per measurement")
+    cli.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring")
+    cli.add_argument("--rounds", type=int, default=3, help="saturated measurements per mode")
+    cli.add_argument("--load-rounds", type=int, default=3, help="open-loop runs per mode and load")
+    cli.add_argument("--clients", type=int, default=64, help="closed-loop clients (saturated)")
+    cli.add_argument("--loads", type=lambda s: [float(x) for x in s.split(",")],
+                     default=[0.5, 0.7, 0.9])
+    # the service's defaults (service/api/settings.py; a test keeps them equal)
+    cli.add_argument("--max-batch-tokens", type=int, default=4096)
+    cli.add_argument("--max-wait-ms", type=float, default=5.0)
+    cli.add_argument("--wait-policy", choices=["adaptive", "always"], default="adaptive")
+    cli.add_argument("--queue-size", type=int, default=256)
+    cli.add_argument("--no-overlap", action="store_true",
+                     help="continuous: encode arrivals before their first step (not during one)")
+    cli.add_argument("--out", type=Path)
+    cli.add_argument("--png", type=Path)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    examples = load_test_split(args.data)
+    if examples is None:
+        return 2
+    verses = [e.src for e in examples if e.src_version == "k"]
+    sentences = random.Random(0).sample(verses, min(2000, len(verses)))
+    translator = Translator.load(args.bundle, threads=args.threads,
+                                 io_binding=args.io_binding or None)
+    print(json.dumps({"bundle": str(args.bundle), "provider": translator.provider,
+                      "io_binding": translator.device_model is not None}), flush=True)
+    rows = asyncio.run(measure(translator, args, sentences))
+    summary = summarise(rows)
+    rows.append(summary)
+    print(json.dumps(summary))
+    if args.out:
+        args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if args.png:
+        chart(rows, args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

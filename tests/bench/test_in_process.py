@@ -1,0 +1,56 @@
+"""The in-process batching comparison runs both of the service's batchers end to end (quick
+sizes; figures: ``python -m bench.in_process``, docs/benchmarks.md), with the service's
+defaults, and without the web stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.in_process import main, parser
+from service.api import Settings
+from tests.conftest import REPO, read_jsonl, write_test_split
+
+
+@pytest.mark.parametrize(("fixture", "flags"), [("trained_bundle", []),
+                                               ("trained_concat_bundle", ["--io-binding"])])
+def test_both_batchers_measured_in_turns(fixture: str, flags: list[str], tmp_path: Path,
+                                         request: pytest.FixtureRequest) -> None:
+    bundle: Path = request.getfixturevalue(fixture)
+    data = write_test_split(tmp_path / "test.jsonl", 30, seed=6)
+    out = tmp_path / "rows.jsonl"
+    assert main(["--bundle", str(bundle), "--data", str(data), "--seconds", "0.6",
+                 "--warmup", "0.3", "--rounds", "2", "--load-rounds", "2", "--loads", "0.5",
+                 "--clients", "4", "--beam", "2", "--threads", "1", "--out", str(out),
+                 "--png", str(tmp_path / "chart.png"), *flags]) == 0
+    rows = read_jsonl(out)
+    saturated = [r for r in rows if r.get("kind") == "saturated"]
+    assert [r["mode"] for r in saturated] == ["request", "continuous", "continuous", "request"]
+    assert all(r["sentences_per_s"] > 0 and r["errors"] == 0 for r in saturated)
+    open_loop = [r for r in rows if r.get("kind") == "open_loop"]
+    assert [(r["round"], r["mode"]) for r in open_loop] == [
+        (0, "request"), (0, "continuous"), (1, "continuous"), (1, "request")]
+    assert all(r["errors"] == 0 and r["p50_ms"] > 0 for r in open_loop)
+    summary = rows[-1]
+    assert summary["kind"] == "summary" and len(summary["saturated_round_ratios"]) == 2
+    assert summary["p50_ratio_at_50pct"] > 0
+    assert (tmp_path / "chart.png").stat().st_size > 0
+
+
+def test_defaults_are_the_services() -> None:
+    args, settings = parser().parse_args([]), Settings()
+    assert (args.max_batch_tokens, args.max_wait_ms, args.wait_policy, args.queue_size) == (
+        settings.max_batch_tokens, settings.max_wait_ms, settings.wait_policy,
+        settings.queue_size)
+    assert (not args.no_overlap) == settings.overlap_encoder
+
+
+def test_runs_without_the_web_stack() -> None:
+    """The GPU machine has ONNX Runtime and numpy, not FastAPI or pydantic."""
+    code = ("import sys, bench.in_process; heavy = {'fastapi', 'pydantic', 'starlette', "
+            "'prometheus_client', 'httpx2', 'torch'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
