@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(PY) -m bench.load --out runs/bench-load.jsonl
 	$(PY) -m bench.natural --out runs/bench-natural.jsonl
 	$(PY) -m bench.continuous --out runs/bench-continuous.jsonl --png docs/bench-continuous.png
+	$(PY) -m bench.in_process --out runs/bench-in-process.jsonl --png runs/bench-in-process.png
 	$(PY) -m bench.saturation
 	$(PY) -m bench.queueing --out runs/bench-queueing.jsonl
 	$(PY) -m bench.worker_metrics --out runs/bench-worker-metrics.jsonl
