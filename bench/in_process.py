@@ -6,11 +6,13 @@ process over one translator, driven from one asyncio loop the way the HTTP route
 (``submit`` of one test-split sentence at beam ``--beam``); only the mode being measured has
 work. Saturated throughput with ``--clients`` closed-loop clients, ``--rounds`` rounds taking
 turns; then open-loop Poisson arrivals at ``--loads`` of the request-level capacity (its
-median), ``--load-rounds`` rounds per load taking turns: p50/p99 latency and sentences/s. The
-summary gives the ratios of the medians (continuous / request), as ``bench.continuous`` does
-over HTTP. Without the web server and the load generator on the same cores, this isolates
-what the scheduling does; it also runs where the web stack is not installed (the lent GPU
-machine: ``--io-binding`` with a bundle exported with ``--cache concat`` keeps both modes'
+median), ``--load-rounds`` rounds per load taking turns: p50/p99 latency and sentences/s; last,
+10 sentences queued one work item each (as the streaming route does): time to the first and
+to the last translation, against the same sentences as one request. The summary gives the
+ratios of the medians (continuous / request), as ``bench.continuous`` does over HTTP. Without
+the web server and the load generator on the same cores, this isolates what the scheduling
+does; it also runs where the web stack is not installed (the lent GPU machine:
+``--io-binding`` with a bundle exported with ``--cache concat`` keeps both modes'
 decoder state on the device).
 """
 
@@ -109,6 +111,25 @@ async def open_loop(batcher: Batcher | ContinuousBatcher, sentences: list[str], 
             "p99_ms": round(quantile(latencies, 99), 1), "errors": len(errors)}
 
 
+async def stream_timing(batcher: Batcher | ContinuousBatcher, sentences: list[str],
+                        options: DecodeOptions) -> dict[str, float]:
+    """Milliseconds until the first of ``sentences`` is translated when each is queued as
+    its own work item (as ``POST /translate/stream`` queues a text's sentences, sending
+    sentence ``i`` once sentences ``0..i`` are done), until all are, and for the same
+    sentences as one request (``POST /translate`` with a list)."""
+    started = time.perf_counter()
+    futures = batcher.submit_each(sentences, options, timeout=300)
+    await futures[0]
+    first = time.perf_counter() - started
+    await asyncio.gather(*futures)
+    done = time.perf_counter() - started
+    started = time.perf_counter()
+    await batcher.submit(sentences, options, timeout=300)
+    whole = time.perf_counter() - started
+    return {"stream_first_sentence_ms": round(1000 * first, 1),
+            "stream_done_ms": round(1000 * done, 1), "translate_list_ms": round(1000 * whole, 1)}
+
+
 async def measure(translator: Translator, args: argparse.Namespace, sentences: list[str]
                   ) -> list[dict[str, Any]]:
     """Every measurement, the modes taking turns (as ``bench.continuous.measure``)."""
@@ -136,6 +157,9 @@ async def measure(translator: Translator, args: argparse.Namespace, sentences: l
                                              seed=int(100 * fraction) + 1000 * turn)
                     rows.append(_report({"mode": mode, "kind": "open_loop", "load": fraction,
                                          "round": turn, **result}))
+        for mode in MODES:
+            rows.append(_report({"mode": mode, "kind": "stream", **await stream_timing(
+                modes[mode], sentences[:10], options)}))
     finally:
         for batcher in modes.values():
             await batcher.close(30)

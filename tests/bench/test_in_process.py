@@ -34,6 +34,10 @@ def test_both_batchers_measured_in_turns(fixture: str, flags: list[str], tmp_pat
     assert [(r["round"], r["mode"]) for r in open_loop] == [
         (0, "request"), (0, "continuous"), (1, "continuous"), (1, "request")]
     assert all(r["errors"] == 0 and r["p50_ms"] > 0 for r in open_loop)
+    for mode in ("request", "continuous"):
+        stream = next(r for r in rows if r.get("kind") == "stream" and r["mode"] == mode)
+        assert 0 < stream["stream_first_sentence_ms"] <= stream["stream_done_ms"]
+        assert stream["translate_list_ms"] > 0
     summary = rows[-1]
     assert summary["kind"] == "summary" and len(summary["saturated_round_ratios"]) == 2
     assert summary["p50_ratio_at_50pct"] > 0
