@@ -21,13 +21,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx2 as httpx
 
 from training.data import read_examples
-
-T = TypeVar("T")
 
 
 def free_port() -> int:
