@@ -49,7 +49,8 @@ def batchers(translator: Translator, args: argparse.Namespace) -> Batchers:
     request = Batcher(TranslatorEngine(translator), max_batch_tokens=args.max_batch_tokens,
                       max_wait_s=args.max_wait_ms / 1000, queue_size=args.queue_size,
                       name="request", wait_policy=args.wait_policy)
-    continuous = ContinuousBatcher(DecodeLoop(translator), max_batch_tokens=args.max_batch_tokens,
+    continuous = ContinuousBatcher(DecodeLoop(translator),
+                                   max_batch_tokens=args.continuous_budget or args.max_batch_tokens,
                                    queue_size=args.queue_size, name="continuous",
                                    overlap_encoder=not args.no_overlap)
     return {"request": request, "continuous": continuous}
@@ -188,7 +189,11 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--loads", type=lambda s: [float(x) for x in s.split(",")],
                      default=[0.5, 0.7, 0.9])
     # the service's defaults (service/api/settings.py; a test keeps them equal)
-    cli.add_argument("--max-batch-tokens", type=int, default=4096)
+    cli.add_argument("--max-batch-tokens", type=int, default=4096,
+                     help="TRANSLATE_MAX_BATCH_TOKENS: each request-level call's budget and its "
+                     "translator's sub-batches, and the continuous loop's running budget")
+    cli.add_argument("--continuous-budget", type=int,
+                     help="the continuous loop's running budget only (default: as above)")
     cli.add_argument("--max-wait-ms", type=float, default=5.0)
     cli.add_argument("--wait-policy", choices=["adaptive", "always"], default="adaptive")
     cli.add_argument("--queue-size", type=int, default=256)
@@ -207,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     verses = [e.src for e in examples if e.src_version == "k"]
     sentences = random.Random(0).sample(verses, min(2000, len(verses)))
     translator = Translator.load(args.bundle, threads=args.threads,
-                                 io_binding=args.io_binding or None)
+                                 max_batch_tokens=args.max_batch_tokens,
+                                 io_binding=args.io_binding or None)  # as the service loads it
     print(json.dumps({"bundle": str(args.bundle), "provider": translator.provider,
                       "io_binding": translator.device_model is not None}), flush=True)
     rows = asyncio.run(measure(translator, args, sentences))

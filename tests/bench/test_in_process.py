@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.in_process import main, parser
+from bench.in_process import batchers, main, parser
 from service.api import Settings
+from service.inference import Translator
 from tests.conftest import REPO, read_jsonl, write_test_split
 
 
@@ -42,6 +43,16 @@ def test_both_batchers_measured_in_turns(fixture: str, flags: list[str], tmp_pat
     assert summary["kind"] == "summary" and len(summary["saturated_round_ratios"]) == 2
     assert summary["p50_ratio_at_50pct"] > 0
     assert (tmp_path / "chart.png").stat().st_size > 0
+
+
+def test_budgets_reach_the_batchers_and_the_translator(trained_bundle: Path) -> None:
+    args = parser().parse_args(["--max-batch-tokens", "2048", "--continuous-budget", "8192"])
+    modes = batchers(Translator.load(trained_bundle, threads=1, max_batch_tokens=2048), args)
+    assert modes["request"].max_batch_tokens == 2048
+    assert modes["continuous"].max_batch_tokens == 8192
+    args = parser().parse_args(["--max-batch-tokens", "2048"])
+    assert batchers(Translator.load(trained_bundle, threads=1), args)[
+        "continuous"].max_batch_tokens == 2048
 
 
 def test_defaults_are_the_services() -> None:
