@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import statistics
 import sys
 import time
@@ -27,9 +26,9 @@ from typing import Any
 
 import httpx2 as httpx
 
+from bench.data import sample_verses
 from bench.load import load, serving
-from bench.protocol import MODES, chart, poisson, quantile, summarise, taking_turns
-from training.data import read_examples
+from bench.protocol import MODES, finish, poisson, quantile, taking_turns
 
 
 async def open_loop(port: int, sentences: list[str], rate: float, seconds: float,
@@ -149,19 +148,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    examples = [e.src for e in read_examples(args.data) if e.src_version == "k"]
-    sentences = random.Random(0).sample(examples, min(2000, len(examples)))
+    sentences = sample_verses(args.data, 2000)
+    if sentences is None:
+        return 2
     with ExitStack() as servers:
         ports = {mode: servers.enter_context(serving(args.models, server_env(mode, args)))
                  for mode in MODES}
         rows = measure(ports, args, sentences)
-    summary = summarise(rows)
-    rows.append(summary)
-    print(json.dumps(summary))
-    if args.out:
-        args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    if args.png:
-        chart(rows, args.png)
+    finish(rows, args.out, args.png)
     return 0
 
 

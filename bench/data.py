@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 
@@ -14,3 +15,13 @@ def load_test_split(path: Path) -> list[Example] | None:
         print(f"error: {path} is missing; run `make data` or pass --data", file=sys.stderr)
         return None
     return list(read_examples(path))
+
+
+def sample_verses(path: Path, count: int) -> list[str] | None:
+    """Up to ``count`` English (KJV) source verses of the test split in ``path``, a fixed random
+    sample (mixed lengths), or None after printing how to make the file."""
+    examples = load_test_split(path)
+    if examples is None:
+        return None
+    verses = [e.src for e in examples if e.src_version == "k"]
+    return random.Random(0).sample(verses, min(count, len(verses)))

@@ -63,14 +63,22 @@ def median_seconds(run: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def check_bundle(bundle: Path, providers: list[str], repeats: int) -> list[dict[str, Any]]:
-    """Provider, agreement with the CPU and timings of one bundle: with the state on the
-    device (IO binding; bundles exported with ``--cache concat``) and without it."""
-    on_cpu = Translator.load(bundle, providers=[CPU])
+def load_modes(bundle: Path, providers: list[str]) -> dict[str, Translator]:
+    """The bundle on ``providers`` (``require_gpu`` with CUDA): ``"bound"`` with the state on
+    the device (IO binding; bundles exported with ``--cache concat``; in-place caches are
+    written on the host), then ``"unbound"`` without it."""
     load = partial(Translator.load, bundle, providers=providers, require_gpu=CUDA in providers)
-    modes = {"unbound": load(io_binding=False)}
-    if not on_cpu.manifest.decoder.in_place:  # in-place caches are written on the host
-        modes = {"bound": load(io_binding=True), **modes}
+    unbound = load(io_binding=False)
+    if unbound.manifest.decoder.in_place:
+        return {"unbound": unbound}
+    return {"bound": load(io_binding=True), "unbound": unbound}
+
+
+def check_bundle(bundle: Path, modes: dict[str, Translator], repeats: int
+                 ) -> list[dict[str, Any]]:
+    """Provider, agreement with the CPU and timings of one bundle loaded in ``modes``
+    (:func:`load_modes`): with the state on the device and without it."""
+    on_cpu = Translator.load(bundle, providers=[CPU])
     first = next(iter(modes.values()))
     texts = SENTENCES * 4
     rows = []
@@ -94,15 +102,14 @@ def check_bundle(bundle: Path, providers: list[str], repeats: int) -> list[dict[
     return rows
 
 
-def check_continuous(bundle: Path, providers: list[str], repeats: int) -> dict[str, Any]:
+def check_continuous(bundle: Path, loaded: dict[str, Translator], repeats: int
+                     ) -> dict[str, Any]:
     """Saturated continuous batching (``bench.saturation.run_loop``: beam 4, 48 requests in
-    flight, encoding during the step) against request-level batches of 48, on ``providers``:
-    the loop with its state on the device (IO binding, bundles exported with ``--cache
-    concat``) and on the host, each with the share of translations equal to request-level's."""
-    load = partial(Translator.load, bundle, providers=providers, require_gpu=CUDA in providers)
-    modes = {"host": load(io_binding=False)}
-    if not modes["host"].manifest.decoder.in_place:
-        modes["bound"] = load(io_binding=True)
+    flight, encoding during the step) against request-level batches of 48, with the bundle
+    ``loaded`` by :func:`load_modes`: the loop with its state on the host and, when the bundle
+    allows it, on the device, each with the share of translations equal to request-level's."""
+    modes = {"host": loaded["unbound"],
+             **({"bound": loaded["bound"]} if "bound" in loaded else {})}
     texts = SENTENCES * 6
     request = modes["host"]
     want = [t.text for t in request.translate(texts, beam_size=4)]
@@ -148,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     with (args.out / "gpu_check.jsonl").open("w") as out:
         out.write(json.dumps(header) + "\n")
         for bundle in args.bundles.split(","):
-            rows = check_bundle(Path(bundle), providers, args.repeats)
+            modes = load_modes(Path(bundle), providers)
+            rows = check_bundle(Path(bundle), modes, args.repeats)
             if args.continuous:
-                rows.append(check_continuous(Path(bundle), providers, args.repeats))
+                rows.append(check_continuous(Path(bundle), modes, args.repeats))
             for row in rows:
                 print(json.dumps(row), flush=True)
                 out.write(json.dumps(row) + "\n")

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.data import load_test_split
-from bench.protocol import MODES, chart, poisson, quantile, summarise, taking_turns
+from bench.data import sample_verses
+from bench.protocol import MODES, finish, poisson, quantile, taking_turns
 from service.api.batcher import (
     Batcher,
     DeadlineExceededError,
@@ -206,24 +206,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    examples = load_test_split(args.data)
-    if examples is None:
+    sentences = sample_verses(args.data, 2000)
+    if sentences is None:
         return 2
-    verses = [e.src for e in examples if e.src_version == "k"]
-    sentences = random.Random(0).sample(verses, min(2000, len(verses)))
     translator = Translator.load(args.bundle, threads=args.threads,
                                  max_batch_tokens=args.max_batch_tokens,
                                  io_binding=args.io_binding or None)  # as the service loads it
     print(json.dumps({"bundle": str(args.bundle), "provider": translator.provider,
                       "io_binding": translator.device_model is not None}), flush=True)
     rows = asyncio.run(measure(translator, args, sentences))
-    summary = summarise(rows)
-    rows.append(summary)
-    print(json.dumps(summary))
-    if args.out:
-        args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    if args.png:
-        chart(rows, args.png)
+    finish(rows, args.out, args.png)
     return 0
 
 

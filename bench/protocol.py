@@ -1,11 +1,13 @@
 """What the batching benchmarks share (issue 8's protocol): Poisson arrivals, percentiles,
-the two modes taking turns, the summary of the target ratios and the latency chart. Used by
+the two modes taking turns, the summary of the target ratios, the latency chart and writing
+them out. Used by
 ``bench.continuous`` (over HTTP), ``bench.in_process`` (the service's batchers without HTTP)
 and ``bench.queueing`` (a model); imports nothing beyond the standard library (matplotlib
 only when drawing)."""
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 from collections.abc import Sequence
@@ -103,3 +105,15 @@ def chart(rows: list[dict[str, Any]], png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=80)
     plt.close(fig)
+
+
+def finish(rows: list[dict[str, Any]], out: Path | None, png: Path | None) -> None:
+    """Append the summary (:func:`summarise`) to ``rows`` and print it; write every row to
+    ``out`` (JSONL) and the chart to ``png`` when given."""
+    summary = summarise(rows)
+    rows.append(summary)
+    print(json.dumps(summary))
+    if out:
+        out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if png:
+        chart(rows, png)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import load_test_split
+from bench.data import sample_verses
 from bench.protocol import percentile, poisson
 from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop
@@ -267,11 +267,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    examples = load_test_split(args.data)
-    if examples is None:
+    texts = sample_verses(args.data, args.sentences)
+    if texts is None:
         return 2
-    verses = [e.src for e in examples if e.src_version == "k"]
-    texts = random.Random(0).sample(verses, min(args.sentences, len(verses)))
     costs, jobs = calibrate(args, texts)
     setup = Setup(costs, args.budget, args.beam, overlap=not args.no_overlap)
     rows = list(compare(setup, jobs, clients=args.clients,

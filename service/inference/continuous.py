@@ -4,7 +4,7 @@ A :class:`DecodeLoop` keeps one running beam search per set of search options (g
 1, which gives the same tokens and scores as :func:`greedy_search`). Its driver calls, between
 two steps, :meth:`DecodeLoop.admit` — new requests' sentences are encoded and **join** the
 running batch: encoder outputs and masks padded to the batch's source width
-(:class:`StaticSlab`), growing caches left-padded and masked (``OnnxModel.merge_carried``), or
+(``slab.StaticSlab``), growing caches left-padded and masked (``OnnxModel.merge_carried``), or
 for in-place caches written behind the running rows in the same buffers (column_cache.py) —
 and :meth:`DecodeLoop.cancel`, then :meth:`DecodeLoop.step`: one decoder step per search.
 :meth:`DecodeLoop.step_and_admit` does both at once: the arrivals are tokenized and encoded in
@@ -32,84 +32,8 @@ from service.inference.device import DeviceModel
 from service.inference.device_rows import DeviceSlab
 from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import Hypothesis, SearchOptions, next_candidates
+from service.inference.slab import StaticSlab
 from service.inference.translator import LengthLimits, Prepared, Translation, Translator
-
-
-class StaticSlab:
-    """Encoder outputs and source mask of the running rows, in reusable buffers.
-
-    Rows ``[0, rows)`` are live. Joining rows are written after them; the rows of inputs that
-    leave are filled with the rows of the last inputs (:meth:`move`), so neither copies the rows
-    that stay (copying every static tensor at every join or departure took about a quarter of
-    the decoding time, docs/benchmarks.md). Buffers are ``capacity`` rows by ``width`` source
-    positions; positions past a row's source are masked, so the decoder may attend over the
-    whole ``width``.
-    """
-
-    def __init__(self, src_axes: dict[str, int]) -> None:
-        self.src_axes = src_axes
-        self.rows = 0
-        self.mask = np.zeros((0, 0), dtype=np.int64)
-        self.static: dict[str, np.ndarray] = {}
-
-    @property
-    def width(self) -> int:
-        """Source positions the decoder sees."""
-        return int(self.mask.shape[1])
-
-    def view(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The live rows: mask ``(rows, width)`` and every static tensor (no copy)."""
-        return self.mask[: self.rows], {name: buf[: self.rows] for name, buf in self.static.items()}
-
-    def append(self, mask: np.ndarray, static: dict[str, np.ndarray]) -> None:
-        """Add rows after the live ones; ``mask`` ``(n, src_len)``."""
-        count, src = mask.shape
-        if not self.static or self.rows + count > len(self.mask) or src > self.width:
-            self._reallocate(max(2 * (self.rows + count), 8), max(src, self.width), static)
-        end = self.rows + count
-        self.mask[self.rows : end] = 0
-        self.mask[self.rows : end, :src] = mask
-        for name, axis in self.src_axes.items():
-            self.static[name][self._rows_and_src(axis, self.rows, end, src)] = static[name]
-        self.rows = end
-
-    def compact(self, source: np.ndarray, target: np.ndarray, rows: int) -> None:
-        """Keep ``rows`` rows, row ``target[i]`` taking row ``source[i]``'s content (copied in
-        place), and narrow the buffers if the live sources allow it."""
-        if len(source):
-            self.mask[target] = self.mask[source]
-            for buf in self.static.values():
-                buf[target] = buf[source]
-        self.rows = rows
-        self.shrink()
-
-    def shrink(self) -> None:
-        """Narrow the buffers when the live sources use at most half the width."""
-        used = np.flatnonzero(self.mask[: self.rows].any(axis=0))
-        needed = int(used[-1]) + 1 if len(used) else 1
-        if 2 * needed <= self.width:
-            self._reallocate(len(self.mask), needed, None)
-
-    def _rows_and_src(self, axis: int, start: int, end: int, src: int) -> tuple[slice, ...]:
-        index = [slice(None)] * self.static[next(iter(self.static))].ndim
-        index[0], index[axis] = slice(start, end), slice(0, src)
-        return tuple(index)
-
-    def _reallocate(self, capacity: int, width: int,
-                    example: dict[str, np.ndarray] | None) -> None:
-        old_mask, old_static = self.mask, self.static
-        keep = min(width, self.width)
-        self.mask = np.zeros((capacity, width), dtype=np.int64)
-        self.mask[: self.rows, :keep] = old_mask[: self.rows, :keep]
-        template = old_static or example or {}
-        self.static = {}
-        for name, axis in self.src_axes.items():
-            shape = list(template[name].shape)
-            shape[0], shape[axis] = capacity, width
-            self.static[name] = np.zeros(shape, dtype=template[name].dtype)
-            if old_static:
-                index = self._rows_and_src(axis, 0, self.rows, keep)
-                self.static[name][index] = old_static[name][index]
 
 
 def encode_sources(model: OnnxModel, sources: list[list[int]], beam: int, pad_id: int
@@ -141,8 +65,7 @@ class RunningSearch:
         self.options = options
         self.start_id, self.eos_id = start_id, eos_id
         self.beams: Beams | None = None
-        self.slab: StaticSlab | DeviceSlab = (
-            model.new_slab() if isinstance(model, DeviceModel) else StaticSlab(model.src_axes))
+        self.slab: StaticSlab | DeviceSlab = model.new_slab()
         # an input's beams share one slab row when the graph allows it (OnnxState.group)
         self.shared = options.beam_size if model.grouped_static else 1
         self.carried: dict[str, Any] = {}  # numpy arrays, or OrtValues on the device

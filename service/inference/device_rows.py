@@ -9,7 +9,7 @@ nor a departure copies the key/value caches or the encoder outputs through the h
   encoder outputs on the right; the padding is masked).
 - :class:`AxisSlice`: a range of each tensor's pad axis (cache columns that are padding for
   every row, encoder positions past every live source).
-- :class:`DeviceSlab`: :class:`~service.inference.continuous.StaticSlab`'s interface (source
+- :class:`DeviceSlab`: :class:`~service.inference.slab.StaticSlab`'s interface (source
   mask and encoder outputs of the running rows) over device tensors.
 
 On the CPU the same graphs run over host memory, which is how the tests compare this path
@@ -208,7 +208,7 @@ Gather = Callable[[Values, np.ndarray], Values]
 
 class DeviceSlab:
     """The source mask (host, ``(rows, width)``) and encoder outputs (device) of the running
-    rows, with :class:`~service.inference.continuous.StaticSlab`'s interface. Joining rows
+    rows, with :class:`~service.inference.slab.StaticSlab`'s interface. Joining rows
     are appended with one :class:`JoinRows` call (the narrower side padded on the right,
     masked); when inputs leave, the rows that stay are gathered into new tensors, and the
     source axis is cut once the live sources use at most half of it."""

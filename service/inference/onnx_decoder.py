@@ -10,6 +10,7 @@ import numpy as np
 from service.bundle import Manifest, StateSpec
 from service.inference import column_cache
 from service.inference.search import Candidates, top_k
+from service.inference.slab import StaticSlab
 
 ENCODE_ROWS = 16  # rows per encoder call (docs/benchmarks.md: 64 / 32 / 16 / 8 compared)
 
@@ -209,6 +210,10 @@ class OnnxModel:
             return None, parents
         order, source = column_cache.place_rows(parents, group, blocks)
         return (None if (order == np.arange(len(order))).all() else order), source
+
+    def new_slab(self) -> StaticSlab:
+        """Holder of a continuous batch's source mask and encoder outputs (host memory)."""
+        return StaticSlab(self.src_axes)
 
     def merge_carried(self, running: dict[str, np.ndarray], joining: dict[str, np.ndarray]
                       ) -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@ they get alone (same tokens; scores equal up to float summation order)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 
 from service.inference import Translator
-from service.inference.continuous import Arrival, DecodeLoop, StaticSlab
+from service.inference.continuous import Arrival, DecodeLoop
 from service.inference.onnx_decoder import OnnxModel, OnnxState
 from service.inference.search import SearchOptions
+from service.inference.slab import StaticSlab
 from service.inference.translator import Translation
 from tests.conftest import synthetic_pairs
 
@@ -217,9 +219,10 @@ def test_static_slab_reuses_rows_and_masks_the_rest() -> None:
     assert slab.width == 2 and slab.view()[0].tolist() == [[1, 1]]
 
 
-def test_select_and_join_is_gather_then_merge_in_one_copy(trained_concat_bundle: Path) -> None:
-    model = Translator.load(trained_concat_bundle).model
-    rng = np.random.default_rng(3)
+def random_carried(model: OnnxModel, seed: int = 3) -> Callable[[int, int], dict[str, np.ndarray]]:
+    """``carried(rows, length)``: random carried state of ``model`` with ``rows`` rows and
+    caches ``length`` entries long."""
+    rng = np.random.default_rng(seed)
 
     def carried(rows: int, length: int) -> dict[str, np.ndarray]:
         out = {}
@@ -229,6 +232,12 @@ def test_select_and_join_is_gather_then_merge_in_one_copy(trained_concat_bundle:
             out[spec.input] = rng.normal(size=shape).astype(spec.dtype)
         return out
 
+    return carried
+
+
+def test_select_and_join_is_gather_then_merge_in_one_copy(trained_concat_bundle: Path) -> None:
+    model = Translator.load(trained_concat_bundle).model
+    carried = random_carried(model)
     running, index = carried(6, 5), np.array([5, 5, 0, 3])
     kept = {name: np.take(value, index, axis=0) for name, value in running.items()}
     for joining in ([carried(2, 0), carried(1, 3)], [carried(2, 7)], []):

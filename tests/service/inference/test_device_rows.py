@@ -11,10 +11,11 @@ import onnxruntime as ort
 import pytest
 
 from service.inference import Translator
-from service.inference.continuous import Arrival, DecodeLoop, StaticSlab
+from service.inference.continuous import Arrival, DecodeLoop
 from service.inference.device_rows import AxisSlice, BoundGraph, JoinRows, Side
 from service.inference.search import SearchOptions
-from tests.service.inference.test_continuous import assert_same
+from service.inference.slab import StaticSlab
+from tests.service.inference.test_continuous import assert_same, random_carried
 
 CPU = ["CPUExecutionProvider"]
 
@@ -88,16 +89,7 @@ def test_bound_select_join_and_trim_match_numpy(trained_concat_bundle: Path) -> 
     bound = Translator.load(trained_concat_bundle, threads=1, io_binding=True)
     model, device = bound.model, bound.device_model
     assert device is not None
-    rng = np.random.default_rng(3)
-
-    def carried(rows: int, length: int) -> dict[str, np.ndarray]:
-        out = {}
-        for spec in model.state_specs:
-            shape = [rows if d == "batch" else length if isinstance(d, str) else d
-                     for d in spec.shape]
-            out[spec.input] = rng.normal(size=shape).astype(spec.dtype)
-        return out
-
+    carried = random_carried(model)
     running = carried(6, 5)
     device.upload(model.encode(np.array([[5, 1]]), np.ones((1, 2), np.int64)))
     for index in (np.array([5, 5, 0, 3]), None):
