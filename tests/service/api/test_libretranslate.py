@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.api.fakes import MakeClient, Reply
+from tests.service.api.fakes import FakeLoader, MakeClient, Reply
 
 URL = "/libretranslate/translate"
 
@@ -54,6 +54,40 @@ def test_list_q_gives_lists(fr_only: TestClient) -> None:
     assert form == {"translatedText": ["fr:a", "fr:b"]}
 
 
+def test_html_keeps_markup_and_translates_text_in_one_batch(make_client: MakeClient,
+                                                             models_dir: Path) -> None:
+    loader = FakeLoader()
+    client = make_client(loader)
+    engine = loader.engines[models_dir / "en-fr"]
+    before = len(engine.calls)
+    page = '<p class="x">Good <b>day</b>!</p>\n<script>let a = "b";</script><p>Bye &amp; </p>'
+    body = client.post(URL, json={"q": [page, "<br>", "<i>one</i>"], "source": "en",
+                                  "target": "fr", "format": "html", "alternatives": 1}).json()
+    assert body["translatedText"] == [
+        '<p class="x">fr:Good <b>fr:day</b>fr:!</p>\n<script>let a = "b";</script>'
+        "<p>fr:Bye &amp; </p>", "<br>", "<i>fr:one</i>"]
+    assert body["alternatives"] == [
+        ['<p class="x">fr:Good#1 <b>fr:day#1</b>fr:!#1</p>\n<script>let a = "b";</script>'
+         "<p>fr:Bye &amp;#1 </p>"], [], ["<i>fr:one#1</i>"]]
+    assert [text for texts, _ in engine.calls[before:] for text in texts] == [
+        "Good", "day", "!", "Bye &", "one"]
+
+
+def test_html_without_text_skips_the_engine_and_bad_html_is_a_400(
+        make_client: MakeClient, models_dir: Path) -> None:
+    loader = FakeLoader()
+    client = make_client(loader)
+    before = len(loader.engines[models_dir / "en-fr"].calls)
+    same = client.post(URL, json={"q": "<hr><!-- x -->", "source": "en", "target": "fr",
+                                  "format": "html"}).json()
+    assert same == {"translatedText": "<hr><!-- x -->"}
+    assert len(loader.engines[models_dir / "en-fr"].calls) == before
+    bad = libre_error(client.post(URL, json={"q": ["<p>ok</p>", "<![ x"], "source": "en",
+                                             "target": "fr", "format": "html"}), 400)
+    assert bad["code"] == "invalid_html" and bad["field"] == "q[1]"
+    assert "line 1" in str(bad["error"]) and "format 'text'" in str(bad["error"])
+
+
 def test_languages_shape(client: TestClient) -> None:
     languages = client.get("/libretranslate/languages").json()
     assert {"code": "en", "name": "English", "targets": ["de", "fr"]} in languages
@@ -61,9 +95,10 @@ def test_languages_shape(client: TestClient) -> None:
 
 
 def test_errors_in_libretranslate_shape(client: TestClient) -> None:
-    html = libre_error(client.post(URL, json={"q": "<b>x</b>", "source": "en", "target": "fr",
-                                              "format": "html"}), 400)
-    assert html["code"] == "unsupported_format" and "html" in str(html["error"])
+    markdown = libre_error(client.post(URL, json={"q": "*x*", "source": "en", "target": "fr",
+                                                  "format": "markdown"}), 400)
+    assert markdown["code"] == "unsupported_format" and markdown["field"] == "format"
+    assert "'text', 'html'" in str(markdown["error"])
     auto = libre_error(client.post(URL, json={"q": "x", "source": "auto", "target": "xx"}), 400)
     assert auto["code"] == "ambiguous_source" and auto["field"] == "source"
     missing = libre_error(client.post(URL, json={"q": "x", "source": "en"}), 422)
