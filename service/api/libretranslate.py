@@ -9,7 +9,6 @@ and ``GET languages``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qsl
@@ -19,13 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import UploadFile
 
-from service.api import markup
 from service.api.errors import ApiError
 from service.api.registry import ModelEntry, ModelRegistry
 from service.api.schemas import check_texts_type
 from service.api.state import AppState
-from service.api.translation import Options, TranslationService
-from service.inference.translator import Translation
+from service.api.translation import TranslationService
 
 FORMATS = ("text", "html")
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
@@ -160,11 +157,11 @@ async def translate(state: AppState, body: LibreRequest) -> LibreResponse:
     options = service.options(beam_size=None, num_hypotheses=wanted, length_penalty=1.0,
                               max_length=None)
     if body.format == "html":
-        outs, others = await translate_html(service, entry, texts, options)
+        results = await service.run_html(entry, texts, options, field="q")
     else:
         results = await service.run(entry, texts, options)
-        outs = [r.text for r in results]
-        others = [[a.text for a in r.alternatives[1:]] for r in results]
+    outs = [r.text for r in results]
+    others = [[a.text for a in r.alternatives[1:]] for r in results]
     assert entry.pair is not None
     language = DetectedLanguage(confidence=100.0, language=entry.pair[0])
     single = isinstance(body.q, str)
@@ -173,45 +170,6 @@ async def translate(state: AppState, body: LibreRequest) -> LibreResponse:
         alternatives=(others[0] if single else others) if body.alternatives else None,
         detectedLanguage=(language if single else [language] * len(texts)) if detected
         else None)
-
-
-async def translate_html(service: TranslationService, entry: ModelEntry, documents: list[str],
-                         options: Options) -> tuple[list[str], list[list[str]]]:
-    """Each HTML document with its text runs translated (all runs of all documents in one
-    batch), and its alternatives: the document rendered with each run's ``i``-th hypothesis
-    (its best where it has fewer)."""
-    parsed = await asyncio.to_thread(_parse_documents, documents)
-    sources = [source for document in parsed for source in document.sources]
-    results = await service.run(entry, sources, options)
-    outs: list[str] = []
-    others: list[list[str]] = []
-    start = 0
-    for document in parsed:
-        mine = results[start : start + len(document.runs)]
-        start += len(document.runs)
-        outs.append(document.render([result.text for result in mine]))
-        count = max((len(result.alternatives) for result in mine), default=1)
-        others.append([document.render([_hypothesis(result, i) for result in mine])
-                       for i in range(1, count)])
-    return outs, others
-
-
-def _parse_documents(documents: list[str]) -> list[markup.Document]:
-    """:func:`markup.parse_html` of each document (a 400 naming the unreadable one)."""
-    parsed = []
-    for index, document in enumerate(documents):
-        try:
-            parsed.append(markup.parse_html(document))
-        except markup.MarkupError as err:
-            name = f"q[{index}]" if len(documents) > 1 else "q"
-            raise ApiError(400, "invalid_html", f"{name}: {err}; send it with format 'text'",
-                           field=name) from None
-    return parsed
-
-
-def _hypothesis(result: Translation, index: int) -> str:
-    """The ``index``-th hypothesis of ``result``, or its best when it has fewer."""
-    return result.alternatives[index].text if index < len(result.alternatives) else result.text
 
 
 def languages(registry: ModelRegistry) -> list[LibreLanguage]:

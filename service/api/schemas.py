@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -50,6 +50,9 @@ class TranslateRequest(BaseModel):
     return_scores: bool = Field(default=True, description="false: scores are null")
     timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False,
                                   description="deadline in seconds (capped by the server's)")
+    format: Literal["text", "html"] = Field(
+        default="text", description="`html`: each text is an HTML document whose text is "
+        "translated and whose markup is kept (`/translate` only)")
 
     @field_validator("text", mode="before")
     @classmethod

@@ -211,6 +211,9 @@ def check_sentences(sentences: list[Sentence], capacity: int) -> None:
 def open_stream(service: TranslationService, body: TranslateRequest,
                 request: Request) -> EventStreamResponse:
     """Check, route, split and queue the request (errors are JSON responses), then stream."""
+    if body.format != "text":
+        raise ApiError(400, "unsupported_format", f"format {body.format!r} cannot be streamed "
+                       "sentence by sentence; send it to /translate", field="format")
     texts, entry, options = service.prepare(body)
     sentences = split_texts(texts)
     check_sentences(sentences, service.settings.queue_size)

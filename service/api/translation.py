@@ -15,6 +15,7 @@ from typing import NamedTuple, TypeVar
 
 from fastapi import Request
 
+from service.api import markup
 from service.api.batcher import (
     BatcherClosedError,
     DeadlineExceededError,
@@ -128,6 +129,21 @@ class TranslationService:
             results[index] = result
         return results
 
+    async def run_html(self, entry: ModelEntry, documents: list[str], options: Options, *,
+                       field: str) -> list[Translation]:
+        """:meth:`run` for HTML documents: every text run of every document in one batch,
+        each document's result merged from its runs' (``markup.merge``); a document the
+        parser cannot read is a 400 naming it (``field``, indexed for a list)."""
+        parsed = await asyncio.to_thread(parse_documents, documents, field)
+        results = await self.run(entry, [s for document in parsed for s in document.sources],
+                                 options)
+        merged = []
+        start = 0
+        for document in parsed:
+            merged.append(markup.merge(document, results[start : start + len(document.runs)]))
+            start += len(document.runs)
+        return merged
+
     def prepare(self, body: TranslateRequest) -> Prepared:
         """Check the texts, route and options of a native request (4xx ``ApiError``)."""
         texts = [body.text] if isinstance(body.text, str) else list(body.text)
@@ -142,7 +158,10 @@ class TranslationService:
     async def translate(self, body: TranslateRequest) -> TranslateResponse:
         """``POST /translate``."""
         texts, entry, options = self.prepare(body)
-        results = await self.run(entry, texts, options)
+        if body.format == "html":
+            results = await self.run_html(entry, texts, options, field="text")
+        else:
+            results = await self.run(entry, texts, options)
         outs = [to_out(result, options.return_scores) for result in results]
         assert entry.pair is not None
         return TranslateResponse(
@@ -166,6 +185,20 @@ def batch_error(err: Exception, model: str, timeout: float) -> ApiError:
                         headers={"Retry-After": "5"})
     log.error("translation failed", exc_info=err, extra={"fields": {"model": model}})
     return ApiError(500, "engine_error", "the translation engine failed")
+
+
+def parse_documents(documents: list[str], field: str) -> list[markup.Document]:
+    """:func:`markup.parse_html` of each document; a 400 ``invalid_html`` naming the first
+    unreadable one."""
+    parsed = []
+    for index, document in enumerate(documents):
+        try:
+            parsed.append(markup.parse_html(document))
+        except markup.MarkupError as err:
+            name = f"{field}[{index}]" if len(documents) > 1 else field
+            raise ApiError(400, "invalid_html", f"{name}: {err}; send it with format 'text'",
+                           field=name) from None
+    return parsed
 
 
 def lang(code: str | None) -> str | None:

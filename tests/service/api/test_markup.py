@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from service.api.markup import MarkupError, parse_html
+from service.api.markup import MarkupError, merge, parse_html
+from service.inference.translator import Alternative, Translation
 
 PAGE = ('<!DOCTYPE html>\n<html><head><title>The title</title>'
         '<style>p > b { color: red }</style></head>\n'
@@ -59,3 +62,19 @@ def test_unreadable_markup_is_an_error_naming_where() -> None:
 def test_render_wants_one_translation_per_run() -> None:
     with pytest.raises(ValueError, match="1 translations for 2 text runs"):
         parse_html("<p>a</p><p>b</p>").render(["x"])
+
+
+def test_merge_joins_the_runs_results_as_sentences_are_joined() -> None:
+    document = parse_html("<p>a</p> <p>b</p>")
+    runs = [Translation("A", -1.0, "eos", [Alternative("A", -1.0), Alternative("A2", -2.0)],
+                        source_tokens=2, target_tokens=3),
+            Translation("B", -3.0, "length", [Alternative("B", -3.0)], truncated=True,
+                        source_tokens=4, target_tokens=5)]
+    merged = merge(document, runs)
+    assert merged == Translation(
+        "<p>A</p> <p>B</p>", -2.0, "length",
+        [Alternative("<p>A</p> <p>B</p>", -2.0), Alternative("<p>A2</p> <p>B</p>", -2.5)],
+        truncated=True, source_tokens=6, target_tokens=8)
+    empty = merge(parse_html("<br>"), [])
+    assert (empty.text, empty.finish_reason, empty.alternatives) == ("<br>", "empty", [])
+    assert math.isnan(empty.score)

@@ -146,6 +146,14 @@ def test_validation_errors_are_json_like_translate(make_client: MakeClient, body
                        client.post("/translate", json=body), status) == code
 
 
+def test_html_is_not_streamed(client: TestClient) -> None:
+    body = {"text": "<p>Hi.</p>", "format": "html", **EN_FR}
+    error = error_of(client.post("/translate/stream", json=body), 400)
+    assert error["code"] == "unsupported_format" and error["field"] == "format"
+    assert "/translate" in str(error["message"])
+    assert client.post("/translate", json=body).status_code == 200
+
+
 def test_same_key_check_as_translate(make_client: MakeClient) -> None:
     client = make_client(api_keys="alpha")
     body = {"text": "x", **EN_FR}

@@ -171,3 +171,26 @@ def test_full_queue_is_503_with_retry_after(make_client: MakeClient) -> None:
     refused = next(r for r in responses if r.status_code == 503)
     assert refused.headers["retry-after"] == "1"
     assert error_of(refused, 503)["code"] == "queue_full"
+
+
+def test_html_documents_keep_their_markup(make_client: MakeClient, models_dir: Path) -> None:
+    loader = FakeLoader()
+    client = make_client(loader)
+    engine = loader.engines[models_dir / "en-fr"]
+    before = len(engine.calls)
+    body = client.post("/translate", json={
+        "text": ["<h1>Title</h1><p>Some <em>text</em></p>", "<hr>"], "format": "html",
+        "num_hypotheses": 2, **EN_FR}).json()
+    first, second = body["translations"]
+    assert first["text"] == "<h1>fr:Title</h1><p>fr:Some <em>fr:text</em></p>"
+    assert [a["text"] for a in first["alternatives"]] == [
+        first["text"], "<h1>fr:Title#1</h1><p>fr:Some#1 <em>fr:text#1</em></p>"]
+    assert first["score"] == -0.5 and first["alternatives"][1]["score"] == -1.5
+    assert first["finish_reason"] == "eos" and first["source_tokens"] == 6
+    assert second == {**second, "text": "<hr>", "score": None, "finish_reason": "empty"}
+    assert [text for texts, _ in engine.calls[before:] for text in texts] == [
+        "Title", "Some", "text"]
+    bad = client.post("/translate", json={"text": "<![ x", "format": "html", **EN_FR})
+    assert error_of(bad, 400)["field"] == "text"
+    other = client.post("/translate", json={"text": "x", "format": "pdf", **EN_FR})
+    assert error_of(other, 422)["field"] == "format"
