@@ -134,3 +134,44 @@ def test_detokenize_tokenize_preserves_printable_text(tokenizer: Any) -> None:
         assert tokenizer.batch_decode([ids], skip_special_tokens=True)[0] == text
 
     check()
+
+
+HTML_BITS = st.sampled_from(["<p>", "</p>", "<b>", "</b>", "<br/>", "<!--", "-->", "<![",
+                             "]]>", "<!DOCTYPE html>", "<script>", "</script>", "<code>",
+                             '<div translate="no">', "</div>", "&amp;", "&nbsp;", "&#33;",
+                             "&bogus;", "<", ">", "'", '"', "=", " ", "\n", "word", "été"])
+
+
+@BOUNDED
+@given(st.lists(HTML_BITS, max_size=40).map("".join))
+def test_html_documents_render_back_or_are_refused(document: str) -> None:
+    """Any string is cut into pieces that are the document, and rendering replaces exactly
+    the text runs, each between a whitespace prefix and suffix of its own; or the string is
+    refused with a MarkupError."""
+    import html
+
+    from service.api.markup import MarkupError, parse_html
+
+    try:
+        parsed = parse_html(document)
+    except MarkupError:
+        return
+    assert "".join(parsed.pieces) == document
+    rendered = parsed.render([f"\x00{index}\x00" for index in range(len(parsed.runs))])
+    cursor = 0
+    for index, piece in enumerate(parsed.pieces):
+        if index not in parsed.runs:
+            assert rendered.startswith(piece, cursor)
+            cursor += len(piece)
+            continue
+        marker = f"\x00{parsed.runs.index(index)}\x00"
+        at = rendered.index(marker, cursor)
+        lead = rendered[cursor:at]
+        rest = piece[len(lead):]
+        trail = next(rest[cut:] for cut in range(len(rest) + 1)
+                     if not html.unescape(rest[cut:]).split()
+                     and rendered.startswith(rest[cut:], at + len(marker)))
+        assert piece.startswith(lead) and not html.unescape(lead + trail).split()
+        assert html.unescape(piece[len(lead): len(piece) - len(trail)]).split()
+        cursor = at + len(marker) + len(trail)
+    assert cursor == len(rendered)
