@@ -121,7 +121,10 @@ class _Cutter(HTMLParser):
         self.source = source
         self.line_starts = [0, *(match.end() for match in re.finditer("\n", source))]
         self.marks: list[tuple[int, bool]] = []  # (offset, translatable text)
-        self.verbatim: list[list[str | int]] = []  # open [tag, same-name depth] not translated
+        # the outermost open element whose content is not translated, and how many elements of
+        # its name are open (nested ones close before it)
+        self.verbatim: str | None = None
+        self.depth = 0
 
     def document(self) -> Document:
         """The pieces between consecutive marks; adjacent text events form one run."""
@@ -142,27 +145,28 @@ class _Cutter(HTMLParser):
 
     def _mark(self, text: bool) -> None:
         line, column = self.getpos()
-        self.marks.append((self.line_starts[line - 1] + column, text and not self.verbatim))
+        self.marks.append((self.line_starts[line - 1] + column, text and self.verbatim is None))
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._mark(False)
         if tag in VOID:
             return
-        if self.verbatim and self.verbatim[-1][0] == tag:
-            self.verbatim[-1][1] = int(self.verbatim[-1][1]) + 1
-        elif tag in VERBATIM or _asks_no_translation(attrs):
-            self.verbatim.append([tag, 1])
+        if self.verbatim is None and (tag in VERBATIM or _asks_no_translation(attrs)):
+            self.verbatim = tag
+        if tag == self.verbatim:
+            self.depth += 1
 
     def handle_endtag(self, tag: str) -> None:
         self._mark(False)
-        if self.verbatim and self.verbatim[-1][0] == tag:
-            self.verbatim[-1][1] = int(self.verbatim[-1][1]) - 1
-            if not self.verbatim[-1][1]:
-                self.verbatim.pop()
+        if tag == self.verbatim:
+            self.depth -= 1
+            if not self.depth:
+                self.verbatim = None
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._mark(False)
 
+    # text: character data and references (kept raw: convert_charrefs is off)
     def handle_data(self, data: str) -> None:
         self._mark(True)
 
@@ -172,6 +176,7 @@ class _Cutter(HTMLParser):
     def handle_charref(self, name: str) -> None:
         self._mark(True)
 
+    # markup other than tags
     def handle_comment(self, data: str) -> None:
         self._mark(False)
 
