@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -268,78 +269,104 @@ def run_system(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every system in its own process, round-robin ``repeats`` times; then scores."""
-    import ctranslate2
-    import onnxruntime
-    import torch
-    import transformers
-
     systems = args.systems.split(",")
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         raise SystemExit(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
     work = plan(args)
-    refs = work["refs"]
-    times: dict[str, list[float]] = {s: [] for s in systems}
-    outputs: dict[str, list[str]] = {}
-    tokens: dict[str, int] = {}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-natural-") as tmp:
         folder = Path(tmp)
         (folder / "plan.json").write_text(json.dumps(work))
-        if any(s.endswith("-concat") for s in systems):
-            from training.export.__main__ import main as export
-
-            export([str(args.weights), str(folder / "concat"), "--int8", "--cache", "concat"])
-        if any(s.startswith("ct2") for s in systems):
-            from transformers import AutoTokenizer
-
-            convert_ct2(load_marian(args.weights),
-                        AutoTokenizer.from_pretrained(str(args.bundle)), folder / "ct2")
-        for _ in range(args.repeats):
-            for system in systems:
-                result = folder / "result.json"
-                command = [sys.executable, "-m", "bench.natural", "--only", system,
-                           "--work", str(folder), "--result", str(result),
-                           "--bundle", str(args.bundle), "--weights", str(args.weights),
-                           "--beam", str(args.beam), "--threads", str(args.threads)]
-                subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL if args.quiet else None)
-                done = json.loads(result.read_text())
-                times[system].append(done["seconds"])
-                if system in outputs and outputs[system] != done["hyps"]:
-                    raise SystemExit(f"{system}: outputs changed between repeats")
-                outputs[system], tokens[system] = done["hyps"], done["tokens"]
-
-    versions = {"onnxruntime": onnxruntime.__version__, "ctranslate2": ctranslate2.__version__,
-                "torch": torch.__version__, "transformers": transformers.__version__}
-    rows: list[dict[str, Any]] = []
-    base = outputs.get("engine-fp32")
-    base_bleu = scores(base, refs)[0] if base is not None else None
-    for system in systems:
-        seconds = statistics.median(times[system])
-        bleu, chrf = scores(outputs[system], refs)
-        row: dict[str, Any] = {
-            "system": system, "setting": f"natural beam{args.beam} b{args.batch_size}",
-            "sentences": len(refs), "source_tokens": work["source_tokens"], "beam": args.beam,
-            "batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats,
-            "seconds": round(seconds, 2), "seconds_all": [round(t, 2) for t in times[system]],
-            "seconds_min": round(min(times[system]), 2),
-            "sentences_per_s": round(len(refs) / seconds, 2),
-            "target_tokens": tokens[system],
-            "target_tokens_per_s": round(tokens[system] / seconds, 1),
-            "bleu": bleu, "chrf": chrf,
-            "bleu_diff_vs_engine_fp32": (round(bleu - base_bleu, 2)
-                                         if base_bleu is not None else None),
-            "same_text_as_engine_fp32": (round(sum(a == b for a, b in zip(
-                outputs[system], base, strict=True)) / len(refs), 3)
-                if base is not None else None),
-            "weights": os.path.relpath(args.weights, ROOT), "versions": versions}
-        rows.append(row)
+        convert_models(args, folder, systems)
+        runs = run_rounds(args, folder, systems)
+    base = runs.outputs.get("engine-fp32")
+    rows = [system_row(args, work, runs, system, base) for system in systems]
+    for row in rows:
         print(json.dumps(row), flush=True)
     rows.append({**summary(rows), "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
                  "loadavg_1_5_15_after": [round(x, 2) for x in os.getloadavg()]})
     print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def convert_models(args: argparse.Namespace, folder: Path, systems: list[str]) -> None:
+    """What the systems need besides the bundle: a concat-cache export, a CTranslate2 model."""
+    if any(s.endswith("-concat") for s in systems):
+        from training.export.__main__ import main as export
+
+        export([str(args.weights), str(folder / "concat"), "--int8", "--cache", "concat"])
+    if any(s.startswith("ct2") for s in systems):
+        from transformers import AutoTokenizer
+
+        convert_ct2(load_marian(args.weights),
+                    AutoTokenizer.from_pretrained(str(args.bundle)), folder / "ct2")
+
+
+@dataclass
+class Runs:
+    """Each system's seconds per round, translations and target tokens."""
+
+    times: dict[str, list[float]]
+    outputs: dict[str, list[str]] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+
+
+def run_rounds(args: argparse.Namespace, folder: Path, systems: list[str]) -> Runs:
+    """``args.repeats`` rounds, each system once per round in a process of its own; a system
+    whose translations change between rounds is an error."""
+    runs = Runs({system: [] for system in systems})
+    for _ in range(args.repeats):
+        for system in systems:
+            result = folder / "result.json"
+            command = [sys.executable, "-m", "bench.natural", "--only", system,
+                       "--work", str(folder), "--result", str(result),
+                       "--bundle", str(args.bundle), "--weights", str(args.weights),
+                       "--beam", str(args.beam), "--threads", str(args.threads)]
+            subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL if args.quiet else None)
+            done = json.loads(result.read_text())
+            runs.times[system].append(done["seconds"])
+            if system in runs.outputs and runs.outputs[system] != done["hyps"]:
+                raise SystemExit(f"{system}: outputs changed between repeats")
+            runs.outputs[system], runs.tokens[system] = done["hyps"], done["tokens"]
+    return runs
+
+
+def system_row(args: argparse.Namespace, work: dict[str, Any], runs: Runs, system: str,
+               base: list[str] | None) -> dict[str, Any]:
+    """One system's JSON row: median speed, scores, and agreement with ``base`` (the fp32
+    engine's translations, when it ran)."""
+    refs = work["refs"]
+    times, outputs = runs.times[system], runs.outputs[system]
+    seconds = statistics.median(times)
+    bleu, chrf = scores(outputs, refs)
+    base_bleu = scores(base, refs)[0] if base is not None else None
+    return {
+        "system": system, "setting": f"natural beam{args.beam} b{args.batch_size}",
+        "sentences": len(refs), "source_tokens": work["source_tokens"], "beam": args.beam,
+        "batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats,
+        "seconds": round(seconds, 2), "seconds_all": [round(t, 2) for t in times],
+        "seconds_min": round(min(times), 2),
+        "sentences_per_s": round(len(refs) / seconds, 2),
+        "target_tokens": runs.tokens[system],
+        "target_tokens_per_s": round(runs.tokens[system] / seconds, 1),
+        "bleu": bleu, "chrf": chrf,
+        "bleu_diff_vs_engine_fp32": round(bleu - base_bleu, 2) if base_bleu is not None else None,
+        "same_text_as_engine_fp32": (round(sum(a == b for a, b in zip(outputs, base, strict=True))
+                                           / len(refs), 3) if base is not None else None),
+        "weights": os.path.relpath(args.weights, ROOT), "versions": versions()}
+
+
+def versions() -> dict[str, str]:
+    """The versions of the libraries the systems run on."""
+    import ctranslate2
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {"onnxruntime": onnxruntime.__version__, "ctranslate2": ctranslate2.__version__,
+            "torch": torch.__version__, "transformers": transformers.__version__}
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

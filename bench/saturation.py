@@ -71,7 +71,7 @@ def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int,
                      "mean_cache_columns": float(np.mean(cache or [0]))}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cli = argparse.ArgumentParser(prog="python -m bench.saturation", description=__doc__)
     cli.add_argument("--bundle", type=Path, default=Path("models/transformer-en-fr"))
     cli.add_argument("--data", type=Path, default=Path("data/en-fr/test.jsonl"))
@@ -88,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                      "a GPU (bundles exported with --cache concat)")
     cli.add_argument("--profile", action="store_true",
                      help="then profile a second continuous run (cProfile, top functions)")
-    args = cli.parse_args(argv)
+    return cli.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     examples = load_test_split(args.data)
     if examples is None:
         return 2
@@ -111,13 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 spent, shape = run_loop(translator, texts, inflight, args.beam, encoder)
                 seconds[mode].append(spent)
-    request_s, continuous_s = (statistics.median(seconds[m]) for m in ("request", "continuous"))
-    print(json.dumps({"request_s": round(request_s, 3), "continuous_s": round(continuous_s, 3),
-                      "continuous_over_request_throughput": round(request_s / continuous_s, 2),
-                      "round_ratios": [round(r / c, 2) for r, c in
-                                       zip(seconds["request"], seconds["continuous"],
-                                           strict=True)],
-                      **{k: round(v, 1) for k, v in shape.items()}}), flush=True)
+    print(json.dumps(report(seconds, shape)), flush=True)
     if args.profile:  # a second run: the profiler's overhead must not enter the timing
         profile = cProfile.Profile()
         profile.enable()
@@ -125,6 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         profile.disable()
         pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(15)
     return 0
+
+
+def report(seconds: dict[str, list[float]], shape: dict[str, float]) -> dict[str, object]:
+    """Medians of both modes, the throughput ratio overall and per round, the loop's shape."""
+    request_s, continuous_s = (statistics.median(seconds[m]) for m in ("request", "continuous"))
+    return {"request_s": round(request_s, 3), "continuous_s": round(continuous_s, 3),
+            "continuous_over_request_throughput": round(request_s / continuous_s, 2),
+            "round_ratios": [round(r / c, 2) for r, c in zip(seconds["request"],
+                                                             seconds["continuous"], strict=True)],
+            **{k: round(v, 1) for k, v in shape.items()}}
 
 
 if __name__ == "__main__":
