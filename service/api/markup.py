@@ -13,7 +13,9 @@ document is copied unchanged, so a document with no text to translate comes back
 
 Text cut by inline tags (``Hello <b>world</b>.``) is translated run by run, as LibreTranslate
 does: the tags cannot be placed inside a translated sentence without word alignments.
-Attribute values (``alt``, ``title``) are not translated.
+Attribute values (``alt``, ``title``) are not translated. An element not to translate is left
+at its own end tag; one whose end tag is only implied (``<p translate="no">`` closed by the next
+``<p>``) leaves the rest of the document untranslated, on the safe side.
 """
 
 from __future__ import annotations
