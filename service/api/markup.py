@@ -3,8 +3,8 @@
 For LibreTranslate's ``format: "html"``. :func:`parse_html` cuts a document into pieces with the
 standard library's tolerant HTML parser: markup (tags with their attributes, comments,
 declarations, processing instructions) and **text runs** (character data and character
-references between two pieces of markup). A text run is translated when it holds more than
-whitespace and is not inside an element whose content is not prose (``script``, ``style``,
+references between two pieces of markup). A text run is translated when it holds a letter and is
+not inside an element whose content is not prose (``script``, ``style``,
 ``code``, ``pre``, ``textarea``, ...) or that asks not to be translated (HTML's
 ``translate="no"``, or the ``notranslate`` class that translation tools honour). Translation
 happens on the unescaped text with its runs of whitespace collapsed; the result is escaped again
@@ -142,7 +142,7 @@ class _Cutter(HTMLParser):
                                                                           strict=True))
         runs = tuple(index for index, ((_, text), piece) in enumerate(zip(bounds, pieces,
                                                                            strict=True))
-                     if text and html.unescape(piece).split())
+                     if text and _has_words(piece))
         return Document(pieces, runs)
 
     def _mark(self, text: bool) -> None:
@@ -190,6 +190,13 @@ class _Cutter(HTMLParser):
 
     def unknown_decl(self, data: str) -> None:
         self._mark(False)
+
+
+def _has_words(raw: str) -> bool:
+    """Whether a run holds a letter: numbers, punctuation and whitespace alone (a ``.`` after
+    an inline tag, a ``|`` between links, ``11:35``) are kept as they are, not given to the
+    model, which would make up words for them."""
+    return any(char.isalpha() for char in html.unescape(raw))
 
 
 def _leading_end(raw: str) -> int:

@@ -36,6 +36,7 @@ def test_render_replaces_runs_only_escaping_the_translations() -> None:
 @pytest.mark.parametrize("html", [
     "", "   ", "<p></p>", "<br>", "&nbsp;", "<!-- only a comment -->",
     "<code>x < y</code>", '<div translate="NO">Nothing here</div>',
+    "<p>11:35</p> | <i>!</i> &mdash; (2)",
 ])
 def test_documents_without_prose_have_no_runs(html: str) -> None:
     document = parse_html(html)
