@@ -100,6 +100,13 @@ def chart(rows: list[dict[str, Any]], png: Path) -> None:
                     label=f"{mode} {quantile_key[:3]}")
     ax.set_xlabel("offered load, % of request-level capacity")
     ax.set_ylabel("latency (ms)")
+    save_log_chart(fig, ax, png)
+
+
+def save_log_chart(fig: Any, ax: Any, png: Path) -> None:
+    """Log y axis, a legend, then write ``png`` and free the figure (the benches' charts)."""
+    import matplotlib.pyplot as plt
+
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     fig.tight_layout()

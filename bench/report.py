@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.protocol import save_log_chart
+
 
 def load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -58,11 +60,7 @@ def chart(rows: list[dict[str, Any]], png: Path) -> None:
                [speed.get((system, s), 0) for s in settings], width, label=system)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(settings))], settings)
     ax.set_ylabel("generated tokens / s (2 threads)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=80)
-    plt.close(fig)
+    save_log_chart(fig, ax, png)
 
 
 def main(argv: list[str] | None = None) -> int:
