@@ -84,14 +84,15 @@ def prepare(work: Path, quick: bool) -> None:
 
 def stale(bundle: Path, cache: str) -> bool:
     """Whether a cached bench bundle was exported differently from what the exporter writes
-    now (cache layout, opset or form of the top-k head)."""
+    now (cache layout, opset, form of the graphs or of the top-k head)."""
     import onnx
 
-    from training.export.graphs import DEFAULT_OPSET
+    from training.export.graphs import DEFAULT_OPSET, EXPORT_REVISION
     from training.export.top_k import head_is_current
 
     manifest = read_manifest(bundle)
     return (manifest.decoder.in_place != (cache == "in-place") or manifest.opset != DEFAULT_OPSET
+            or manifest.metadata.get("export_revision") != EXPORT_REVISION
             or not head_is_current(onnx.load(str(bundle / "decoder.onnx")).graph,
                                    manifest.decoder.log_probs))
 

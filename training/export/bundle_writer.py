@@ -15,7 +15,7 @@ import transformers
 
 from service.bundle import GRAPH_FILES, MANIFEST, Manifest, sha256_of
 from training.errors import UserError
-from training.export.graphs import ENCODER_INPUTS, GraphPlan, export_graphs
+from training.export.graphs import ENCODER_INPUTS, EXPORT_REVISION, GraphPlan, export_graphs
 from training.export.parity import max_differences
 from training.export.sources import Source
 from training.export.top_k import add_top_k_head, with_top_k
@@ -37,7 +37,8 @@ def base_manifest(source: Source, plan: GraphPlan, *, name: str, langs: tuple[st
         special_tokens=source.special_tokens, vocab_size=source.vocab_size,
         max_positions=source.max_positions, dtype="float32", opset=opset,
         encoder_inputs=list(ENCODER_INPUTS), encoder_outputs=plan.encoder_outputs,
-        decoder=plan.contract, versions=versions(), metadata=source.metadata)
+        decoder=plan.contract, versions=versions(),
+        metadata={**source.metadata, "export_revision": EXPORT_REVISION})
 
 
 def finish_bundle(directory: Path, manifest: Manifest) -> Manifest:

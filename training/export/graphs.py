@@ -44,6 +44,10 @@ CACHE_LAYOUTS: tuple[CacheLayout, ...] = ("in-place", "concat")
 # 1.03x as fast at greedy batch 64 and 1.04x at beam 4 batch 64, the same at batch 1
 # (docs/benchmarks.md, "eighth session").
 DEFAULT_OPSET = 20
+# The form of the graphs this exporter writes, recorded in ``model.json``'s metadata as
+# ``export_revision`` so that cached bundles (bench.engines) know when to export again.
+# 2: each attention's projections of the same input are one GEMM (marian_graphs.FusedLinear).
+EXPORT_REVISION = 2
 
 
 def marian_plan(model: Any, cache: CacheLayout = "in-place") -> GraphPlan:

@@ -68,6 +68,26 @@ def attend_cache_and_new(query: Tensor, cache_key: Tensor, cache_value: Tensor, 
     return torch.matmul(probs[..., :capacity], cache_value) + probs[..., capacity:] * new_value
 
 
+class FusedLinear(nn.Module):
+    """Several ``nn.Linear`` of the same input as one GEMM: ``(N, D)`` -> one ``(N, D_i)``
+    output per projection. At one step's 64 rows a decoder projection streams its weights from
+    memory, and one GEMM of width ``3 D`` took 0.78 of the time of three of width ``D``
+    (docs/benchmarks.md, "twelfth session"); each output column is the same dot product, so the
+    results do not change."""
+
+    def __init__(self, projections: list[nn.Linear]) -> None:
+        super().__init__()
+        self.sizes = [p.out_features for p in projections]
+        self.weight = nn.Parameter(torch.cat([p.weight.detach() for p in projections]))
+        biases = [p.bias.detach() if p.bias is not None else torch.zeros(p.out_features)
+                  for p in projections]
+        self.bias = nn.Parameter(torch.cat(biases))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """``(N, D)`` -> ``(N, D_i)`` for each projection."""
+        return tuple(nn.functional.linear(x, self.weight, self.bias).split(self.sizes, dim=-1))
+
+
 def padding_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
     """``(B, S)`` 1/0 mask -> ``(B, 1, 1, S)`` additive bias (0 or a large negative)."""
     return ((1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min).to(dtype)
@@ -82,6 +102,12 @@ class MarianEncoderGraph(nn.Module):
         self.decoder_layers = model.model.decoder.layers
         self.heads = model.config.encoder_attention_heads
         self.cross_heads = model.config.decoder_attention_heads
+        self.self_qkv = nn.ModuleList(
+            FusedLinear([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj])
+            for layer in self.encoder.layers)
+        self.cross_kv = FusedLinear([proj for layer in self.decoder_layers
+                                     for proj in (layer.encoder_attn.k_proj,
+                                                  layer.encoder_attn.v_proj)])
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, ...]:
         """Returns ``cross_key_0, cross_value_0, ...``, each ``(B, H, S, K)``."""
@@ -92,19 +118,13 @@ class MarianEncoderGraph(nn.Module):
         # (B*S, D) between attentions: every projection is a 2-D GEMM with its bias fused
         x = x.reshape(batch * length, -1)
         bias = padding_bias(attention_mask, x.dtype)
-        for layer in enc.layers:
+        for layer, qkv in zip(enc.layers, self.self_qkv, strict=True):
             attn = layer.self_attn
-            q, k, v = (self.heads_of(proj(x), batch, self.heads)
-                       for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+            q, k, v = (self.heads_of(part, batch, self.heads) for part in qkv(x))
             context = attention(q, k, v, bias).transpose(1, 2).reshape(batch * length, -1)
             x = layer.self_attn_layer_norm(x + attn.out_proj(context))
             x = layer.final_layer_norm(x + layer.fc2(layer.activation_fn(layer.fc1(x))))
-        outputs: list[Tensor] = []
-        for layer in self.decoder_layers:
-            cross = layer.encoder_attn
-            outputs += [self.heads_of(cross.k_proj(x), batch, self.cross_heads),
-                        self.heads_of(cross.v_proj(x), batch, self.cross_heads)]
-        return tuple(outputs)
+        return tuple(self.heads_of(part, batch, self.cross_heads) for part in self.cross_kv(x))
 
     @staticmethod
     def heads_of(x: Tensor, batch: int, heads: int) -> Tensor:
@@ -139,6 +159,9 @@ class MarianDecoderStepGraph(nn.Module):
         self.register_buffer("final_logits_bias", bias if bool(bias.any()) else None)
         self.heads = model.config.decoder_attention_heads
         self.layers = len(self.decoder.layers)
+        self.self_qkv = nn.ModuleList(
+            FusedLinear([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj])
+            for layer in self.decoder.layers)
 
     def forward(self, input_ids: Tensor, encoder_attention_mask: Tensor, *state: Tensor
                 ) -> tuple[Tensor, ...]:
@@ -163,8 +186,7 @@ class MarianDecoderStepGraph(nn.Module):
         presents: list[Tensor] = []
         for index, layer in enumerate(dec.layers):
             attn = layer.self_attn
-            q, k, v = (step_heads(proj(x), self.heads)
-                       for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+            q, k, v = (step_heads(part, self.heads) for part in self.self_qkv[index](x))
             past_k, past_v = past[2 * index], past[2 * index + 1]
             if self.in_place:
                 context = attend_cache_and_new(q, past_k, past_v, k, v, self_bias)

@@ -45,14 +45,32 @@ MIN_AGREEMENT = 0.98  # share of identical outputs old vs new (float sums may fl
 
 
 def graph_tensors(bundle: Path) -> dict[tuple[int, ...], list[np.ndarray]]:
-    """Every float32 initializer of the bundle's graphs, by shape."""
+    """Every float32 initializer of the bundle's graphs, and the pieces of fused ones
+    (:func:`fused_pieces`), by shape."""
+    arrays = [numpy_helper.to_array(init) for name in GRAPH_FILES
+              for init in onnx.load(str(bundle / name)).graph.initializer]
+    arrays = [array for array in arrays if array.dtype == np.float32]
+    widths = {min(a.shape) for a in arrays if a.ndim == 2 and max(a.shape) % min(a.shape) == 0}
     found: dict[tuple[int, ...], list[np.ndarray]] = {}
-    for name in GRAPH_FILES:
-        for init in onnx.load(str(bundle / name)).graph.initializer:
-            array = numpy_helper.to_array(init)
-            if array.dtype == np.float32:
-                found.setdefault(tuple(array.shape), []).append(array)
+    for array in arrays:
+        for piece in [array, *fused_pieces(array, widths)]:
+            found.setdefault(tuple(piece.shape), []).append(piece)
     return found
+
+
+def fused_pieces(array: np.ndarray, widths: set[int]) -> list[np.ndarray]:
+    """The square projections a fused weight ``(n*D, D)`` (or transposed) holds, and the
+    ``D``-long pieces of a 1-D array for each square width ``D`` in ``widths`` (its bias):
+    ``marian_graphs.FusedLinear`` concatenates projections along their outputs."""
+    if array.ndim == 2:
+        small, axis = min(array.shape), int(np.argmax(array.shape))
+        if array.shape[axis] == small or array.shape[axis] % small:
+            return []
+        return np.split(array, array.shape[axis] // small, axis=axis)
+    if array.ndim != 1:
+        return []
+    return [piece for width in sorted(widths) if len(array) > width and not len(array) % width
+            for piece in np.split(array, len(array) // width)]
 
 
 def exact_value(value: np.ndarray, candidates: dict[tuple[int, ...], list[np.ndarray]]

@@ -108,6 +108,25 @@ def test_gelu_is_one_onnx_node_in_both_graphs(marian_bundle: Path) -> None:
         assert ops["Gelu"] == layers and ops["Erf"] == 0, (name, ops)
 
 
+def gemm_weight_shapes(graph_path: Path) -> Counter[tuple[int, ...]]:
+    """How many ``Gemm`` nodes the graph has per shape of their weight."""
+    graph = onnx.load(str(graph_path)).graph
+    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
+    return Counter(shapes[node.input[1]] for node in graph.node if node.op_type == "Gemm")
+
+
+def test_projections_of_one_input_are_one_gemm(marian_bundle: Path) -> None:
+    # Each self-attention's q, k, v projections are one GEMM (3 D wide), and the encoder
+    # computes every decoder layer's cross-attention keys and values in one (2 D per layer).
+    manifest = read_manifest(marian_bundle)
+    dim = manifest.encoder_outputs[0].shape[1] * manifest.encoder_outputs[0].shape[3]
+    layers = len(manifest.encoder_outputs) // 2  # decoder layers (custom_marian: 2 encoder)
+    encoder = gemm_weight_shapes(marian_bundle / "encoder.onnx")
+    decoder = gemm_weight_shapes(marian_bundle / "decoder.onnx")
+    assert encoder[(2 * layers * dim, dim)] == 1, encoder
+    assert encoder[(3 * dim, dim)] == 2 and decoder[(3 * dim, dim)] == layers, (encoder, decoder)
+
+
 def test_bundle_contents(transformer_bundle: Path) -> None:
     raw = json.loads((transformer_bundle / "model.json").read_text())
     assert raw["format_version"] == 1 and raw["architecture"] == "transformer"
