@@ -119,7 +119,8 @@ def test_projections_of_one_input_are_one_gemm(marian_bundle: Path) -> None:
     # Each self-attention's q, k, v projections are one GEMM (3 D wide), and the encoder
     # computes every decoder layer's cross-attention keys and values in one (2 D per layer).
     manifest = read_manifest(marian_bundle)
-    dim = manifest.encoder_outputs[0].shape[1] * manifest.encoder_outputs[0].shape[3]
+    _, heads, _, head_dim = manifest.encoder_outputs[0].shape
+    dim = int(heads) * int(head_dim)
     layers = len(manifest.encoder_outputs) // 2  # decoder layers (custom_marian: 2 encoder)
     encoder = gemm_weight_shapes(marian_bundle / "encoder.onnx")
     decoder = gemm_weight_shapes(marian_bundle / "decoder.onnx")
