@@ -103,7 +103,7 @@ def restore_exact_weights(module: nn.Module, bundle: Path) -> int:
             if exact is None:
                 missing.append(name)
                 continue
-            tensor.copy_(torch.from_numpy(np.ascontiguousarray(exact)))
+            tensor.copy_(torch.from_numpy(np.array(exact, order="C")))  # a writable copy
             restored += 1
     if missing:
         raise UserError(f"{bundle}: no fp32 graph tensor matches {', '.join(missing[:5])}"
