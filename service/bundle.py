@@ -55,6 +55,11 @@ class StateSpec:
     # (length 1 on ``grow_axis``), which the host writes at each row's next free index. Without
     # it the graph returns the whole grown tensor, which copies the cache at every step.
     in_place: bool = False
+    # With ``in_place``: the graph itself writes the new entry at each row's length (the cache
+    # mask's count of ones) and its output is the whole buffer, which the engine binds to the
+    # input's memory (ONNX Runtime's ``GroupQueryAttention`` then writes in place and reads
+    # only each row's own entries). The buffer needs a free column in every row before a step.
+    graph_writes: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,11 @@ class DecoderContract:
     def in_place(self) -> bool:
         """Whether the growing state is written in place (see :class:`StateSpec`)."""
         return any(s.in_place for s in self.state)
+
+    @property
+    def graph_writes(self) -> bool:
+        """Whether the graph writes some cache in place (run through IO binding)."""
+        return any(s.graph_writes for s in self.state)
 
     @property
     def joinable(self) -> bool:

@@ -193,22 +193,34 @@ class ColumnWriter:
 
     def __init__(self, specs: list[StateSpec], cache_mask: str, max_columns: int) -> None:
         self.axes = {spec.input: int(spec.grow_axis or 0) for spec in specs if spec.in_place}
+        # buffers whose new entries the graph writes itself (StateSpec.graph_writes)
+        self.graph_written = {spec.input for spec in specs if spec.graph_writes}
         self.cache_mask = cache_mask
         self.max_columns = max_columns
+
+    def make_room(self, carried: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``carried``, in grown buffers if a row has no free column for the next entry (the
+        same dict when every row has one)."""
+        needed = int(carried[self.cache_mask].sum(axis=1).max(initial=0)) + 1
+        if needed > carried[self.cache_mask].shape[1]:
+            return self.grow(carried, needed)
+        return carried
 
     def write(self, carried: dict[str, np.ndarray], new: dict[str, np.ndarray]
               ) -> dict[str, np.ndarray]:
         """The next carried state: ``new`` (step outputs by input name) written at each row's
         next free column of the in-place buffers of ``carried`` (grown if a row is full), and
-        taken as is for the other state (e.g. the position)."""
+        taken as is for the other state (e.g. the position). Buffers the graph wrote itself
+        are ``carried``'s, kept as they are."""
+        carried = self.make_room(carried)
         filled = carried[self.cache_mask].sum(axis=1)
-        needed = int(filled.max(initial=0)) + 1
-        if needed > carried[self.cache_mask].shape[1]:
-            carried = self.grow(carried, needed)
         out = {name: value for name, value in new.items() if name not in self.axes}
         uniform = bool(len(filled)) and int(filled.min()) == int(filled.max())
         for name, axis in self.axes.items():
             buffer = carried[name]
+            out[name] = buffer
+            if name in self.graph_written:
+                continue
             entry = new[name][(slice(None),) * axis + (0,)]  # a view: the write is the copy
             index: list[slice | int | np.ndarray] = [slice(None)] * buffer.ndim
             if uniform:  # every row writes the same column (no join since the batch began)
@@ -216,7 +228,6 @@ class ColumnWriter:
             else:
                 index[0], index[axis] = np.arange(len(filled)), filled
             buffer[tuple(index)] = entry
-            out[name] = buffer
         return out
 
     def gather(self, carried: dict[str, np.ndarray], source: np.ndarray

@@ -70,6 +70,8 @@ class OnnxModel:
         self.columns = (column_cache.ColumnWriter(contract.state, contract.cache_mask,
                                                   manifest.max_positions)
                         if contract.in_place and contract.cache_mask else None)
+        # caches the graph writes itself (StateSpec.graph_writes): input name -> output name
+        self.graph_written = {s.input: s.output for s in contract.state if s.graph_writes}
 
     @property
     def joinable(self) -> bool:
@@ -144,9 +146,42 @@ class OnnxModel:
             new = self.columns.write(state.carried, new)
         return OnnxState(state.mask, state.static, new, state.order, state.group)
 
+    def _with_room(self, state: OnnxState) -> OnnxState:
+        """``state`` with a free column in every row of its in-place buffers, which a graph
+        that writes its caches needs for the step's entry (grown here, before the call)."""
+        if not self.graph_written or self.columns is None:
+            return state
+        carried = self.columns.make_room(state.carried)
+        if carried is state.carried:
+            return state
+        return OnnxState(state.mask, state.static, carried, state.order, state.group)
+
+    def _run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The decoder's outputs ``names``. A cache the graph writes is bound to its input's
+        buffer, so ONNX Runtime writes the step's entries in place, and comes back as that
+        buffer; without such caches a plain run."""
+        if not self.graph_written:
+            return list(self.decoder.run(names, feeds))
+        binding = self.decoder.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        buffers = {self.graph_written[name]: feeds[name] for name in self.graph_written}
+        for name in names:
+            buffer = buffers.get(name)
+            if buffer is None:
+                binding.bind_output(name, "cpu")
+            else:
+                assert buffer.flags.c_contiguous, name  # in-place buffers are prefix views
+                binding.bind_output(name, "cpu", 0, buffer.dtype, list(buffer.shape),
+                                    buffer.ctypes.data)
+        self.decoder.run_with_iobinding(binding)
+        return [buffers[name] if name in buffers else value.numpy()
+                for name, value in zip(names, binding.get_outputs(), strict=True)]
+
     def step(self, tokens: np.ndarray, state: OnnxState) -> tuple[np.ndarray, OnnxState]:
         """``(rows,)`` tokens -> ``(rows, vocab)`` log-probs and the next state."""
-        log_probs, *carried = self.decoder.run(self.output_names, self._feeds(tokens, state))
+        state = self._with_room(state)
+        log_probs, *carried = self._run(self.output_names, self._feeds(tokens, state))
         if state.order is not None:
             log_probs = log_probs[state.order]
         return log_probs, self._next(state, carried)
@@ -158,9 +193,10 @@ class OnnxModel:
         if self.top_k is None:
             log_probs, state = self.step(tokens, state)
             return top_k(log_probs, k), state
+        state = self._with_room(state)
         feeds = self._feeds(tokens, state)
         feeds[self.top_k.input] = np.array([min(k, self.manifest.vocab_size)], np.int64)
-        values, ids, *carried = self.decoder.run(self.top_k_outputs, feeds)
+        values, ids, *carried = self._run(self.top_k_outputs, feeds)
         if state.order is not None:
             values, ids = values[state.order], ids[state.order]
         return Candidates(values, ids), self._next(state, carried)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.export import Dim
 
 from service.bundle import DecoderContract, StateSpec, StaticSpec, TensorSpec
+from training.export.cached_attention import TRANSLATIONS
 from training.export.marian_graphs import MarianDecoderStepGraph, MarianEncoderGraph
 from training.export.rnn_graphs import RNNDecoderStepGraph, RNNEncoderGraph, rnn_state_names
 from training.export.sources import Source, is_rnn
@@ -47,30 +48,31 @@ DEFAULT_OPSET = 20
 # The form of the graphs this exporter writes, recorded in ``model.json``'s metadata as
 # ``export_revision`` so that cached bundles (bench.engines) know when to export again.
 # 2: each attention's projections of the same input are one GEMM (marian_graphs.FusedLinear).
-EXPORT_REVISION = 2
+# 3: in-place caches are written by the graph (cached_attention: GroupQueryAttention).
+EXPORT_REVISION = 3
 
 
 def marian_plan(model: Any, cache: CacheLayout = "in-place") -> GraphPlan:
     """Cross K/V from the encoder; a self-attention K/V cache along axis 2, either written in
-    place by the host (a buffer of ``cache_len`` capacity in, the new entry out) or grown by
-    the graph (``past_len`` in, ``past_len + 1`` out)."""
+    place (a buffer of ``cache_len`` capacity in and out, the graph writing each row's new
+    entry; the host writes the mask's) or grown by the graph (``past_len`` in, ``past_len + 1``
+    out)."""
     cfg = model.config
     heads, layers = cfg.decoder_attention_heads, cfg.decoder_layers
     head_dim = cfg.d_model // heads
     in_place = cache == "in-place"
     length = "cache_len" if in_place else "past_len"
-    out_prefix = "new" if in_place else "present"
     kv = ["batch", heads, "src_len", head_dim]
     outputs, state, static = [], [], []
     for i in range(layers):
         for part in ("key", "value"):
             outputs.append(TensorSpec(f"cross_{part}_{i}", F32, kv))
             static.append(StaticSpec(f"cross_{part}_{i}", f"cross_{part}_{i}", F32, kv))
-            state.append(StateSpec(f"past_{part}_{i}", f"{out_prefix}_{part}_{i}", F32,
+            state.append(StateSpec(f"past_{part}_{i}", f"present_{part}_{i}", F32,
                                    ["batch", heads, length, head_dim], "empty", grow_axis=2,
-                                   in_place=in_place))
-    state += [StateSpec("past_mask", f"{out_prefix}_mask", I64, ["batch", length], "empty",
-                        grow_axis=1, in_place=in_place),
+                                   in_place=in_place, graph_writes=in_place))
+    state += [StateSpec("past_mask", "new_mask" if in_place else "present_mask", I64,
+                        ["batch", length], "empty", grow_axis=1, in_place=in_place),
               StateSpec("position", "next_position", I64, ["batch"], "empty")]
     contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS),
                                cache_mask="past_mask", grouped_static=True)
@@ -144,19 +146,24 @@ def export_graphs(plan: GraphPlan, out: Path, *, opset: int, max_positions: int)
             dynamic_shapes={"input_ids": {0: dims["batch"]},
                             "encoder_attention_mask": _dim([per_input, "src_len"], dims),
                             "state": tuple(_dim(shape, dims) for shape in shapes)},
-            external_data=False, verbose=False)
+            custom_translation_table=TRANSLATIONS, external_data=False, verbose=False)
 
 
 def example_state(spec: StateSpec, encoded: dict[str, Tensor], past: int = 3, group: int = 1
                   ) -> Tensor:
     """Tracing value of a state input: from the encoder, a random cache of ``past`` steps, or
-    for int64 state the cache mask (ones) or the position (``past``); ``group`` rows per
-    encoded input."""
+    for int64 state the cache mask (ones; an in-place one with its last column free) or the
+    position (``past``); ``group`` rows per encoded input."""
     if spec.init != "empty":
         return encoded[spec.init.split(":", 1)[1]].repeat_interleave(group, dim=0)
     batch = next(iter(encoded.values())).size(0) * group
     grows = {"past_len", "cache_len"}
     shape = [int(batch if d == "batch" else past if d in grows else d) for d in spec.shape]
+    if spec.dtype == I64 and grows & set(spec.shape):
+        mask = torch.ones(*shape, dtype=torch.long)
+        if spec.in_place:
+            mask[:, -1] = 0  # an in-place buffer has a free column for the step's entry
+        return mask
     if spec.dtype == I64:
-        return torch.ones(*shape, dtype=torch.long) * (1 if grows & set(spec.shape) else past)
+        return torch.ones(*shape, dtype=torch.long) * past
     return torch.randn(*shape)

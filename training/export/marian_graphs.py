@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 from transformers import MarianMTModel
 
+from training.export.cached_attention import cached_attention
+
 
 def split_heads(x: Tensor, heads: int) -> Tensor:
     """``(B, T, D)`` -> ``(B, H, T, K)``."""
@@ -52,20 +54,6 @@ def attend_grouped(query: Tensor, key: Tensor, value: Tensor, bias: Tensor) -> T
     grouped = query.reshape(inputs, rows // inputs, heads, size).transpose(1, 2)  # (I, H, G, K)
     out = attention(grouped, key, value, bias)  # (I, H, G, K)
     return out.transpose(1, 2).reshape(rows, heads * size)
-
-
-def attend_cache_and_new(query: Tensor, cache_key: Tensor, cache_value: Tensor, new_key: Tensor,
-                         new_value: Tensor, bias: Tensor) -> Tensor:
-    """:func:`attention` over a cache buffer and one new entry without concatenating them
-    (which would copy the cache): query and new key/value ``(B, H, 1, K)``, cache key/value
-    ``(B, H, C, K)``, ``bias`` ``(B, 1, 1, C+1)`` (cache entries, then the new one) ->
-    ``(B, H, 1, K)``."""
-    query = query * query.size(-1) ** -0.5
-    scores = torch.cat([torch.matmul(query, cache_key.transpose(2, 3)),
-                        (query * new_key).sum(dim=-1, keepdim=True)], dim=-1)
-    probs = torch.softmax(scores + bias, dim=-1)
-    capacity = cache_key.size(2)
-    return torch.matmul(probs[..., :capacity], cache_value) + probs[..., capacity:] * new_value
 
 
 class FusedLinear(nn.Module):
@@ -140,10 +128,13 @@ class MarianDecoderStepGraph(nn.Module):
     call (continuous batching): a row that joins late has its cache left-padded with masked
     entries, and its own position drives the positional embedding.
 
-    With ``in_place`` the past K/V and mask are buffers of any capacity ``C`` (entries the mask
-    marks 0 are ignored) and the step returns only the new entry: K/V ``(B, H, 1, K)`` and a
-    ``(B, 1)`` mask of ones, which the host writes into its buffers; nothing is concatenated,
-    so the cache is not copied (service/inference/column_cache.py).
+    With ``in_place`` the past K/V and mask are buffers of any capacity ``C`` whose first
+    entries (as many as the row's mask ones) are the row's, and every row has a free column.
+    The self-attention is :func:`cached_attention` (ONNX Runtime's ``GroupQueryAttention``):
+    it reads only the row's entries and returns the K/V buffers with the step's entry written
+    after them, in place when the engine binds those outputs to the inputs' memory; the step
+    returns the mask's new entry ``(B, 1)`` for the host to write. Nothing is concatenated, so
+    the cache is not copied (service/inference/column_cache.py).
 
     The encoder's mask and cross K/V may have fewer rows ``I`` than the step (``B = I * G``):
     each input's ``G`` consecutive rows (its beams) share them (:func:`attend_grouped`)."""
@@ -169,8 +160,9 @@ class MarianDecoderStepGraph(nn.Module):
         layer, ``past_mask`` ``(B, P)`` (1 = real cache entry), ``position`` ``(B,)``, then
         ``cross_key_i, cross_value_i`` ``(I, H, S, K)`` (``B = I * G``). Returns ``(B, V)``
         log-probs, then ``present_key_i, present_value_i`` ``(B, H, P+1, K)``, ``(B, P+1)``
-        mask, ``(B,)`` next position (in place: K/V ``(B, H, 1, K)`` and mask ``(B, 1)``, the
-        new entry only)."""
+        mask, ``(B,)`` next position (in place: K/V ``(B, H, C, K)``, the buffers with the new
+        entry written at each row's length by the graph, and the mask's new entry ``(B, 1)``,
+        which the host writes)."""
         dec = self.decoder
         past = state[: 2 * self.layers]
         past_mask, position = state[2 * self.layers], state[2 * self.layers + 1]
@@ -182,19 +174,21 @@ class MarianDecoderStepGraph(nn.Module):
         bias = padding_bias(encoder_attention_mask, x.dtype)
         new_mask = torch.ones_like(position).unsqueeze(1)
         present_mask = torch.cat([past_mask, new_mask], dim=1)
-        self_bias = padding_bias(present_mask, x.dtype)
+        self_bias = None if self.in_place else padding_bias(present_mask, x.dtype)
+        lengths = past_mask.sum(dim=1)  # in place: each row's entries are its first ones
         presents: list[Tensor] = []
         for index, layer in enumerate(dec.layers):
             attn = layer.self_attn
-            q, k, v = (step_heads(part, self.heads) for part in self.self_qkv[index](x))
+            q, k, v = self.self_qkv[index](x)
             past_k, past_v = past[2 * index], past[2 * index + 1]
             if self.in_place:
-                context = attend_cache_and_new(q, past_k, past_v, k, v, self_bias)
+                context, k, v = cached_attention(q, k, v, past_k, past_v, lengths)
             else:
+                q, k, v = (step_heads(part, self.heads) for part in (q, k, v))
                 k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-                context = attention(q, k, v, self_bias)
+                context = merge_step_heads(attention(q, k, v, self_bias))
             presents += [k, v]
-            x = layer.self_attn_layer_norm(x + attn.out_proj(merge_step_heads(context)))
+            x = layer.self_attn_layer_norm(x + attn.out_proj(context))
             cross = layer.encoder_attn
             q = step_heads(cross.q_proj(x), self.heads)
             context = attend_grouped(q, cross_kv[2 * index], cross_kv[2 * index + 1], bias)

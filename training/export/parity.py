@@ -61,7 +61,7 @@ def onnx_greedy(encoder: Any, decoder: Any, contract: DecoderContract, ids: np.n
                                         **feeds})
         steps.append(results[0])
         for spec, value in zip(contract.state, results[1:], strict=True):
-            if spec.in_place:  # the graph returned the new entry: write it at this step
+            if spec.in_place and not spec.graph_writes:  # the new entry: write it here
                 index: list[slice | int] = [slice(None)] * value.ndim
                 index[int(spec.grow_axis or 0)] = len(steps) - 1
                 feeds[spec.input][tuple(index)] = np.take(value, 0, axis=spec.grow_axis)

@@ -18,16 +18,16 @@ SENTENCES = [src for src, _ in synthetic_pairs(10, seed=11)] + ["fish.", "the th
 
 
 def rows_per_call(translator: Translator) -> list[tuple[int, int]]:
-    """Spy on the decoder session: (step rows, mask rows) of every call."""
+    """Spy on the decoder calls: (step rows, mask rows) of every call."""
     calls: list[tuple[int, int]] = []
-    session = translator.model.decoder
-    run = session.run
+    model = translator.model
+    run = model._run
 
-    def spy(names: Any, feeds: dict[str, Any], *args: Any) -> Any:
+    def spy(names: Any, feeds: dict[str, Any]) -> Any:
         calls.append((len(feeds["input_ids"]), len(feeds["encoder_attention_mask"])))
-        return run(names, feeds, *args)
+        return run(names, feeds)
 
-    session.run = spy
+    model._run = spy  # type: ignore[method-assign]
     return calls
 
 

@@ -96,7 +96,12 @@ def test_custom_marian_manifest_honours_its_config(marian_bundle: Path) -> None:
     assert len(manifest.decoder.state) == 4 and len(manifest.decoder.static) == 2
     assert manifest.decoder.cache_mask == "past_mask" and manifest.decoder.joinable
     assert manifest.decoder.state[0].shape == ["batch", 4, "cache_len", 8]  # in place
-    assert manifest.decoder.in_place and manifest.decoder.state[0].output == "new_key_0"
+    assert manifest.decoder.in_place and manifest.decoder.state[0].output == "present_key_0"
+    # the graph writes the key/value buffers (GroupQueryAttention); the host writes the mask
+    assert [spec.graph_writes for spec in manifest.decoder.state] == [True, True, False, False]
+    graph = onnx.load(str(marian_bundle / "decoder.onnx")).graph
+    ops = Counter(node.op_type for node in graph.node)
+    assert ops["GroupQueryAttention"] == 1, ops
 
 
 def test_gelu_is_one_onnx_node_in_both_graphs(marian_bundle: Path) -> None:
