@@ -116,3 +116,27 @@ def test_a_full_buffer_grows_by_a_step_and_keeps_its_entries() -> None:
     shrunk = writer.shrink(writer.resize(after, 5 + column_cache.SHRINK_STEPS * 16))
     assert shrunk["past_mask"].shape == (2, column_cache.COLUMN_STEP)  # back to one step
     np.testing.assert_array_equal(shrunk["past_key_0"], after["past_key_0"])
+
+
+GRAPH_KEY = StateSpec("past_key_0", "present_key_0", "float32", ["batch", 2, "cache_len", 3],
+                      "empty", grow_axis=2, in_place=True, graph_writes=True)
+
+
+def test_a_buffer_the_graph_wrote_is_kept_and_only_the_mask_written() -> None:
+    writer = ColumnWriter([GRAPH_KEY, MASK, POSITION], "past_mask", max_columns=64)
+    state = carried(2, [2, 0])
+    before = state["past_key_0"].copy()
+    after = writer.write(state, {**outputs(2, 5.0), "past_key_0": state["past_key_0"]})
+    assert after["past_key_0"] is state["past_key_0"]
+    np.testing.assert_array_equal(after["past_key_0"], before)  # the host wrote nothing there
+    assert after["past_mask"].sum(axis=1).tolist() == [3, 1]
+
+
+def test_room_is_made_before_a_step_only_when_a_row_is_full() -> None:
+    writer = ColumnWriter([GRAPH_KEY, MASK, POSITION], "past_mask", max_columns=64)
+    roomy = carried(2, [3, 1])  # 4 columns, the longest row uses 3
+    assert writer.make_room(roomy) is roomy
+    full = carried(2, [4, 1])
+    grown = writer.make_room(full)
+    assert grown["past_mask"].shape == (2, column_cache.COLUMN_STEP)
+    np.testing.assert_array_equal(grown["past_key_0"][:, :, :4], full["past_key_0"])

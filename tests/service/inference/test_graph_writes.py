@@ -1,0 +1,59 @@
+"""In-place caches the graph writes itself (``StateSpec.graph_writes``): the engine binds each
+present output to its input's buffer, so a step writes the new entries into the buffers the
+state already holds, at each row's length, and grows a full buffer before the call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from service.inference import Translator
+from service.inference.batching import pad_batch
+from service.inference.onnx_decoder import OnnxState
+
+
+def encoded(bundle: Path, lengths: list[int], max_length: int) -> tuple[Translator, OnnxState]:
+    translator = Translator.load(bundle)
+    rng = np.random.default_rng(0)
+    ids, mask = pad_batch([[*rng.integers(4, 250, n).tolist(), 1] for n in lengths], 0)
+    return translator, translator.model.encode(ids, mask, max_length=max_length)
+
+
+def test_a_step_writes_its_entries_into_the_states_own_buffers(transformer_bundle: Path) -> None:
+    translator, state = encoded(transformer_bundle, [5, 9, 3], max_length=40)
+    model = translator.model
+    assert model.manifest.decoder.graph_writes
+    name = next(iter(model.graph_written))
+    tokens = np.zeros(3, dtype=np.int64)
+    for step in range(3):
+        buffer = state.carried[name]
+        before = buffer.copy()
+        _, state = model.step_top_k(tokens, state, 2)
+        after = state.carried[name]
+        assert np.shares_memory(after, buffer)  # written in place, not a new array
+        np.testing.assert_array_equal(after[:, :, :step], before[:, :, :step])
+        assert np.abs(after[:, :, step]).sum() > 0 and not (before[:, :, step] != 0).any()
+        assert state.carried["past_mask"].sum(axis=1).tolist() == [step + 1] * 3
+
+
+def test_a_full_buffer_grows_before_the_step(transformer_bundle: Path) -> None:
+    translator, state = encoded(transformer_bundle, [4, 6], max_length=2)
+    model = translator.model
+    capacity = state.carried["past_mask"].shape[1]
+    tokens = np.zeros(2, dtype=np.int64)
+    for _ in range(capacity):
+        _, state = model.step_top_k(tokens, state, 1)
+    full = state.carried["past_mask"]
+    assert full.sum(axis=1).tolist() == [capacity] * 2  # no free column left
+    _, state = model.step_top_k(tokens, state, 1)
+    assert state.carried["past_mask"].shape[1] > capacity
+    assert state.carried["past_mask"].sum(axis=1).tolist() == [capacity + 1] * 2
+
+
+def test_results_equal_those_of_one_row_at_a_time(transformer_bundle: Path) -> None:
+    translator = Translator.load(transformer_bundle)
+    texts = ["the cat sat .", "a dog ran away from the old house .", "hello"]
+    together = translator.translate(texts, beam_size=4, max_length=30)
+    alone = [translator.translate([text], beam_size=4, max_length=30)[0] for text in texts]
+    assert [r.text for r in together] == [r.text for r in alone]
