@@ -217,10 +217,11 @@ class ColumnWriter:
         out = {name: value for name, value in new.items() if name not in self.axes}
         uniform = bool(len(filled)) and int(filled.min()) == int(filled.max())
         for name, axis in self.axes.items():
+            if name in self.graph_written:  # the same buffer when bound, else ORT's copy
+                out[name] = new[name]
+                continue
             buffer = carried[name]
             out[name] = buffer
-            if name in self.graph_written:
-                continue
             entry = new[name][(slice(None),) * axis + (0,)]  # a view: the write is the copy
             index: list[slice | int | np.ndarray] = [slice(None)] * buffer.ndim
             if uniform:  # every row writes the same column (no join since the batch began)

@@ -13,6 +13,11 @@ from service.inference.search import Candidates, top_k
 from service.inference.slab import StaticSlab
 
 ENCODE_ROWS = 16  # rows per encoder call (docs/benchmarks.md: 64 / 32 / 16 / 8 compared)
+# Fewer rows than this run without IO binding (ONNX Runtime then returns copies of the caches
+# the graph writes): at batch 1 binding the ~40 inputs cost more than copying the small caches
+# (shipped model, greedy batch 1: 0.376 against 0.397 s, int8 0.235 against 0.256 s;
+# docs/benchmarks.md, "Caches written by the graph").
+BIND_MIN_ROWS = 8
 
 
 @dataclass
@@ -157,10 +162,11 @@ class OnnxModel:
         return OnnxState(state.mask, state.static, carried, state.order, state.group)
 
     def _run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """The decoder's outputs ``names``. A cache the graph writes is bound to its input's
-        buffer, so ONNX Runtime writes the step's entries in place, and comes back as that
-        buffer; without such caches a plain run."""
-        if not self.graph_written:
+        """The decoder's outputs ``names``. With ``BIND_MIN_ROWS`` rows or more, a cache the
+        graph writes is bound to its input's buffer, so ONNX Runtime writes the step's entries
+        in place, and comes back as that buffer; otherwise a plain run (such a cache then comes
+        back as ONNX Runtime's copy of it, with the entries written)."""
+        if not self.graph_written or len(feeds["input_ids"]) < BIND_MIN_ROWS:
             return list(self.decoder.run(names, feeds))
         binding = self.decoder.io_binding()
         for name, value in feeds.items():

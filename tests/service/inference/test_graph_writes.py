@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from service.inference import Translator
 from service.inference.batching import pad_batch
-from service.inference.onnx_decoder import OnnxState
+from service.inference.onnx_decoder import BIND_MIN_ROWS, OnnxState
 
 
 def encoded(bundle: Path, lengths: list[int], max_length: int) -> tuple[Translator, OnnxState]:
@@ -20,38 +21,45 @@ def encoded(bundle: Path, lengths: list[int], max_length: int) -> tuple[Translat
     return translator, translator.model.encode(ids, mask, max_length=max_length)
 
 
-def test_a_step_writes_its_entries_into_the_states_own_buffers(transformer_bundle: Path) -> None:
-    translator, state = encoded(transformer_bundle, [5, 9, 3], max_length=40)
+@pytest.mark.parametrize("rows", [3, BIND_MIN_ROWS + 1])
+def test_a_step_writes_the_new_entries_at_each_rows_length(transformer_bundle: Path,
+                                                           rows: int) -> None:
+    # from BIND_MIN_ROWS rows on into the state's own buffers (IO binding), below that into
+    # ONNX Runtime's copy of them (a plain run)
+    lengths = [5, 9, 3, 7, 2, 6, 4, 8, 5, 3][:rows]
+    translator, state = encoded(transformer_bundle, lengths, max_length=40)
     model = translator.model
     assert model.manifest.decoder.graph_writes
     name = next(iter(model.graph_written))
-    tokens = np.zeros(3, dtype=np.int64)
+    tokens = np.zeros(rows, dtype=np.int64)
     for step in range(3):
         buffer = state.carried[name]
         before = buffer.copy()
         _, state = model.step_top_k(tokens, state, 2)
         after = state.carried[name]
-        assert np.shares_memory(after, buffer)  # written in place, not a new array
+        assert np.shares_memory(after, buffer) == (rows >= BIND_MIN_ROWS)
         np.testing.assert_array_equal(after[:, :, :step], before[:, :, :step])
-        assert np.abs(after[:, :, step]).sum() > 0 and not (before[:, :, step] != 0).any()
-        assert state.carried["past_mask"].sum(axis=1).tolist() == [step + 1] * 3
+        assert (after[:, :, step] != 0).any() and not (before[:, :, step] != 0).any()
+        assert state.carried["past_mask"].sum(axis=1).tolist() == [step + 1] * rows
 
 
 def test_a_full_buffer_grows_before_the_step(transformer_bundle: Path) -> None:
-    translator, state = encoded(transformer_bundle, [4, 6], max_length=2)
+    translator, state = encoded(transformer_bundle, [4, 6] * BIND_MIN_ROWS, max_length=2)
     model = translator.model
     capacity = state.carried["past_mask"].shape[1]
-    tokens = np.zeros(2, dtype=np.int64)
+    rows = 2 * BIND_MIN_ROWS
+    tokens = np.zeros(rows, dtype=np.int64)
     for _ in range(capacity):
         _, state = model.step_top_k(tokens, state, 1)
     full = state.carried["past_mask"]
-    assert full.sum(axis=1).tolist() == [capacity] * 2  # no free column left
+    assert full.sum(axis=1).tolist() == [capacity] * rows  # no free column left
     _, state = model.step_top_k(tokens, state, 1)
     assert state.carried["past_mask"].shape[1] > capacity
-    assert state.carried["past_mask"].sum(axis=1).tolist() == [capacity + 1] * 2
+    assert state.carried["past_mask"].sum(axis=1).tolist() == [capacity + 1] * rows
 
 
 def test_results_equal_those_of_one_row_at_a_time(transformer_bundle: Path) -> None:
+    # bound steps (beam 4 x 3 inputs) against plain ones (one input's 4 beams)
     translator = Translator.load(transformer_bundle)
     texts = ["the cat sat .", "a dog ran away from the old house .", "hello"]
     together = translator.translate(texts, beam_size=4, max_length=30)
