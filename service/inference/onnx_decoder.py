@@ -77,6 +77,11 @@ class OnnxModel:
                         if contract.in_place and contract.cache_mask else None)
         # caches the graph writes itself (StateSpec.graph_writes): input name -> output name
         self.graph_written = {s.input: s.output for s in contract.state if s.graph_writes}
+        # IO binding cannot bind an input that has an initializer: such a graph's ``k`` is
+        # exported without one (top_k.add_top_k_head); otherwise its steps run plainly
+        inputs = {arg.name for arg in decoder.get_inputs()}
+        self.bindable = bool(self.graph_written) and (
+            self.top_k is None or self.top_k.input in inputs)
 
     @property
     def joinable(self) -> bool:
@@ -166,7 +171,7 @@ class OnnxModel:
         graph writes is bound to its input's buffer, so ONNX Runtime writes the step's entries
         in place, and comes back as that buffer; otherwise a plain run (such a cache then comes
         back as ONNX Runtime's copy of it, with the entries written)."""
-        if not self.graph_written or len(feeds["input_ids"]) < BIND_MIN_ROWS:
+        if not self.bindable or len(feeds["input_ids"]) < BIND_MIN_ROWS:
             return list(self.decoder.run(names, feeds))
         binding = self.decoder.io_binding()
         for name, value in feeds.items():

@@ -94,11 +94,8 @@ class Translator:
         chosen = resolve_providers(providers)
         bind = resolve_io_binding(manifest, chosen, io_binding)
         top_k = manifest.decoder.top_k
-        # IO binding (the device path, or a graph that writes its caches) cannot bind an input
-        # that also has an initializer
-        binds = bind or manifest.decoder.graph_writes
         graph = (with_required_input(directory / "decoder.onnx", top_k.input)
-                 if binds and top_k is not None else None)
+                 if bind and top_k is not None else None)
         encoder = create_session(directory / "encoder.onnx", chosen, threads, require_gpu)
         decoder = create_session(directory / "decoder.onnx", chosen, threads, require_gpu, graph)
         check_contract(directory, manifest, encoder, decoder)

@@ -57,7 +57,8 @@ def write_fp32(source: Source, plan: GraphPlan, directory: Path, manifest: Manif
     if max(diffs.values()) > TOLERANCE:
         raise UserError(f"exported graphs disagree with PyTorch (max abs diff {diffs}); "
                         "please report this with the model's config")
-    add_top_k_head(directory / "decoder.onnx", manifest.decoder.log_probs)
+    add_top_k_head(directory / "decoder.onnx", manifest.decoder.log_probs,
+                   required=manifest.decoder.graph_writes)
     source.tokenizer.save_pretrained(str(directory))
     meta = {**manifest.metadata, "parity_max_abs_diff": diffs}
     return finish_bundle(directory, replace(manifest, metadata=meta,

@@ -56,6 +56,9 @@ def onnx_greedy(encoder: Any, decoder: Any, contract: DecoderContract, ids: np.n
     out: list[list[int]] = [[] for _ in range(batch)]
     steps = []
     outputs = [contract.log_probs, *(s.output for s in contract.state)]
+    required = {arg.name for arg in decoder.get_inputs()}
+    if contract.top_k is not None and contract.top_k.input in required:
+        feeds[contract.top_k.input] = np.array([1], np.int64)  # a head without a default k
     for _ in range(max_len):
         results = decoder.run(outputs, {"input_ids": tokens, "encoder_attention_mask": mask,
                                         **feeds})

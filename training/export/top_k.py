@@ -55,18 +55,20 @@ BLOCKED_PREFIX = "top_k_head/"  # names of the blocked head's nodes (the plain o
 
 
 def add_top_k_head(path: Path, log_probs: str, spec: TopKSpec = HEAD, *,
-                   min_vocab: int = BLOCKED_MIN_VOCAB) -> None:
+                   min_vocab: int = BLOCKED_MIN_VOCAB, required: bool = False) -> None:
     """Rewrite the ONNX file at ``path`` with ``TopK(log_probs, k)`` outputs named by
     ``spec`` (blocked from ``min_vocab`` tokens on); values keep the log-probs' element
-    type. Nothing changes when the graph already has them."""
+    type. Nothing changes when the graph already has them. ``required``: ``k`` has no default
+    (no initializer), so that IO binding can bind it (a decoder that writes its caches)."""
     model = onnx.load(str(path))
     if spec.values not in {o.name for o in model.graph.output}:
-        with_head(model, log_probs, spec, min_vocab=min_vocab, where=path)
+        with_head(model, log_probs, spec, min_vocab=min_vocab, where=path, required=required)
         save_checked(model, path)
 
 
 def with_head(model: onnx.ModelProto, log_probs: str, spec: TopKSpec = HEAD, *,
-              min_vocab: int = BLOCKED_MIN_VOCAB, where: Path = Path(DECODER)) -> None:
+              min_vocab: int = BLOCKED_MIN_VOCAB, where: Path = Path(DECODER),
+              required: bool = False) -> None:
     """Append the head to ``model``, read from ``where`` (see :func:`add_top_k_head`)."""
     graph = model.graph
     source = next((o for o in graph.output if o.name == log_probs), None)
@@ -74,7 +76,8 @@ def with_head(model: onnx.ModelProto, log_probs: str, spec: TopKSpec = HEAD, *,
         raise UserError(f"{where}: the decoder has no output {log_probs!r}")
     element = source.type.tensor_type.elem_type
     vocab = static_vocab(source)
-    graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), spec.input))
+    if not required:
+        graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), spec.input))
     graph.input.append(helper.make_tensor_value_info(spec.input, TensorProto.INT64, [1]))
     if vocab >= min_vocab:
         nodes, constants = blocked_head(log_probs, spec, vocab, element)
@@ -246,7 +249,8 @@ def upgrade_bundle(directory: Path) -> bool:
         return False
     if head is not None:
         without_head(model, head)
-    with_head(model, manifest.decoder.log_probs, where=path)
+    with_head(model, manifest.decoder.log_probs, where=path,
+              required=manifest.decoder.graph_writes)
     save_checked(model, path)  # one rename: the old file stays whole if anything failed
     files = {**manifest.files, DECODER: sha256_of(path)}
     upgraded = replace(manifest, decoder=with_top_k(manifest.decoder), files=files)

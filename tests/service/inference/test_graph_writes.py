@@ -4,6 +4,8 @@ state already holds, at each row's length, and grows a full buffer before the ca
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +67,18 @@ def test_results_equal_those_of_one_row_at_a_time(transformer_bundle: Path) -> N
     together = translator.translate(texts, beam_size=4, max_length=30)
     alone = [translator.translate([text], beam_size=4, max_length=30)[0] for text in texts]
     assert [r.text for r in together] == [r.text for r in alone]
+
+
+def test_binding_needs_no_onnx_package(transformer_bundle: Path) -> None:
+    # the serving install has onnxruntime but not onnx: a graph-writing bundle's ``k`` has no
+    # initializer, so nothing has to be stripped from the graph before binding
+    script = (
+        "import sys; sys.modules['onnx'] = None\n"
+        "from service.inference import Translator\n"
+        f"translator = Translator.load({str(transformer_bundle)!r})\n"
+        "assert translator.model.bindable\n"
+        "print(len(translator.translate(['the cat sat .'] * 9, beam_size=2)))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False, cwd=Path(__file__).parents[3])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "9"
