@@ -122,8 +122,10 @@ def strip_head(bundle: Path) -> None:
     graph.node.extend(keep_nodes)
     for items, name in ((graph.output, head.values), (graph.output, head.indices),
                         (graph.input, head.input), (graph.initializer, head.input)):
-        index = next(i for i, item in enumerate(items) if item.name == name)
-        del items[index]
+        found = [i for i, item in enumerate(items) if item.name == name]
+        assert found or items is graph.initializer, name  # k has no default when required
+        for index in found:
+            del items[index]
     onnx.save(model, str(path))
     files = {**manifest.files, "decoder.onnx": sha256_of(path)}
     old = replace(manifest, decoder=replace(manifest.decoder, top_k=None), files=files)
@@ -135,7 +137,8 @@ def force_blocked_head(bundle: Path) -> None:
     models' vocabularies are below ``BLOCKED_MIN_VOCAB``), checksums updated."""
     strip_head(bundle)
     manifest = read_manifest(bundle)
-    add_top_k_head(bundle / "decoder.onnx", manifest.decoder.log_probs, min_vocab=1)
+    add_top_k_head(bundle / "decoder.onnx", manifest.decoder.log_probs, min_vocab=1,
+                   required=manifest.decoder.graph_writes)
     files = {**manifest.files, "decoder.onnx": sha256_of(bundle / "decoder.onnx")}
     blocked = replace(manifest, decoder=with_top_k(manifest.decoder), files=files)
     (bundle / MANIFEST).write_text(blocked.to_json(), encoding="utf-8")
