@@ -210,8 +210,8 @@ class ColumnWriter:
               ) -> dict[str, np.ndarray]:
         """The next carried state: ``new`` (step outputs by input name) written at each row's
         next free column of the in-place buffers of ``carried`` (grown if a row is full), and
-        taken as is for the other state (e.g. the position). Buffers the graph wrote itself
-        are ``carried``'s, kept as they are."""
+        taken as is for the other state (e.g. the position). A buffer the graph wrote itself is
+        taken from ``new`` (``carried``'s own buffer when the step was bound to it)."""
         carried = self.make_room(carried)
         filled = carried[self.cache_mask].sum(axis=1)
         out = {name: value for name, value in new.items() if name not in self.axes}

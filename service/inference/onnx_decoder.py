@@ -169,20 +169,21 @@ class OnnxModel:
     def _run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The decoder's outputs ``names``. With ``BIND_MIN_ROWS`` rows or more, a cache the
         graph writes is bound to its input's buffer, so ONNX Runtime writes the step's entries
-        in place, and comes back as that buffer; otherwise a plain run (such a cache then comes
-        back as ONNX Runtime's copy of it, with the entries written)."""
-        if not self.bindable or len(feeds["input_ids"]) < BIND_MIN_ROWS:
+        in place, and comes back as that buffer; otherwise (and for a buffer that is not
+        contiguous, which in-place buffers, prefix views, always are) a plain run: such a cache
+        then comes back as ONNX Runtime's copy of it, with the entries written."""
+        buffers = {self.graph_written[name]: feeds[name] for name in self.graph_written}
+        if (not self.bindable or len(feeds["input_ids"]) < BIND_MIN_ROWS
+                or not all(buffer.flags.c_contiguous for buffer in buffers.values())):
             return list(self.decoder.run(names, feeds))
         binding = self.decoder.io_binding()
         for name, value in feeds.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(value))
-        buffers = {self.graph_written[name]: feeds[name] for name in self.graph_written}
         for name in names:
             buffer = buffers.get(name)
             if buffer is None:
                 binding.bind_output(name, "cpu")
             else:
-                assert buffer.flags.c_contiguous, name  # in-place buffers are prefix views
                 binding.bind_output(name, "cpu", 0, buffer.dtype, list(buffer.shape),
                                     buffer.ctypes.data)
         self.decoder.run_with_iobinding(binding)
