@@ -124,7 +124,7 @@ def strip_head(bundle: Path) -> None:
                         (graph.input, head.input), (graph.initializer, head.input)):
         found = [i for i, item in enumerate(items) if item.name == name]
         assert found or items is graph.initializer, name  # k has no default when required
-        for index in found:
+        for index in reversed(found):
             del items[index]
     onnx.save(model, str(path))
     files = {**manifest.files, "decoder.onnx": sha256_of(path)}

@@ -173,22 +173,17 @@ class MarianDecoderStepGraph(nn.Module):
         x = dec.embed_tokens(input_ids[:, 0]) * dec.embed_scale + positions
         bias = padding_bias(encoder_attention_mask, x.dtype)
         new_mask = torch.ones_like(position).unsqueeze(1)
-        present_mask = torch.cat([past_mask, new_mask], dim=1)
-        self_bias = None if self.in_place else padding_bias(present_mask, x.dtype)
-        lengths = past_mask.sum(dim=1)  # in place: each row's entries are its first ones
+        if self.in_place:  # each row's entries are its first ones: their count is its length
+            mask_out, cache = new_mask, past_mask.sum(dim=1)
+        else:
+            mask_out = torch.cat([past_mask, new_mask], dim=1)
+            cache = padding_bias(mask_out, x.dtype)
         presents: list[Tensor] = []
         for index, layer in enumerate(dec.layers):
-            attn = layer.self_attn
-            q, k, v = self.self_qkv[index](x)
-            past_k, past_v = past[2 * index], past[2 * index + 1]
-            if self.in_place:
-                context, k, v = cached_attention(q, k, v, past_k, past_v, lengths)
-            else:
-                q, k, v = (step_heads(part, self.heads) for part in (q, k, v))
-                k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-                context = merge_step_heads(attention(q, k, v, self_bias))
+            context, k, v = self.self_attend(x, index, past[2 * index], past[2 * index + 1],
+                                             cache)
             presents += [k, v]
-            x = layer.self_attn_layer_norm(x + attn.out_proj(context))
+            x = layer.self_attn_layer_norm(x + layer.self_attn.out_proj(context))
             cross = layer.encoder_attn
             q = step_heads(cross.q_proj(x), self.heads)
             context = attend_grouped(q, cross_kv[2 * index], cross_kv[2 * index + 1], bias)
@@ -197,5 +192,17 @@ class MarianDecoderStepGraph(nn.Module):
         logits = self.lm_head(x)
         if self.final_logits_bias is not None:
             logits = logits + self.final_logits_bias
-        mask_out = new_mask if self.in_place else present_mask
         return (torch.log_softmax(logits, dim=-1), *presents, mask_out, position + 1)
+
+    def self_attend(self, x: Tensor, index: int, past_key: Tensor, past_value: Tensor,
+                    cache: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Layer ``index``'s self-attention for the step's ``(B, D)`` input -> context
+        ``(B, D)`` and the present key/value. ``cache``: each row's length ``(B,)`` in the
+        in-place buffers ``(B, H, C, K)``, or the additive bias ``(B, 1, 1, P+1)`` of the grown
+        cache ``(B, H, P, K)``."""
+        q, k, v = self.self_qkv[index](x)
+        if self.in_place:
+            return cached_attention(q, k, v, past_key, past_value, cache)
+        q, k, v = (step_heads(part, self.heads) for part in (q, k, v))
+        k, v = torch.cat([past_key, k], dim=2), torch.cat([past_value, v], dim=2)
+        return merge_step_heads(attention(q, k, v, cache)), k, v
