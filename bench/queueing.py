@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import time
 from collections import deque
@@ -204,27 +205,40 @@ def measure_jobs(translator: Translator, texts: list[str], beam: int) -> list[Jo
 
 
 def measure_costs(translator: Translator, text: str, source_tokens: int, beam: int,
-                  steps: int = 12) -> Costs:
+                  steps: int = 12, repeats: int = 3) -> Costs:
     """Fit ``Costs`` to decoder steps of a loop holding ``FIT_SIZES`` copies of ``text``
     (``source_tokens`` long; it must decode for more than ``steps`` steps) and to the encoder
-    of 1 and 16 copies."""
+    of 1 and 16 copies. Each step is timed alone and each size's step cost is the median of
+    its ``steps``; an encoder cost is the fastest of ``repeats`` calls: one preemption on a
+    shared machine moves neither."""
     options = make_options(beam, 1, 1.0, 0, 0)
     step_ms, encode_ms = [], {}
     for size in FIT_SIZES:
-        loop = DecodeLoop(translator)
-        started = time.perf_counter()
-        loop.admit([Arrival(key, [text], options) for key in range(size)])
-        encode_ms[size] = 1000 * (time.perf_counter() - started)
+        encodes = []
+        for _ in range(repeats):
+            loop = DecodeLoop(translator)
+            started = time.perf_counter()
+            loop.admit([Arrival(key, [text], options) for key in range(size)])
+            encodes.append(1000 * (time.perf_counter() - started))
+        encode_ms[size] = min(encodes)
         loop.step()  # the first step allocates the caches
-        started = time.perf_counter()
-        for _ in range(steps):
-            assert not loop.step(), "the calibration verse must decode for longer"
-        step_ms.append(1000 * (time.perf_counter() - started) / steps)
+        step_ms.append(statistics.median(timed_steps(loop, steps)))
     sentence_ms, call_ms = np.polyfit(FIT_SIZES, step_ms, 1)
     encode_sentence = (encode_ms[16] - encode_ms[1]) / 15
     return Costs(round(float(call_ms), 3), round(float(sentence_ms), 4),
                  round(encode_ms[1] - encode_sentence, 3),
                  round(encode_sentence / source_tokens, 5))
+
+
+def timed_steps(loop: DecodeLoop, steps: int) -> list[float]:
+    """Milliseconds of each of the next ``steps`` decoder steps of ``loop``."""
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        finished = loop.step()
+        times.append(1000 * (time.perf_counter() - started))
+        assert not finished, "the calibration verse must decode for longer"
+    return times
 
 
 def calibrate(args: argparse.Namespace, texts: list[str]) -> tuple[Costs, list[Job]]:

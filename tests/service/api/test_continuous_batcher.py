@@ -4,6 +4,8 @@ bound, cancellation, drain, and the ``batching`` setting."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +21,7 @@ from service.api.batcher import (
 from service.api.continuous import ContinuousBatcher
 from service.api.registry import ModelRegistry
 from service.inference import Translator
-from service.inference.continuous import DecodeLoop
+from service.inference.continuous import Arrival, DecodeLoop, Outcome
 from tests.conftest import synthetic_pairs
 from tests.service.api.fakes import copy_bundle
 
@@ -49,6 +51,31 @@ async def started(translator: Translator, *, queue_size: int = 256,
     return batcher
 
 
+def hold_after_first_step(batcher: ContinuousBatcher, monkeypatch: pytest.MonkeyPatch
+                          ) -> threading.Event:
+    """Stop the worker after each decoder step while something runs, until the returned event
+    is set (at most 30 s): what the test does meanwhile cannot race the decoder."""
+    release = threading.Event()
+    loop = batcher.decode_loop
+    step_and_admit = loop.step_and_admit
+
+    def held(arrivals: list[Arrival], encoder: Executor) -> list[Outcome]:
+        outcomes = step_and_admit(arrivals, encoder)
+        if loop.running:
+            release.wait(30)
+        return outcomes
+
+    monkeypatch.setattr(loop, "step_and_admit", held)
+    return release
+
+
+async def until_running(batcher: ContinuousBatcher) -> None:
+    """Wait (at most 30 s) until the decode loop runs something."""
+    async with asyncio.timeout(30):
+        while not batcher.decode_loop.running:
+            await asyncio.sleep(0.001)
+
+
 @pytest.mark.parametrize("overlap_encoder", [True, False])
 def test_concurrent_requests_get_their_own_results(translator: Translator,
                                                    overlap_encoder: bool) -> None:
@@ -66,11 +93,13 @@ def test_concurrent_requests_get_their_own_results(translator: Translator,
     assert got == [alone(translator, texts, options) for texts, options in requests]
 
 
-def test_a_short_request_does_not_wait_for_a_long_one(translator: Translator) -> None:
+def test_a_short_request_does_not_wait_for_a_long_one(translator: Translator,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     long_text = " ".join(TEXTS)  # one long sentence: many decoder steps
 
     async def run() -> tuple[list[str], int]:
         batcher = await started(translator)
+        release = hold_after_first_step(batcher, monkeypatch)
         order: list[str] = []
         tokens: dict[str, int] = {}
 
@@ -81,9 +110,13 @@ def test_a_short_request_does_not_wait_for_a_long_one(translator: Translator) ->
 
         long_task = asyncio.create_task(timed("long", [long_text], DecodeOptions(
             beam_size=4, max_length=80)))
-        while not batcher.decode_loop.running:  # the long request is decoding
-            await asyncio.sleep(0.001)
-        await timed("short", [TEXTS[0]], DecodeOptions(beam_size=1, max_length=3))
+        await until_running(batcher)  # the long request took its first step and waits
+        short_task = asyncio.create_task(timed("short", [TEXTS[0]], DecodeOptions(
+            beam_size=1, max_length=3)))
+        await asyncio.sleep(0)  # the short request is queued
+        assert batcher.depth == 1
+        release.set()  # from here the order depends on steps only: 3 against 20 or more
+        await short_task
         await long_task
         await batcher.close(5)
         return order, tokens["long"]
@@ -107,16 +140,16 @@ def test_deadline_frees_the_rows(translator: Translator) -> None:
     assert asyncio.run(run()) == 0
 
 
-def test_full_queue_is_refused_at_once(translator: Translator) -> None:
+def test_full_queue_is_refused_at_once(translator: Translator,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     async def run() -> None:
         batcher = await started(translator, queue_size=2, max_batch_tokens=1)
+        release = hold_after_first_step(batcher, monkeypatch)
         # budget 1: the long request decodes alone, the next two wait (the queue), more are
         # refused at once
         long = DecodeOptions(beam_size=4, max_length=200)
         tasks = [asyncio.create_task(batcher.submit([" ".join(TEXTS)], long, timeout=60))]
-        await asyncio.sleep(0)
-        while batcher.depth:  # until the long request was admitted
-            await asyncio.sleep(0.001)
+        await until_running(batcher)  # the long request was admitted, took a step and waits
         tasks += [asyncio.create_task(batcher.submit([t], BEAM, timeout=60)) for t in TEXTS[:2]]
         await asyncio.sleep(0)
         assert batcher.depth == 2
@@ -124,6 +157,7 @@ def test_full_queue_is_refused_at_once(translator: Translator) -> None:
             await batcher.submit([TEXTS[3]], GREEDY, timeout=60)
         with pytest.raises(QueueFullError):
             batcher.submit_each(TEXTS[3:5], GREEDY, timeout=60)
+        release.set()
         assert len(await asyncio.gather(*tasks)) == 3  # the queued ones still complete
         await batcher.close(5)
 
