@@ -91,10 +91,27 @@ def call(url: str, body: dict[str, object] | None = None, form: bool = False
         return err.code, dict(err.headers), json.loads(err.read())
 
 
-def wait_for_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def start_service(models: Path, port: int, env: dict[str, str], log: Path
+                  ) -> subprocess.Popen[bytes]:
+    """``python -m service`` on ``port`` with ``env`` added, its stdout and stderr written to
+    ``log`` (a file: a pipe nobody reads would block the server once its access log filled
+    the 64 KiB pipe)."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service", "--port", str(port), "--models", str(models)],
+            cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+
+
+def log_tail(log: Path) -> str:
+    """The end of a server's log, for an assertion message."""
+    return log.read_text(errors="replace")[-2000:]
+
+
+def wait_for_ready(base: str, process: subprocess.Popen[bytes], log: Path,
+                   timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+        assert process.poll() is None, log_tail(log)
         try:
             if call(f"{base}/health/ready")[0] == 200:
                 return
@@ -104,15 +121,15 @@ def wait_for_ready(base: str, process: subprocess.Popen[bytes], timeout: float =
     raise AssertionError("the server did not become ready")
 
 
-def test_server_process_translates_and_exits_0_on_sigterm(real_models: Path) -> None:
+def test_server_process_translates_and_exits_0_on_sigterm(real_models: Path,
+                                                          tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "TRANSLATE_THREADS": "1", "TRANSLATE_DRAIN_TIMEOUT_S": "5"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--port", str(port), "--models", str(real_models)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = tmp_path / "server.log"
+    process = start_service(real_models, port, {"TRANSLATE_THREADS": "1",
+                                                "TRANSLATE_DRAIN_TIMEOUT_S": "5"}, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_ready(base, process)
+        wait_for_ready(base, process, log)
         status, headers, body = call(f"{base}/translate", {
             "text": SENTENCES[0], "source_lang": "en", "target_lang": "fr"})
         assert status == 200 and body["translations"][0]["text"]
@@ -121,10 +138,10 @@ def test_server_process_translates_and_exits_0_on_sigterm(real_models: Path) -> 
             "q": SENTENCES[1], "source": "auto", "target": "fr"}, form=True)
         assert status == 200 and body["translatedText"]
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+        process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate()
-    assert process.returncode == 0, stderr.decode()[-2000:]
-    assert b'"message": "stopped"' in stderr
+            process.wait()
+    assert process.returncode == 0, log_tail(log)
+    assert '"message": "stopped"' in log.read_text()
