@@ -127,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(seconds: dict[str, list[float]], shape: dict[str, float]) -> dict[str, object]:
     """Medians of both modes, the throughput ratio overall and per round, the loop's shape."""
-    request_s, continuous_s = (statistics.median(seconds[m]) for m in ("request", "continuous"))
-    return {"request_s": round(request_s, 5), "continuous_s": round(continuous_s, 5),
+    request_s, continuous_s = (round(statistics.median(seconds[m]), 5)
+                               for m in ("request", "continuous"))
+    return {"request_s": request_s, "continuous_s": continuous_s,
             "continuous_over_request_throughput": round(request_s / continuous_s, 2),
             "round_ratios": [round(r / c, 2) for r, c in zip(seconds["request"],
                                                              seconds["continuous"], strict=True)],

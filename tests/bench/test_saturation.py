@@ -24,9 +24,8 @@ def test_saturation_reports_rounds_and_ratio(fixture: str, flags: list[str], tmp
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(report["round_ratios"]) == 3
     assert report["request_s"] > 0 and report["continuous_s"] > 0
-    # the ratio is rounded to 0.01 and the medians to 10 us (quick runs take tens of ms)
     assert report["continuous_over_request_throughput"] == pytest.approx(
-        report["request_s"] / report["continuous_s"], abs=0.006)
+        report["request_s"] / report["continuous_s"], abs=0.0051)  # of the reported medians
     assert 0 < report["mean_rows"] <= 4 * 2  # at most 4 inputs of 2 beams run at once
     assert report["mean_cache_columns"] > 0
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -154,16 +156,28 @@ def test_deadline_is_504(make_client: MakeClient, models_dir: Path) -> None:
     assert error["code"] == "deadline_exceeded" and error["limit"] == 0.05
 
 
-def test_full_queue_is_503_with_retry_after(make_client: MakeClient) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Poll ``condition`` until it holds (at most ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)
+
+
+def test_full_queue_is_503_with_retry_after(make_client: MakeClient, models_dir: Path) -> None:
     gate = threading.Event()
     gate.set()  # let the warm-up through
     loader = FakeLoader(release=gate)
     client = make_client(loader, queue_size=1, max_wait_ms=0)
+    engine = loader.engines[models_dir / "en-fr"]
     gate.clear()
+    warm_calls = len(engine.calls)
     with ThreadPoolExecutor(4) as pool:
-        pending = [pool.submit(client.post, "/translate", json={"text": f"t{i}", **EN_FR})
-                   for i in range(4)]
-        threading.Event().wait(0.5)  # one request runs, one waits, two are turned away
+        pending = [pool.submit(client.post, "/translate", json={"text": "t0", **EN_FR})]
+        wait_until(lambda: len(engine.calls) > warm_calls)  # it runs, held by the gate
+        pending += [pool.submit(client.post, "/translate", json={"text": f"t{i}", **EN_FR})
+                    for i in range(1, 4)]
+        wait_until(lambda: sum(future.done() for future in pending) == 2)  # one waits
         gate.set()
         responses = [future.result(timeout=10) for future in pending]
     statuses = sorted(r.status_code for r in responses)
