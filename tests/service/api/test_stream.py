@@ -193,15 +193,17 @@ def test_full_queue_is_a_503_before_the_stream(client: TestClient,
     assert response.headers["retry-after"] == "1"
 
 
-def _failing_on(engine: FakeEngine, word: str, *, sleep: float = 0.0) -> None:
-    """Make ``engine`` fail (or, with ``sleep``, stall) on texts containing ``word``."""
+def _failing_on(engine: FakeEngine, word: str, *, stall: threading.Event | None = None
+                ) -> None:
+    """Make ``engine`` fail (or, with ``stall``, block until that event is set, at most 10 s)
+    on texts containing ``word``."""
     real = engine.translate
 
     def translate(texts: list[str], options: DecodeOptions) -> list[Translation]:
         if any(word in text for text in texts):
-            if not sleep:
+            if stall is None:
                 raise RuntimeError("engine exploded")
-            time.sleep(sleep)
+            stall.wait(10)
         return real(texts, options)
 
     engine.translate = translate  # type: ignore[method-assign]
@@ -230,12 +232,16 @@ def test_deadline_mid_stream_is_an_error_event(make_client: MakeClient,
                                                models_dir: Path) -> None:
     loader = FakeLoader()
     client = make_client(loader, max_batch_tokens=1)
-    _failing_on(engine_of(loader, models_dir), "slow", sleep=0.5)
-    events = stream(client, {"text": "Quick. A slow one. Never.", "timeout": 0.25, **EN_FR})
+    stall = threading.Event()
+    _failing_on(engine_of(loader, models_dir), "slow", stall=stall)
+    try:
+        events = stream(client, {"text": "Quick. A slow one. Never.", "timeout": 1.0, **EN_FR})
+    finally:
+        stall.set()
     assert [name for name, _ in events] == ["start", "sentence", "error"]
     error = events[2][1]
     assert error["status"] == 504 and error["error"]["code"] == "deadline_exceeded"
-    assert error["error"]["field"] == "timeout" and error["error"]["limit"] == 0.25
+    assert error["error"]["field"] == "timeout" and error["error"]["limit"] == 1.0
 
 
 def test_openapi_describes_the_stream(client: TestClient) -> None:
