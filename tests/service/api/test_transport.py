@@ -6,12 +6,12 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 import uvicorn
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from service.api.transport import CoalescingHTTPProtocol, CoalescingTransport
@@ -20,23 +20,28 @@ BODY = b'{"translations": []}'
 STALL_S = 0.3
 
 
-async def stalling_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Sends the header, blocks the loop (as a thread holding the GIL would), then the body."""
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(BODY)).encode())]})
-    time.sleep(STALL_S)
-    await send({"type": "http.response.body", "body": BODY})
+def stalling_app(stall: Callable[[], object]) -> ASGIApp:
+    """An app that sends the header, blocks the loop in ``stall`` (as a thread holding the GIL
+    would), then sends the body."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(BODY)).encode())]})
+        stall()
+        await send({"type": "http.response.body", "body": BODY})
+
+    return app
 
 
 @contextmanager
-def serving(protocol: type) -> Iterator[int]:
+def serving(protocol: type, stall: Callable[[], object]) -> Iterator[int]:
     """uvicorn with ``protocol`` on a free loopback port, in a thread."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(stalling_app, host="127.0.0.1", port=port, http=protocol,
+    config = uvicorn.Config(stalling_app(stall), host="127.0.0.1", port=port, http=protocol,
                             lifespan="off", log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -59,16 +64,19 @@ def first_read(port: int) -> bytes:
 
 
 def test_header_and_body_arrive_together() -> None:
-    with serving(CoalescingHTTPProtocol) as port:
+    with serving(CoalescingHTTPProtocol, lambda: time.sleep(STALL_S)) as port:
         reply = first_read(port)
     assert reply.startswith(b"HTTP/1.1 200")
     assert reply.endswith(BODY)
 
 
 def test_plain_uvicorn_sends_the_header_alone() -> None:
-    """The failure mode the coalescing removes: a header on the wire without its body."""
-    with serving(AutoHTTPProtocol) as port:
+    """The failure mode the coalescing removes: a header on the wire without its body (the
+    app stalls until the client has read, so a slow client cannot hide it)."""
+    read = threading.Event()
+    with serving(AutoHTTPProtocol, lambda: read.wait(10)) as port:
         reply = first_read(port)
+        read.set()
     assert reply.startswith(b"HTTP/1.1 200")
     assert BODY not in reply
 
