@@ -18,7 +18,8 @@ import torch
 from training.config import load_config
 from training.models import build_model
 
-CONFIGS = [Path("configs/transformer-en-fr.yaml"), Path("configs/lstm-en-fr.yaml")]
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [ROOT / "configs/transformer-en-fr.yaml", ROOT / "configs/lstm-en-fr.yaml"]
 
 
 def step_seconds(config: Path, *, batch: int, length: int, repeats: int) -> list[float]:
