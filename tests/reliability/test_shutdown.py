@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.bundles import add_bundle
-from tests.service.api.test_real_model import free_port, log_tail, start_service, wait_for_ready
+from tests.service.api.test_real_model import log_tail, start_service, wait_for_ready
 
 IN_FLIGHT = 12
 TEXTS = 16
@@ -90,9 +90,9 @@ def shutdown_models(trained_bundle: Path, tmp_path_factory: pytest.TempPathFacto
     return root
 
 
-def start_server(models: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``python -m service`` on ``port``: one thread, small batches, a long drain timeout."""
-    return start_service(models, port, {
+def start_server(models: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``python -m service``: one thread, small batches, a long drain timeout; and its port."""
+    return start_service(models, {
         "TRANSLATE_THREADS": "1", "TRANSLATE_MAX_BATCH_TOKENS": "128",
         "TRANSLATE_DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S), "TRANSLATE_MAX_WAIT_MS": "1"}, log)
 
@@ -112,9 +112,8 @@ def check_in_flight(outcomes: list[Outcome]) -> Counter[int | None]:
 
 def test_sigterm_drains_in_flight_requests(shutdown_models: Path, tmp_path: Path) -> None:
     """SIGTERM with ``IN_FLIGHT`` requests running: all answered, then exit 0 in time."""
-    port = free_port()
     log = tmp_path / "server.log"
-    process = start_server(shutdown_models, port, log)
+    process, port = start_server(shutdown_models, log)
     work = {"text": [f"{SENTENCE} {i}" for i in range(TEXTS)], "source_lang": "en",
             "target_lang": "fr", "beam_size": 4, "max_length": 48}
     try:

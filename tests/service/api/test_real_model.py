@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -69,12 +69,6 @@ def test_translate_with_the_real_engine(real_models: Path) -> None:
         assert 'translate_decode_steps_total{model="tiny-en-fr-int8"}' in metrics
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def call(url: str, body: dict[str, object] | None = None, form: bool = False
          ) -> tuple[int, dict[str, str], Any]:
     """Status, headers and JSON body of one HTTP request (stdlib only)."""
@@ -91,15 +85,30 @@ def call(url: str, body: dict[str, object] | None = None, form: bool = False
         return err.code, dict(err.headers), json.loads(err.read())
 
 
-def start_service(models: Path, port: int, env: dict[str, str], log: Path
-                  ) -> subprocess.Popen[bytes]:
-    """``python -m service`` on ``port`` with ``env`` added, its stdout and stderr written to
-    ``log`` (a file: a pipe nobody reads would block the server once its access log filled
-    the 64 KiB pipe)."""
+LISTENING = re.compile(r"Uvicorn running on http://[^ ]+:(\d+)")
+
+
+def start_service(models: Path, env: dict[str, str], log: Path
+                  ) -> tuple[subprocess.Popen[bytes], int]:
+    """``python -m service`` on a port the system picks (``--port 0``: no other process can
+    take it in between) with ``env`` added, its stdout and stderr written to ``log`` (a file:
+    a pipe nobody reads would block the server once its access log filled the 64 KiB pipe).
+    Returns the process and its port."""
     with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "service", "--port", str(port), "--models", str(models)],
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "--port", "0", "--models", str(models)],
             cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    return process, listening_port(process, log)
+
+
+def listening_port(process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> int:
+    """The port the server's log says it listens on."""
+    deadline = time.monotonic() + timeout
+    while not (match := LISTENING.search(log.read_text(errors="replace"))):
+        assert process.poll() is None, log_tail(log)
+        assert time.monotonic() < deadline, "the server never said where it listens"
+        time.sleep(0.05)
+    return int(match.group(1))
 
 
 def log_tail(log: Path) -> str:
@@ -123,9 +132,8 @@ def wait_for_ready(base: str, process: subprocess.Popen[bytes], log: Path,
 
 def test_server_process_translates_and_exits_0_on_sigterm(real_models: Path,
                                                           tmp_path: Path) -> None:
-    port = free_port()
     log = tmp_path / "server.log"
-    process = start_service(real_models, port, {"TRANSLATE_THREADS": "1",
+    process, port = start_service(real_models, {"TRANSLATE_THREADS": "1",
                                                 "TRANSLATE_DRAIN_TIMEOUT_S": "5"}, log)
     base = f"http://127.0.0.1:{port}"
     try:

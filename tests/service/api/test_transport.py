@@ -37,20 +37,18 @@ def stalling_app(stall: Callable[[], object]) -> ASGIApp:
 
 @contextmanager
 def serving(protocol: type, stall: Callable[[], object]) -> Iterator[int]:
-    """uvicorn with ``protocol`` on a free loopback port, in a thread."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(stalling_app(stall), host="127.0.0.1", port=port, http=protocol,
+    """uvicorn with ``protocol`` on a loopback port the system picks, in a thread."""
+    config = uvicorn.Config(stalling_app(stall), host="127.0.0.1", port=0, http=protocol,
                             lifespan="off", log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
     try:
-        yield port
+        yield server.servers[0].sockets[0].getsockname()[1]
     finally:
         server.should_exit = True
         thread.join(10)
