@@ -28,7 +28,9 @@ Item = TypeVar("Item")  # one input to translate: token ids or a text
 SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8"]
 # also accepted by --systems: engine-fp32-concat, engine-int8-concat (the cache grown by the
 # graph, as exported before in-place caches), engine-fp32-bound, engine-int8-bound (IO binding
-# on the CPU, over the concat bundle)
+# on the CPU, over the concat bundle), engine-fp32-nospin, engine-int8-nospin (the decoder's
+# threads sleep between steps, the server's default; every other engine system spins them, as
+# the file CLI does: the engine has the process to itself)
 SETTINGS = [("greedy", 1, 64), ("greedy", 1, 1), ("beam4", 4, 64), ("beam4", 4, 1)]
 FORCED = 32
 
@@ -118,7 +120,8 @@ def runner(system: str, work: Path, threads: int) -> Callable[[list[list[int]], 
         cache = "concat" if bound or system.endswith("-concat") else "in-place"
         path = bundle_dir(work, cache) / ("int8" if "int8" in system else "")
         return forced_ids(Translator.load(path, threads=threads, max_batch_tokens=1 << 20,
-                                          io_binding=bound))
+                                          io_binding=bound,
+                                          decoder_spinning=not system.endswith("-nospin")))
     if system == "generate":
         import torch
         from transformers import MarianMTModel

@@ -48,7 +48,8 @@ def load_translator(path: Path, settings: Settings) -> LoadedModel:
     translator = Translator.load(path, providers=settings.providers or None,
                                  threads=settings.threads, require_gpu=settings.require_gpu,
                                  max_batch_tokens=settings.max_batch_tokens,
-                                 io_binding=settings.io_binding)
+                                 io_binding=settings.io_binding,
+                                 decoder_spinning=settings.decoder_spinning)
     return TranslatorEngine(translator)
 
 

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     io_binding: bool | None = Field(
         default=None, description="keep the decoder state in ONNX Runtime memory between steps "
         "(request-level searches); unset: on with CUDA, off on the CPU")
+    decoder_spinning: bool = Field(
+        default=False, description="let the decoder's idle ONNX Runtime threads spin between "
+        "steps: faster decoding when the engine has the cores to itself, but the HTTP loop and "
+        "the encoder share them (off by default)")
     default_beam_size: int = Field(default=4, ge=1, description="beam when a request has none")
     # Batching and deadlines
     max_batch_tokens: int = Field(default=4096, ge=1, description="token budget per engine call")

@@ -22,20 +22,21 @@ def resolve_providers(requested: list[str] | None) -> list[str]:
     return [CUDA, CPU] if CUDA in ort.get_available_providers() else [CPU]
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
-    """All graph optimizations, the memory arena and patterns on, sequential execution, no
-    spinning."""
+def session_options(threads: int | None, spinning: bool = False) -> ort.SessionOptions:
+    """All graph optimizations, the memory arena and patterns on, sequential execution;
+    intra-op threads spin between calls only with ``spinning``."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.enable_cpu_mem_arena = True
     options.enable_mem_pattern = True
     options.log_severity_level = 3
-    # Idle intra-op threads sleep instead of spinning: a model has two sessions (encoder and
-    # decoder) with a pool each, plus numpy search and the HTTP loop on the same cores, and
-    # spinning pools took the CPU from each other (docs/benchmarks.md, "Thread spinning": one
-    # greedy sentence 93 -> 78 ms with the Transformer, 41 -> 28 ms with the LSTM, 2 cores).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # By default idle intra-op threads sleep instead of spinning: a model has two sessions
+    # (encoder and decoder) with a pool each, plus numpy search and the HTTP loop on the same
+    # cores, and spinning pools took the CPU from each other (docs/benchmarks.md, "Thread
+    # spinning": one greedy sentence 93 -> 78 ms with the Transformer, 41 -> 28 ms with the
+    # LSTM, 2 cores). The decoder alone may spin ("Decoder spinning").
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -43,12 +44,13 @@ def session_options(threads: int | None) -> ort.SessionOptions:
 
 
 def create_session(path: Path, providers: list[str], threads: int | None,
-                   require_gpu: bool, model: bytes | None = None) -> ort.InferenceSession:
+                   require_gpu: bool, model: bytes | None = None, spinning: bool = False
+                   ) -> ort.InferenceSession:
     """A session on the first usable provider (over ``model`` bytes when given, else the file
     ``path``); a silent CUDA fallback becomes a warning, or a :class:`ProviderError` with
     ``require_gpu``."""
     session = ort.InferenceSession(model if model is not None else str(path),
-                                   session_options(threads), providers=providers)
+                                   session_options(threads, spinning), providers=providers)
     active = session.get_providers()[0]
     wanted_gpu = CUDA in providers or require_gpu
     if wanted_gpu and active != CUDA:

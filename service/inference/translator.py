@@ -86,9 +86,12 @@ class Translator:
     @classmethod
     def load(cls, path: str | Path, providers: list[str] | None = None,
              threads: int | None = None, require_gpu: bool = False,
-             max_batch_tokens: int = 4096, io_binding: bool | None = None) -> Translator:
+             max_batch_tokens: int = 4096, io_binding: bool | None = None,
+             decoder_spinning: bool = False) -> Translator:
         """Validate the bundle, create both sessions, load the tokenizer. ``io_binding``
-        keeps the decoder state on the device between steps (``None``: when on CUDA)."""
+        keeps the decoder state on the device between steps (``None``: when on CUDA);
+        ``decoder_spinning`` lets the decoder's idle threads spin between steps (faster when
+        nothing else needs the cores, docs/benchmarks.md "Decoder spinning")."""
         directory = Path(path)
         manifest = load_bundle_manifest(directory)
         chosen = resolve_providers(providers)
@@ -97,7 +100,8 @@ class Translator:
         graph = (with_required_input(directory / "decoder.onnx", top_k.input)
                  if bind and top_k is not None else None)
         encoder = create_session(directory / "encoder.onnx", chosen, threads, require_gpu)
-        decoder = create_session(directory / "decoder.onnx", chosen, threads, require_gpu, graph)
+        decoder = create_session(directory / "decoder.onnx", chosen, threads, require_gpu, graph,
+                                 decoder_spinning)
         check_contract(directory, manifest, encoder, decoder)
         tokenizer = load_tokenizer(directory)
         model = OnnxModel(manifest, encoder, decoder)

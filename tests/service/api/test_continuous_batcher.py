@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -51,29 +52,37 @@ async def started(translator: Translator, *, queue_size: int = 256,
     return batcher
 
 
+@dataclass
+class StepGate:
+    """``held`` is set once the worker waits after a decoder step; it waits until ``release``
+    is set (at most 30 s)."""
+
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    async def until_held(self) -> None:
+        """Wait (at most 30 s) until the worker holds."""
+        assert await asyncio.to_thread(self.held.wait, 30), "the worker never took a step"
+
+
 def hold_after_first_step(batcher: ContinuousBatcher, monkeypatch: pytest.MonkeyPatch
-                          ) -> threading.Event:
-    """Stop the worker after each decoder step while something runs, until the returned event
-    is set (at most 30 s): what the test does meanwhile cannot race the decoder."""
-    release = threading.Event()
+                          ) -> StepGate:
+    """Stop the worker after each decoder step while something runs, until the gate is
+    released: what the test does meanwhile cannot race the decoder (nor read its state while
+    the worker changes it)."""
+    gate = StepGate()
     loop = batcher.decode_loop
     step_and_admit = loop.step_and_admit
 
     def held(arrivals: list[Arrival], encoder: Executor) -> list[Outcome]:
         outcomes = step_and_admit(arrivals, encoder)
         if loop.running:
-            release.wait(30)
+            gate.held.set()
+            gate.release.wait(30)
         return outcomes
 
     monkeypatch.setattr(loop, "step_and_admit", held)
-    return release
-
-
-async def until_running(batcher: ContinuousBatcher) -> None:
-    """Wait (at most 30 s) until the decode loop runs something."""
-    async with asyncio.timeout(30):
-        while not batcher.decode_loop.running:
-            await asyncio.sleep(0.001)
+    return gate
 
 
 @pytest.mark.parametrize("overlap_encoder", [True, False])
@@ -99,7 +108,7 @@ def test_a_short_request_does_not_wait_for_a_long_one(translator: Translator,
 
     async def run() -> tuple[list[str], int]:
         batcher = await started(translator)
-        release = hold_after_first_step(batcher, monkeypatch)
+        gate = hold_after_first_step(batcher, monkeypatch)
         order: list[str] = []
         tokens: dict[str, int] = {}
 
@@ -110,12 +119,12 @@ def test_a_short_request_does_not_wait_for_a_long_one(translator: Translator,
 
         long_task = asyncio.create_task(timed("long", [long_text], DecodeOptions(
             beam_size=4, max_length=80)))
-        await until_running(batcher)  # the long request took its first step and waits
+        await gate.until_held()  # the long request took its first step and waits
         short_task = asyncio.create_task(timed("short", [TEXTS[0]], DecodeOptions(
             beam_size=1, max_length=3)))
         await asyncio.sleep(0)  # the short request is queued
         assert batcher.depth == 1
-        release.set()  # from here the order depends on steps only: 3 against 20 or more
+        gate.release.set()  # from here the order depends on steps only: 3 against 20 or more
         await short_task
         await long_task
         await batcher.close(5)
@@ -144,12 +153,12 @@ def test_full_queue_is_refused_at_once(translator: Translator,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     async def run() -> None:
         batcher = await started(translator, queue_size=2, max_batch_tokens=1)
-        release = hold_after_first_step(batcher, monkeypatch)
+        gate = hold_after_first_step(batcher, monkeypatch)
         # budget 1: the long request decodes alone, the next two wait (the queue), more are
         # refused at once
         long = DecodeOptions(beam_size=4, max_length=200)
         tasks = [asyncio.create_task(batcher.submit([" ".join(TEXTS)], long, timeout=60))]
-        await until_running(batcher)  # the long request was admitted, took a step and waits
+        await gate.until_held()  # the long request was admitted, took a step and waits
         tasks += [asyncio.create_task(batcher.submit([t], BEAM, timeout=60)) for t in TEXTS[:2]]
         await asyncio.sleep(0)
         assert batcher.depth == 2
@@ -157,7 +166,7 @@ def test_full_queue_is_refused_at_once(translator: Translator,
             await batcher.submit([TEXTS[3]], GREEDY, timeout=60)
         with pytest.raises(QueueFullError):
             batcher.submit_each(TEXTS[3:5], GREEDY, timeout=60)
-        release.set()
+        gate.release.set()
         assert len(await asyncio.gather(*tasks)) == 3  # the queued ones still complete
         await batcher.close(5)
 

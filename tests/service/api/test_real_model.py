@@ -21,6 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import Settings, create_app
+from service.api.batcher import TranslatorEngine
+from service.api.registry import load_translator
 from tests.service.api.fakes import copy_bundle, wait_ready
 
 SENTENCES = ["the cat eats fish.", "the big dog sees the red cat.", "small fish."]
@@ -38,6 +40,16 @@ def real_models(trained_bundle: Path, tmp_path_factory: pytest.TempPathFactory) 
         raw.update(source_lang="en", target_lang="fr")
         manifest.write_text(json.dumps(raw))
     return root
+
+
+@pytest.mark.parametrize("value", ["0", "1"])
+def test_decoder_spinning_setting_reaches_the_decoder_session(
+        trained_bundle: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("TRANSLATE_DECODER_SPINNING", value)
+    engine = load_translator(trained_bundle, Settings())
+    assert isinstance(engine, TranslatorEngine)
+    options = engine.translator.model.decoder.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == value
 
 
 def test_translate_with_the_real_engine(real_models: Path) -> None:

@@ -148,6 +148,27 @@ def test_cpu_provider_and_cuda_fallback(trained_bundle: Path, caplog: pytest.Log
                         require_gpu=True)
 
 
+def spinning(session: onnxruntime.InferenceSession) -> str:
+    """The session's ``session.intra_op.allow_spinning`` entry."""
+    return session.get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning")
+
+
+@pytest.mark.parametrize("decoder_spinning", [False, True])
+def test_only_the_decoder_may_spin(trained_bundle: Path, decoder_spinning: bool) -> None:
+    loaded = Translator.load(trained_bundle, decoder_spinning=decoder_spinning)
+    assert spinning(loaded.model.decoder) == ("1" if decoder_spinning else "0")
+    assert spinning(loaded.model.encoder) == "0"
+
+
+def test_cli_decoder_spinning_is_on_unless_turned_off() -> None:
+    from service.inference.__main__ import parser
+
+    base = ["translate", "--bundle", "b"]
+    assert parser().parse_args(base).decoder_spinning is True
+    assert parser().parse_args([*base, "--no-decoder-spinning"]).decoder_spinning is False
+
+
 def test_cli_translates_lines_in_order(trained_bundle: Path) -> None:
     import subprocess
     import sys
