@@ -24,11 +24,9 @@ from training.data import read_examples
 ENGINE_OPTIONS = session.session_options
 
 
-def spinning_options(threads: int | None) -> ort.SessionOptions:
-    """The engine's options with spinning allowed again."""
-    options = ENGINE_OPTIONS(threads)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    return options
+def spinning_options(threads: int | None, spinning: bool = False) -> ort.SessionOptions:
+    """The engine's options with spinning allowed in every session (encoder and decoder)."""
+    return ENGINE_OPTIONS(threads, True)
 
 
 def measure(bundle: Path, sentences: list[str], beam: int) -> dict[str, float]:
