@@ -29,8 +29,7 @@ SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8"]
 # also accepted by --systems: engine-fp32-concat, engine-int8-concat (the cache grown by the
 # graph, as exported before in-place caches), engine-fp32-bound, engine-int8-bound (IO binding
 # on the CPU, over the concat bundle), engine-fp32-nospin, engine-int8-nospin (the decoder's
-# threads sleep between steps, the server's default; every other engine system spins them, as
-# the file CLI does: the engine has the process to itself)
+# threads sleep between steps; every other engine system lets them spin, the default)
 SETTINGS = [("greedy", 1, 64), ("greedy", 1, 1), ("beam4", 4, 64), ("beam4", 4, 1)]
 FORCED = 32
 

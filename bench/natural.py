@@ -97,8 +97,7 @@ def engine_runner(bundle: Path, beam: int, threads: int, early_stopping: bool = 
                   ) -> Translate:
     from service.inference import Translator
 
-    tr = Translator.load(bundle, threads=threads, max_batch_tokens=1 << 30,
-                         decoder_spinning=True)  # as the file CLI: the process is the engine's
+    tr = Translator.load(bundle, threads=threads, max_batch_tokens=1 << 30)
 
     def run(texts: list[str], cap: int) -> tuple[list[str], int]:
         results = tr.translate(texts, beam_size=beam, max_length=cap, length_penalty=1.0,

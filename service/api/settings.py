@@ -60,9 +60,9 @@ class Settings(BaseSettings):
         default=None, description="keep the decoder state in ONNX Runtime memory between steps "
         "(request-level searches); unset: on with CUDA, off on the CPU")
     decoder_spinning: bool = Field(
-        default=False, description="let the decoder's idle ONNX Runtime threads spin between "
-        "steps: faster decoding when the engine has the cores to itself, but the HTTP loop and "
-        "the encoder share them (off by default)")
+        default=True, description="let the decoder's idle ONNX Runtime threads spin between "
+        "steps (the encoder's always sleep): 1.1-1.25x the throughput over HTTP on 2 cores; "
+        "turn it off when other processes need the cores")
     default_beam_size: int = Field(default=4, ge=1, description="beam when a request has none")
     # Batching and deadlines
     max_batch_tokens: int = Field(default=4096, ge=1, description="token budget per engine call")

@@ -30,8 +30,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     run.add_argument("--provider", action="append", help="e.g. CPUExecutionProvider")
     run.add_argument("--decoder-spinning", action=argparse.BooleanOptionalAction, default=True,
-                     help="let the decoder's idle threads spin between steps (default: on, "
-                     "this process does nothing else)")
+                     help="let the decoder's idle threads spin between steps (default: on)")
     return cli
 
 

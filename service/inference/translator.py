@@ -87,11 +87,11 @@ class Translator:
     def load(cls, path: str | Path, providers: list[str] | None = None,
              threads: int | None = None, require_gpu: bool = False,
              max_batch_tokens: int = 4096, io_binding: bool | None = None,
-             decoder_spinning: bool = False) -> Translator:
+             decoder_spinning: bool = True) -> Translator:
         """Validate the bundle, create both sessions, load the tokenizer. ``io_binding``
         keeps the decoder state on the device between steps (``None``: when on CUDA);
-        ``decoder_spinning`` lets the decoder's idle threads spin between steps (faster when
-        nothing else needs the cores, docs/benchmarks.md "Decoder spinning")."""
+        ``decoder_spinning`` lets the decoder's idle threads spin between steps, the encoder's
+        always sleep (docs/benchmarks.md, "Another CPU, and decoder spinning")."""
         directory = Path(path)
         manifest = load_bundle_manifest(directory)
         chosen = resolve_providers(providers)
