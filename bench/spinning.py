@@ -25,7 +25,8 @@ ENGINE_OPTIONS = session.session_options
 
 
 def spinning_options(threads: int | None, spinning: bool = False) -> ort.SessionOptions:
-    """The engine's options with spinning allowed in every session (encoder and decoder)."""
+    """The engine's options with spinning allowed in every session, encoder and decoder
+    (``spinning`` is there for ``session_options``' signature and ignored)."""
     return ENGINE_OPTIONS(threads, True)
 
 

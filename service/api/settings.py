@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         "(request-level searches); unset: on with CUDA, off on the CPU")
     decoder_spinning: bool = Field(
         default=True, description="let the decoder's idle ONNX Runtime threads spin between "
-        "steps (the encoder's always sleep): 1.1-1.25x the throughput over HTTP on 2 cores; "
+        "steps (the encoder's always sleep): 1.05-1.26x the throughput over HTTP on 2 cores; "
         "turn it off when other processes need the cores")
     default_beam_size: int = Field(default=4, ge=1, description="beam when a request has none")
     # Batching and deadlines

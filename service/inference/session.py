@@ -35,7 +35,7 @@ def session_options(threads: int | None, spinning: bool = False) -> ort.SessionO
     # numpy search and HTTP loop on the same cores (docs/benchmarks.md, "Thread spinning": one
     # greedy sentence 93 -> 78 ms with the Transformer, 41 -> 28 ms with the LSTM, 2 cores, when
     # both stopped). The encoder's pool therefore always sleeps; the decoder's spins by default
-    # ("Decoder spinning in the server": 1.08-1.24x over HTTP).
+    # ("Decoder spinning in the server": 1.05-1.26x over HTTP).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if threads:
         options.intra_op_num_threads = threads
