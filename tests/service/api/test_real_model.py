@@ -110,7 +110,12 @@ def start_service(models: Path, env: dict[str, str], log: Path
         process = subprocess.Popen(
             [sys.executable, "-m", "service", "--port", "0", "--models", str(models)],
             cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
-    return process, listening_port(process, log)
+    try:
+        return process, listening_port(process, log)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
 
 
 def listening_port(process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> int:
