@@ -1,8 +1,9 @@
 """``python -m bench.spinning``: ONNX Runtime intra-op thread spinning on vs off, same process.
 
 Translates the same test sentences one at a time (median ms) and as one batch (seconds) with
-each shipped bundle, greedy and beam 4, alternating sessions created with spinning allowed
-(ONNX Runtime's default) and with the engine's setting (``allow_spinning=0``).
+each shipped bundle, greedy and beam 4, alternating sessions created with spinning allowed in
+every session (ONNX Runtime's default) and in none (``allow_spinning=0``; the engine's own
+default, the decoder alone spinning, is measured by ``bench.engines``' ``-nospin`` systems).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime as ort
@@ -24,10 +26,14 @@ from training.data import read_examples
 ENGINE_OPTIONS = session.session_options
 
 
-def spinning_options(threads: int | None, spinning: bool = False) -> ort.SessionOptions:
-    """The engine's options with spinning allowed in every session, encoder and decoder
-    (``spinning`` is there for ``session_options``' signature and ignored)."""
-    return ENGINE_OPTIONS(threads, True)
+def every_session(spin: bool) -> Callable[..., ort.SessionOptions]:
+    """``session_options`` with spinning forced to ``spin`` in every session, encoder and
+    decoder alike (whatever the engine asks for)."""
+
+    def options(threads: int | None, spinning: bool = False) -> ort.SessionOptions:
+        return ENGINE_OPTIONS(threads, spin)
+
+    return options
 
 
 def measure(bundle: Path, sentences: list[str], beam: int) -> dict[str, float]:
@@ -55,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     verses = [e.src for e in read_examples(args.data) if e.src_version == "k"]
     sentences = random.Random(0).sample(verses, min(args.sentences, len(verses)))
     for round_ in range(args.rounds):
-        for spin, options in ((True, spinning_options), (False, ENGINE_OPTIONS)):
-            session.session_options = options
+        for spin in (True, False):
+            session.session_options = every_session(spin)
             for name in args.bundles.split(","):
                 for beam in (1, 4):
                     row = {"round": round_, "spin": spin, "bundle": name, "beam": beam,

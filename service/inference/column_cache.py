@@ -201,7 +201,12 @@ class ColumnWriter:
     def make_room(self, carried: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``carried``, in grown buffers if a row has no free column for the next entry (the
         same dict when every row has one)."""
-        needed = int(carried[self.cache_mask].sum(axis=1).max(initial=0)) + 1
+        return self._room(carried, carried[self.cache_mask].sum(axis=1))
+
+    def _room(self, carried: dict[str, np.ndarray], filled: np.ndarray
+              ) -> dict[str, np.ndarray]:
+        """:meth:`make_room` given each row's used columns ``filled`` ``(rows,)``."""
+        needed = int(filled.max(initial=0)) + 1
         if needed > carried[self.cache_mask].shape[1]:
             return self.grow(carried, needed)
         return carried
@@ -212,8 +217,8 @@ class ColumnWriter:
         next free column of the in-place buffers of ``carried`` (grown if a row is full), and
         taken as is for the other state (e.g. the position). A buffer the graph wrote itself is
         taken from ``new`` (``carried``'s own buffer when the step was bound to it)."""
-        carried = self.make_room(carried)
         filled = carried[self.cache_mask].sum(axis=1)
+        carried = self._room(carried, filled)  # growing keeps every row's entries
         out = {name: value for name, value in new.items() if name not in self.axes}
         uniform = bool(len(filled)) and int(filled.min()) == int(filled.max())
         for name, axis in self.axes.items():

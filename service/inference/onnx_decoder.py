@@ -169,9 +169,10 @@ class OnnxModel:
     def _run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The decoder's outputs ``names``. With ``BIND_MIN_ROWS`` rows or more, a cache the
         graph writes is bound to its input's buffer, so ONNX Runtime writes the step's entries
-        in place, and comes back as that buffer; otherwise (and for a buffer that is not
-        contiguous, which in-place buffers, prefix views, always are) a plain run: such a cache
-        then comes back as ONNX Runtime's copy of it, with the entries written."""
+        in place, and comes back as that buffer. Otherwise a plain run, and such a cache comes
+        back as ONNX Runtime's copy of it with the entries written; that includes a buffer that
+        is not contiguous, which cannot be bound (in-place buffers and their prefix views always
+        are contiguous)."""
         buffers = {self.graph_written[name]: feeds[name] for name in self.graph_written}
         if (not self.bindable or len(feeds["input_ids"]) < BIND_MIN_ROWS
                 or not all(buffer.flags.c_contiguous for buffer in buffers.values())):
