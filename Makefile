@@ -49,7 +49,7 @@ train: $(STAMP)
 	$(PY) -m training.train --config configs/transformer-en-fr.yaml
 	$(PY) -m training.train --config configs/lstm-en-fr.yaml
 
-# Slow measurements (not tests); figures go to docs/benchmarks.md.
+# Slow measurements (not tests); figures and targets: docs/performance.md.
 bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.graph_opt models/transformer-en-fr models/transformer-en-fr/int8

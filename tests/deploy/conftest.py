@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.containers import ROOT, podman, require_podman
+from tests.deploy.containers import ROOT, container_cli, is_podman, require_engine
 
 CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
 
@@ -25,8 +25,8 @@ CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker until pyproject.toml lists it (a second registration is harmless)."""
     config.addinivalue_line(
-        "markers", "container: builds and runs the container image with podman, and nginx in "
-                   "front of replicas (minutes; needs ../shared/container and root for apt)")
+        "markers", "container: builds and runs the container image with docker or podman, and "
+                   "nginx in front of replicas (minutes; tests/deploy/containers.py: the engine)")
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,10 @@ def readable_copy(bundle: Path, root: Path) -> Path:
 def build(context: Path, tag: str, target: str) -> float:
     """Build ``target`` of the Dockerfile in ``context``; seconds taken."""
     started = time.monotonic()
-    podman("build", "--format", "docker", "--layers=false", "--target", target, "-t", tag,
-           "-f", str(context / "Dockerfile"), str(context), timeout=1800)
+    # podman's default OCI format has no HEALTHCHECK; docker builds that format already
+    engine_flags = ["--format", "docker", "--layers=false"] if is_podman(require_engine()) else []
+    container_cli("build", *engine_flags, "--target", target, "-t", tag,
+                  "-f", str(context / "Dockerfile"), str(context), timeout=1800)
     return time.monotonic() - started
 
 
@@ -86,7 +88,7 @@ def build(context: Path, tag: str, target: str) -> float:
 def cpu_image(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[Image]:
     """The ``cpu`` image, built once for every container test and removed afterwards."""
-    require_podman()
+    require_engine()
     bundles = real_bundles()
     if bundles:
         context = ROOT
@@ -102,4 +104,4 @@ def cpu_image(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     try:
         yield Image(tag, bool(bundles), user_bundle, seconds)
     finally:
-        podman("rmi", "-f", tag, check=False)
+        container_cli("rmi", "-f", tag, check=False)

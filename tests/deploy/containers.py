@@ -1,14 +1,20 @@
-"""Helpers of the container tests: podman through ``../shared/container``, ports, HTTP.
+"""Helpers of the container tests: the container engine, ports, HTTP.
 
-Podman runs every container on the host's network here, so a container's server listens
-directly on a free loopback port chosen by the test (``TRANSLATE_PORT``). All traffic goes
-to 127.0.0.1.
+The engine is the command in ``CONTAINER_ENGINE`` (``docker``, ``podman`` or a wrapper such as
+``../shared/container/podman.sh``), else ``docker`` or ``podman`` from the PATH. Without a
+usable one the tests skip with one line saying why, or fail when ``CONTAINER_TESTS_REQUIRED=1``
+(``.ci/run`` sets it). ``CONTAINER_PREPARE`` names a script run once before the first build (the
+project's machines build ``debian:bookworm-slim`` locally with it). Containers run on the host's
+network, so a container's server listens directly on a free loopback port chosen by the test
+(``TRANSLATE_PORT``). All traffic goes to 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -22,30 +28,72 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# The podman wrappers of this project's machines; another directory with the same two
-# scripts can be given in SEQ2SEQ_CONTAINER_TOOLS.
-TOOLS = Path(os.environ.get("SEQ2SEQ_CONTAINER_TOOLS", ROOT.parent / "shared" / "container"))
-PODMAN = TOOLS / "podman.sh"
-BASE_IMAGE = TOOLS / "base-image.sh"
+ENGINE_VARIABLE = "CONTAINER_ENGINE"
+REQUIRED_VARIABLE = "CONTAINER_TESTS_REQUIRED"
+PREPARE_VARIABLE = "CONTAINER_PREPARE"
 
 
-def require_podman() -> None:
-    """Fail (never skip) when podman is not usable: CI must run these tests."""
-    for script in (PODMAN, BASE_IMAGE):
-        if not os.access(script, os.X_OK):
-            pytest.fail(f"container tests need {script} (set SEQ2SEQ_CONTAINER_TOOLS to the "
-                        "directory holding podman.sh and base-image.sh)")
-    done = subprocess.run([str(BASE_IMAGE)], capture_output=True, text=True, timeout=900)
+def engine_candidates() -> list[str]:
+    """``CONTAINER_ENGINE`` alone when set, else docker and podman as found on the PATH."""
+    named = os.environ.get(ENGINE_VARIABLE, "").strip()
+    if named:
+        return [named]
+    return [found for name in ("docker", "podman") if (found := shutil.which(name))]
+
+
+def engine_problem(engine: str | None) -> str | None:
+    """Why ``engine`` cannot run containers, in one line; ``None`` when it can."""
+    if engine is None:
+        return (f"no container engine: set {ENGINE_VARIABLE} or put docker or podman on the "
+                "PATH")
+    try:
+        done = subprocess.run([engine, "info"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"container engine {engine} unusable: {err}"
     if done.returncode != 0:
-        pytest.fail(f"{BASE_IMAGE} failed (podman unusable?):\n{done.stdout}{done.stderr}")
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        return f"container engine {engine} unusable ('{engine} info' failed: {last[0]})"
+    return None
 
 
-def podman(*args: str, check: bool = True, timeout: float = 900
+@functools.cache
+def _prepared_engine() -> tuple[str | None, str | None]:
+    """(engine, problem), checked once per test session; runs ``CONTAINER_PREPARE`` once."""
+    problems = {engine: engine_problem(engine) for engine in engine_candidates()}
+    usable = [engine for engine, problem in problems.items() if problem is None]
+    engine = usable[0] if usable else None
+    problem = None if usable else (next(iter(problems.values()), None) or engine_problem(None))
+    prepare = os.environ.get(PREPARE_VARIABLE, "").strip()
+    if problem is None and prepare:
+        done = subprocess.run([prepare], capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            problem = f"{prepare} failed: {(done.stderr or done.stdout).strip()[-300:]}"
+    return engine, problem
+
+
+def is_podman(engine: str) -> bool:
+    """Whether ``engine`` is podman or a wrapper of it (its build needs ``--format docker``)."""
+    return "podman" in Path(engine).name
+
+
+def require_engine() -> str:
+    """The usable engine; skips (or fails, with ``CONTAINER_TESTS_REQUIRED=1``) without one."""
+    engine, problem = _prepared_engine()
+    if problem is not None or engine is None:
+        message = problem or "no container engine"
+        if os.environ.get(REQUIRED_VARIABLE) == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return engine
+
+
+def container_cli(*args: str, check: bool = True, timeout: float = 900
            ) -> subprocess.CompletedProcess[str]:
-    """``podman.sh ARGS``; with ``check`` a failure fails the test with podman's output."""
-    done = subprocess.run([str(PODMAN), *args], capture_output=True, text=True, timeout=timeout)
+    """``ENGINE ARGS``; with ``check`` a failure fails the test with the engine's output."""
+    engine = require_engine()
+    done = subprocess.run([engine, *args], capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
-        pytest.fail(f"podman {' '.join(args)} exited {done.returncode}:\n"
+        pytest.fail(f"{engine} {' '.join(args)} exited {done.returncode}:\n"
                     f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
 
@@ -103,22 +151,22 @@ class Container:
         return f"http://127.0.0.1:{self.port}"
 
     def state(self) -> dict[str, Any]:
-        """``podman inspect``'s State (Status, Running, ExitCode...)."""
-        out = podman("inspect", "--format", "{{json .State}}", self.name).stdout
+        """``inspect``'s State (Status, Running, ExitCode...)."""
+        out = container_cli("inspect", "--format", "{{json .State}}", self.name).stdout
         return dict(json.loads(out))
 
     def running(self) -> bool:
         return bool(self.state()["Running"])
 
     def logs(self) -> str:
-        done = podman("logs", self.name, check=False)
+        done = container_cli("logs", self.name, check=False)
         return (done.stdout + done.stderr)[-4000:]
 
     def wait_ready(self, timeout: float = 300) -> float:
         return wait_until_ready(self.base, self.running, self.logs, timeout)
 
     def remove(self) -> None:
-        podman("rm", "-f", "-t", "0", self.name, check=False)
+        container_cli("rm", "-f", "-t", "0", self.name, check=False)
 
 
 def run_server(image: str, *, name: str, env: dict[str, str] | None = None,
@@ -127,12 +175,12 @@ def run_server(image: str, *, name: str, env: dict[str, str] | None = None,
     port = free_port()
     settings = {"TRANSLATE_HOST": "127.0.0.1", "TRANSLATE_PORT": str(port),
                 "TRANSLATE_THREADS": "1", **(env or {})}
-    args = ["run", "-d", "--name", name]
+    args = ["run", "-d", "--network=host", "--name", name]
     if read_only:  # as with readOnlyRootFilesystem in Kubernetes; /tmp stays writable
         args.append("--read-only")
     for key, value in settings.items():
         args += ["-e", f"{key}={value}"]
     for volume in volumes:
         args += ["-v", volume]
-    podman(*args, image)
+    container_cli(*args, image)
     return Container(name, port)

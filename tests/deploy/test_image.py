@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Any
 
 import pytest
 
 from tests.deploy.conftest import Image, real_bundles
-from tests.deploy.containers import http, podman, run_server
+from tests.deploy.containers import container_cli, http, run_server
 
 pytestmark = pytest.mark.container
 
@@ -32,16 +33,25 @@ SENTENCE = {True: "In the beginning God created the heaven and the earth.",
             False: "the cat eats fish."}
 
 
+def healthcheck(tag: str) -> dict[str, Any]:
+    """The image's HEALTHCHECK as recorded by docker (``Config.Healthcheck``) or podman."""
+    config = json.loads(container_cli("image", "inspect", "--format", "{{json .Config}}",
+                                      tag).stdout)
+    if config.get("Healthcheck"):
+        return dict(config["Healthcheck"])
+    return dict(json.loads(container_cli("image", "inspect", "--format",
+                                         "{{json .HealthCheck}}", tag).stdout))
+
+
 def test_image_is_non_root_torch_free_and_without_build_tools(cpu_image: Image) -> None:
-    config = json.loads(podman("image", "inspect", "--format", "{{json .Config}}",
+    config = json.loads(container_cli("image", "inspect", "--format", "{{json .Config}}",
                                cpu_image.tag).stdout)
-    health = json.loads(podman("image", "inspect", "--format", "{{json .HealthCheck}}",
-                               cpu_image.tag).stdout)
+    health = healthcheck(cpu_image.tag)
     assert config["User"] == "10001:10001"
     assert config["StopSignal"] == "SIGTERM"
     assert {"TRANSLATE_HOST=0.0.0.0", "TRANSLATE_MODELS_DIR=/models"} <= set(config["Env"])
     assert "/health/ready" in " ".join(health["Test"])
-    inside = json.loads(podman("run", "--rm", "--entrypoint", "python", cpu_image.tag,
+    inside = json.loads(container_cli("run", "--rm", "--entrypoint", "python", cpu_image.tag,
                                "-c", INSPECT).stdout)
     assert inside["uid"] == 10001 and inside["onnxruntime"] and not inside["torch"]
     assert inside["tools"] == [] and inside["apt_lists"] in ([], ["partial"])
@@ -55,7 +65,9 @@ def test_container_translates_and_exits_0_on_sigterm(cpu_image: Image) -> None:
         volumes=(f"{cpu_image.user_bundle}:/models/user:ro",))
     try:
         ready_s = container.wait_ready()
-        assert podman("healthcheck", "run", container.name, check=False).returncode == 0
+        probe = healthcheck(cpu_image.tag)["Test"]  # ["CMD", argv...] or ["CMD-SHELL", line]
+        argv = probe[1:] if probe[0] == "CMD" else ["sh", "-c", probe[1]]
+        assert container_cli("exec", container.name, *argv, check=False).returncode == 0
         sentence = SENTENCE[cpu_image.real_models]
         status, body = http(f"{container.base}/translate",
                             {"text": sentence, "source_lang": "en", "target_lang": "fr"})
@@ -70,7 +82,7 @@ def test_container_translates_and_exits_0_on_sigterm(cpu_image: Image) -> None:
                               {"text": sentence, "model": "user", "beam_size": 1})
         assert status == 200, custom  # the mounted read-only bundle is served too
         started = time.monotonic()
-        podman("stop", "-t", "30", container.name, timeout=60)
+        container_cli("stop", "-t", "30", container.name, timeout=60)
         stop_s = time.monotonic() - started
         state, logs = container.state(), container.logs()
         assert state["ExitCode"] == 0, logs

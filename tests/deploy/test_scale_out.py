@@ -18,7 +18,7 @@ import pytest
 
 from tests.deploy.balancer import LogLine, nginx_binary, read_access_log, running_nginx
 from tests.deploy.conftest import Image
-from tests.deploy.containers import Container, free_port, http, podman, run_server
+from tests.deploy.containers import Container, container_cli, free_port, http, run_server
 
 pytestmark = pytest.mark.container
 
@@ -109,7 +109,7 @@ def test_no_request_fails_when_a_replica_dies(replicas: list[Container], signal:
     port = free_port()
     with running_nginx(nginx_binary(), tmp_path, [r.port for r in replicas], port) as log:
         statuses = load(f"http://127.0.0.1:{port}/translate",
-                        lambda: podman("kill", "-s", signal, victim.name))
+                        lambda: container_cli("kill", "-s", signal, victim.name))
     outcome = Outcome(statuses, read_access_log(log))
     print(outcome.summary(signal))
     assert outcome.failed() == 0, (outcome.summary(signal), Counter(statuses))
@@ -118,7 +118,7 @@ def test_no_request_fails_when_a_replica_dies(replicas: list[Container], signal:
     assert served[f"127.0.0.1:{victim.port}"] > 0, "the load never reached the victim"
     assert served[f"127.0.0.1:{survivor.port}"] == translate_200s(survivor)
     if signal == "TERM":  # a drained replica still exits cleanly
-        podman("wait", victim.name, timeout=60)
+        container_cli("wait", victim.name, timeout=60)
         assert victim.state()["ExitCode"] == 0, victim.logs()
     else:
         assert not victim.running()
