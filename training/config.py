@@ -44,6 +44,8 @@ class TrainConfig:
     dev_size: int = 300  # dev sentences decoded (greedy) at each evaluation
     patience: int = 10  # evaluations without a dev-BLEU gain before stopping
     threads: int = 0  # torch intra-op threads (0 = torch's default)
+    precision: str = "auto"  # autocast: auto (bf16 on CUDA and bf16-capable CPUs), fp32, bf16
+    compile: bool = False  # torch.compile the model for training steps
     limit_train: int = 0  # use only the first N training pairs (tests, smoke runs)
 
 

@@ -41,6 +41,7 @@ from training.decode import greedy_decode
 from training.errors import UserError, run_cli
 from training.metrics import corpus_scores, plot_curves
 from training.models import build_model
+from training.precision import autocast_dtype
 from training.tokenizer import load_tokenizer
 
 
@@ -101,9 +102,15 @@ class Trainer:
         self.model = (start_model(Path(cfg.init_from), cfg.model) if cfg.init_from
                       else build_model(cfg.model))
         self.model.to(self.device)
+        try:
+            self.autocast = autocast_dtype(cfg.precision, self.device)
+        except ValueError as err:
+            raise UserError(str(err)) from None
         self.ddp: nn.Module = self.model
         if self.world_size > 1:
             self.ddp = nn.parallel.DistributedDataParallel(self.model)
+        if cfg.compile:
+            self.ddp = torch.compile(self.ddp)  # type: ignore[assignment]
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                                            eps=1e-9, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, inverse_sqrt(cfg.warmup))
@@ -168,7 +175,8 @@ class Trainer:
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
         """Summed label-smoothed CE over target tokens, and their count."""
         dev = self.device
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with torch.autocast(dev.type, dtype=self.autocast or torch.bfloat16,
+                            enabled=self.autocast is not None):
             logits = self.ddp(batch.src.to(dev), batch.src_mask.to(dev), batch.tgt_in.to(dev))
         loss = nn.functional.cross_entropy(
             logits.float().reshape(-1, logits.size(-1)), batch.tgt_out.to(dev).reshape(-1),
