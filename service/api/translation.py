@@ -22,6 +22,7 @@ from service.api.batcher import (
     DecodeOptions,
     QueueFullError,
 )
+from service.api.cache import TranslationCache
 from service.api.errors import ApiError
 from service.api.registry import ModelEntry, ModelRegistry
 from service.api.schemas import (
@@ -59,9 +60,11 @@ class Prepared(NamedTuple):
 class TranslationService:
     """Limits, routing and batching for ``/translate`` and ``/libretranslate/translate``."""
 
-    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+    def __init__(self, registry: ModelRegistry, settings: Settings, *,
+                 cache: TranslationCache | None = None) -> None:
         self.registry = registry
         self.settings = settings
+        self.cache = cache
 
     def check_texts(self, texts: list[str], field: str) -> None:
         """Raise a 4xx ``ApiError`` naming the field and the limit for any violation."""
@@ -114,9 +117,12 @@ class TranslationService:
 
     async def run(self, entry: ModelEntry, texts: list[str], options: Options
                   ) -> list[Translation]:
-        """Translations of ``texts`` in order; blank texts become "" without the model."""
+        """Translations of ``texts`` in order; blank texts become "" without the model, and
+        texts in the cache are answered from it."""
         results = [Translation("", math.nan, "empty") for _ in texts]
         todo = [i for i, text in enumerate(texts) if text.strip()]
+        if self.cache is not None:
+            todo = self._from_cache(entry.name, texts, options.decode, todo, results)
         if not todo:
             return results
         assert entry.batcher is not None
@@ -127,7 +133,22 @@ class TranslationService:
             raise batch_error(err, entry.name, options.timeout) from None
         for index, result in zip(todo, done, strict=True):
             results[index] = result
+            if self.cache is not None:
+                self.cache.put(entry.name, options.decode, texts[index].strip(), result)
         return results
+
+    def _from_cache(self, model: str, texts: list[str], options: DecodeOptions,
+                    todo: list[int], results: list[Translation]) -> list[int]:
+        """Fill ``results`` from the cache; the indices still to translate."""
+        assert self.cache is not None
+        missing = []
+        for index in todo:
+            cached = self.cache.get(model, options, texts[index].strip())
+            if cached is None:
+                missing.append(index)
+            else:
+                results[index] = cached
+        return missing
 
     async def run_html(self, entry: ModelEntry, documents: list[str], options: Options, *,
                        field: str) -> list[Translation]:
