@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service.api.cache import TranslationCache
+from service.api.detection import Identifiers
 from service.api.errors import install_error_handlers
 from service.api.libre_files import FileStore
 from service.api.lifecycle import Lifecycle
@@ -53,13 +54,16 @@ def build_state(settings: Settings, loader: Loader) -> AppState:
     metrics = Metrics()
     registry = ModelRegistry(settings, loader, on_batch=metrics.observe_batch)
     cache = build_cache(settings, metrics)
+    identifiers = Identifiers()
     limiter = RateLimiter(requests_per_minute=settings.rate_limit_requests_per_minute,
                           chars_per_minute=settings.rate_limit_chars_per_minute,
                           trusted_proxies=settings.trusted_proxies)
     return AppState(settings=settings, registry=registry,
-                    translation=TranslationService(registry, settings, cache=cache),
+                    translation=TranslationService(registry, settings, cache=cache,
+                                                   identifiers=identifiers),
                     lifecycle=Lifecycle(), metrics=metrics,
-                    keys=KeyChecker(settings.key_hashes()), limiter=limiter)
+                    keys=KeyChecker(settings.key_hashes()), limiter=limiter,
+                    detection=identifiers)
 
 
 def finish_startup(state: AppState) -> None:

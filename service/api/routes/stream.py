@@ -75,4 +75,5 @@ async def translate_stream(body: TranslateRequest, request: Request,
     and shutdown are JSON errors before the stream starts."""
     limit(request, state.limiter, api_key=key_from_headers(request),
           chars=count_chars(body.text))
+    body, _ = await state.translation.detect_source(body)
     return open_stream(state.translation, body, request)
