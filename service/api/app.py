@@ -17,11 +17,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from service.api.cache import TranslationCache
+from service.api.detection import Identifiers
 from service.api.errors import install_error_handlers
+from service.api.libre_files import FileStore
 from service.api.lifecycle import Lifecycle
+from service.api.limiter import RateLimiter
 from service.api.metrics import Metrics
 from service.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.api.registry import Loader, ModelRegistry, load_translator
+from service.api.root_mount import RootMountMiddleware
 from service.api.routes import libretranslate, ops, stream, translate
 from service.api.security import KeyChecker
 from service.api.settings import Settings
@@ -34,13 +39,31 @@ dynamic batching. Every error has the body `{"error": {"code", "message", "field
 "request_id", "details"}}` (LibreTranslate routes: `{"error": "<message>", "code", ...}`)."""
 
 
+def build_cache(settings: Settings, metrics: Metrics) -> TranslationCache | None:
+    """The translation cache with its metrics, or None when ``cache_max_entries`` is 0."""
+    if not settings.cache_max_entries:
+        return None
+    cache = TranslationCache(max_entries=settings.cache_max_entries,
+                             max_bytes=settings.cache_max_bytes, on_lookup=metrics.observe_cache)
+    metrics.track_cache(lambda: cache.entries, lambda: cache.bytes)
+    return cache
+
+
 def build_state(settings: Settings, loader: Loader) -> AppState:
     """The objects one app holds."""
     metrics = Metrics()
     registry = ModelRegistry(settings, loader, on_batch=metrics.observe_batch)
+    cache = build_cache(settings, metrics)
+    identifiers = Identifiers()
+    limiter = RateLimiter(requests_per_minute=settings.rate_limit_requests_per_minute,
+                          chars_per_minute=settings.rate_limit_chars_per_minute,
+                          trusted_proxies=settings.trusted_proxies)
     return AppState(settings=settings, registry=registry,
-                    translation=TranslationService(registry, settings), lifecycle=Lifecycle(),
-                    metrics=metrics, keys=KeyChecker(settings.key_hashes()))
+                    translation=TranslationService(registry, settings, cache=cache,
+                                                   identifiers=identifiers),
+                    lifecycle=Lifecycle(), metrics=metrics,
+                    keys=KeyChecker(settings.key_hashes()), limiter=limiter,
+                    detection=identifiers)
 
 
 def finish_startup(state: AppState) -> None:
@@ -67,13 +90,19 @@ def finish_startup(state: AppState) -> None:
 
 
 async def load_models(state: AppState) -> None:
-    """Background task of the lifespan; an unexpected error fails startup visibly."""
+    """Background task of the lifespan; an unexpected error fails startup visibly. Once
+    ready, the language detection models of the served sources are loaded."""
     try:
         await state.registry.load_all()
         finish_startup(state)
     except Exception as err:
         log.exception("loading failed")
         state.lifecycle.phase, state.lifecycle.failure = "failed", f"{type(err).__name__}: {err}"
+        return
+    try:
+        await asyncio.to_thread(state.detection.warm, state.registry.defaults())
+    except Exception:
+        log.exception("language detection could not be prepared; it loads on first use")
 
 
 async def stop(state: AppState, loading: asyncio.Task[None]) -> None:
@@ -111,9 +140,13 @@ def create_app(settings: Settings | None = None, *, loader: Loader | None = None
     app = FastAPI(title="seq2seq-serve translation API", version="0.1.0",
                   description=DESCRIPTION, lifespan=make_lifespan(state))
     app.state.service = state
+    app.state.translated_files = FileStore(max_bytes=settings.translated_files_max_bytes,
+                                           ttl_s=settings.translated_file_ttl_s)
     install_error_handlers(app)
     for module in (translate, stream, ops, libretranslate):
         app.include_router(module.router)
+    if settings.libretranslate_at_root:
+        app.add_middleware(RootMountMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -8,6 +8,7 @@ List fields accept a JSON list (``'["a", "b"]'``) or a comma-separated string (`
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -98,9 +99,32 @@ class Settings(BaseSettings):
     cors_origins: CommaList = Field(default_factory=list,
                                     description="origins allowed by CORS (`*` for any)")
     log_level: str = Field(default="info", description="level of the JSON logs")
+    # LibreTranslate API, rate limits, cache
+    libretranslate_at_root: bool = Field(
+        default=False, description="also serve the LibreTranslate routes at the root; "
+        "`POST /translate` goes to LibreTranslate's when its fields are LibreTranslate's "
+        "(`q`, a form, or the query string) and stays the native route for a JSON `text`")
+    max_file_bytes: int = Field(default=500_000, ge=1,
+                                description="size of a file sent to `/translate_file`")
+    translated_file_ttl_s: float = Field(default=600.0, gt=0,
+                                         description="how long a translated file is kept")
+    translated_files_max_bytes: int = Field(
+        default=50_000_000, ge=1, description="all kept translated files together (the "
+        "oldest are dropped first)")
+    rate_limit_requests_per_minute: int = Field(
+        default=0, ge=0, description="translation requests per client per minute (0: off)")
+    rate_limit_chars_per_minute: int = Field(
+        default=0, ge=0, description="characters translated per client per minute (0: off)")
+    trusted_proxies: CommaList = Field(
+        default_factory=list, description="addresses or networks of reverse proxies whose "
+        "X-Forwarded-For names the client (for rate limits)")
+    cache_max_entries: int = Field(default=10_000, ge=0,
+                                   description="translations kept in the cache (0: no cache)")
+    cache_max_bytes: int = Field(default=64_000_000, ge=1,
+                                 description="bytes of text the cache holds at most")
 
     @field_validator("default_models", "required_models", "providers", "api_key_hashes",
-                     "cors_origins", "api_keys", mode="before")
+                     "cors_origins", "api_keys", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return split_list(value)
@@ -113,6 +137,17 @@ class Settings(BaseSettings):
             if not SHA256_HEX.match(digest):
                 raise ValueError("every api_key_hashes entry must be 64 hex digits (sha256)")
         return lowered
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an address or a network "
+                                 "(e.g. 10.0.0.1 or 10.0.0.0/8)") from None
+        return value
 
     def key_hashes(self) -> frozenset[str]:
         """All accepted keys as sha256 hex digests; empty means no authentication."""

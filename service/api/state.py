@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from service.api.detection import Identifiers
 from service.api.lifecycle import Lifecycle
+from service.api.limiter import RateLimiter
 from service.api.metrics import Metrics
 from service.api.registry import ModelRegistry
 from service.api.security import KeyChecker
@@ -16,7 +18,8 @@ from service.api.translation import TranslationService
 
 @dataclass
 class AppState:
-    """Settings, models, the translation service, lifecycle, metrics and keys of one app."""
+    """Settings, models, the translation service, lifecycle, metrics, keys, rate limits and
+    language identifiers of one app."""
 
     settings: Settings
     registry: ModelRegistry
@@ -24,6 +27,8 @@ class AppState:
     lifecycle: Lifecycle
     metrics: Metrics
     keys: KeyChecker
+    limiter: RateLimiter
+    detection: Identifiers = field(default_factory=Identifiers)
 
 
 def get_state(request: Request) -> AppState:
