@@ -109,11 +109,14 @@ class StreamStart(BaseModel):
 
 class StreamSentence(TranslationOut):
     """``event: sentence``: one sentence's translation, sent in order as soon as it and every
-    earlier sentence are done."""
+    earlier sentence are done; ``text`` and the alternatives carry the same separators as
+    ``source``, so a text's events concatenate to its translation."""
 
     index: int = Field(description="position among all sentences of the request, from 0")
     text_index: int = Field(description="the input text it belongs to (0 for a string)")
-    source: str = Field(description="the source sentence")
+    source: str = Field(description="the source sentence with the separators that follow it "
+                        "(line breaks, spaces; the first of a text also with those before "
+                        "it): a text's events concatenate to the text")
 
 
 class StreamDone(BaseModel):
@@ -122,8 +125,8 @@ class StreamDone(BaseModel):
     model: str
     source_lang: str
     target_lang: str
-    translations: list[str] = Field(description="one per input text: its sentences' "
-                                    "translations joined with single spaces")
+    translations: list[str] = Field(description="one per input text: the concatenation of "
+                                    "its sentence events' texts, as `/translate` answers")
     sentences: int = Field(description="sentence events sent")
     usage: Usage
 
