@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.api.errors import ErrorDetail
+from service.api.settings import MIN_TIMEOUT_S
 
 JSON_TYPES = {str: "a string", bool: "a boolean", int: "a number", float: "a number",
               list: "an array", dict: "an object", type(None): "null"}
@@ -48,8 +49,9 @@ class TranslateRequest(BaseModel):
     max_length: int | None = Field(default=None, ge=1,
                                    description="cap on generated tokens per sentence")
     return_scores: bool = Field(default=True, description="false: scores are null")
-    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False,
-                                  description="deadline in seconds (capped by the server's)")
+    timeout: float | None = Field(default=None, ge=MIN_TIMEOUT_S, allow_inf_nan=False,
+                                  description=f"deadline in seconds, at least {MIN_TIMEOUT_S} "
+                                  "(capped by the server's)")
     format: Literal["text", "html"] = Field(
         default="text", description="`html`: each text is an HTML document whose text is "
         "translated and whose markup is kept (`/translate` only)")
