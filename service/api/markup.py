@@ -21,13 +21,13 @@ at its own end tag; one whose end tag is only implied (``<p translate="no">`` cl
 from __future__ import annotations
 
 import html
-import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-from service.inference.translator import Alternative, Translation
+from service.api.assembly import combine
+from service.inference.translator import Translation
 
 # Elements whose content is code or preformatted data, not prose.
 VERBATIM = frozenset({"script", "style", "code", "pre", "textarea", "kbd", "samp", "var",
@@ -69,32 +69,9 @@ class Document:
 
 
 def merge(document: Document, results: Sequence[Translation]) -> Translation:
-    """The document's result from its runs' (as the translator joins a text's sentences): the
-    document rendered with each run's translation, their mean score, ``length`` when a run was
-    cut, token counts summed; alternative ``i`` renders each run's ``i``-th hypothesis (its
-    best where it has fewer), scored by their mean. A document without runs comes back as it
-    is, finish reason ``empty`` (as a blank text)."""
-    if not document.runs:
-        return Translation(document.render([]), math.nan, "empty")
-    count = max(len(result.alternatives) for result in results)
-    alternatives = []
-    for index in range(count):
-        picks = [result.alternatives[index] if index < len(result.alternatives)
-                 else Alternative(result.text, result.score) for result in results]
-        alternatives.append(Alternative(document.render([pick.text for pick in picks]),
-                                        _mean(pick.score for pick in picks)))
-    return Translation(
-        document.render([result.text for result in results]),
-        _mean(result.score for result in results),
-        "length" if any(r.finish_reason == "length" for r in results) else "eos",
-        alternatives, truncated=any(result.truncated for result in results),
-        source_tokens=sum(result.source_tokens for result in results),
-        target_tokens=sum(result.target_tokens for result in results))
-
-
-def _mean(values: Iterable[float]) -> float:
-    scores = list(values)
-    return math.fsum(scores) / len(scores)
+    """The document's result from its runs' (``assembly.combine``): rendered with each run's
+    translation; a document without runs comes back as it is, finish reason ``empty``."""
+    return combine(document.render, results)
 
 
 class MarkupError(ValueError):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.api.errors import ErrorDetail
+from service.api.settings import MIN_TIMEOUT_S
 
 JSON_TYPES = {str: "a string", bool: "a boolean", int: "a number", float: "a number",
               list: "an array", dict: "an object", type(None): "null"}
@@ -50,8 +51,9 @@ class TranslateRequest(BaseModel):
     max_length: int | None = Field(default=None, ge=1,
                                    description="cap on generated tokens per sentence")
     return_scores: bool = Field(default=True, description="false: scores are null")
-    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False,
-                                  description="deadline in seconds (capped by the server's)")
+    timeout: float | None = Field(default=None, ge=MIN_TIMEOUT_S, allow_inf_nan=False,
+                                  description=f"deadline in seconds, at least {MIN_TIMEOUT_S} "
+                                  "(capped by the server's)")
     format: Literal["text", "html"] = Field(
         default="text", description="`html`: each text is an HTML document whose text is "
         "translated and whose markup is kept (`/translate` only)")
@@ -121,11 +123,14 @@ class StreamStart(BaseModel):
 
 class StreamSentence(TranslationOut):
     """``event: sentence``: one sentence's translation, sent in order as soon as it and every
-    earlier sentence are done."""
+    earlier sentence are done; ``text`` and the alternatives carry the same separators as
+    ``source``, so a text's events concatenate to its translation."""
 
     index: int = Field(description="position among all sentences of the request, from 0")
     text_index: int = Field(description="the input text it belongs to (0 for a string)")
-    source: str = Field(description="the source sentence")
+    source: str = Field(description="the source sentence with the separators that follow it "
+                        "(line breaks, spaces; the first of a text also with those before "
+                        "it): a text's events concatenate to the text")
 
 
 class StreamDone(BaseModel):
@@ -134,8 +139,8 @@ class StreamDone(BaseModel):
     model: str
     source_lang: str
     target_lang: str
-    translations: list[str] = Field(description="one per input text: its sentences' "
-                                    "translations joined with single spaces")
+    translations: list[str] = Field(description="one per input text: the concatenation of "
+                                    "its sentence events' texts, as `/translate` answers")
     sentences: int = Field(description="sentence events sent")
     usage: Usage
 

@@ -19,6 +19,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# Shortest deadline: one engine call (an encoder pass alone) takes longer, so a shorter one
+# could only expire (a 504 for a request that was never possible).
+MIN_TIMEOUT_S = 0.01
 
 
 def split_list(value: Any) -> Any:
@@ -80,7 +83,8 @@ class Settings(BaseSettings):
         default="adaptive", description="adaptive: wait for company only when recent arrivals "
         "make one likely within max_wait_ms; always: wait every time (request-level)")
     queue_size: int = Field(default=256, ge=1, description="queued requests per model")
-    request_timeout_s: float = Field(default=30.0, gt=0, description="default, maximum deadline")
+    request_timeout_s: float = Field(default=30.0, ge=MIN_TIMEOUT_S,
+                                     description="default, maximum deadline")
     drain_timeout_s: float = Field(default=30.0, ge=0, description="shutdown wait for requests")
     # Limits
     max_chars_per_text: int = Field(default=5000, ge=1, description="characters in one text")

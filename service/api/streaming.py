@@ -5,7 +5,9 @@ The request is checked, routed and split into sentences, and every sentence is q
 shutdown are ordinary JSON error responses. Then the stream sends::
 
     event: start      {"model", "source_lang", "target_lang", "sentences"}
-    event: sentence   one per sentence, in order (sentence i once sentences 0..i are done)
+    event: sentence   one per sentence, in order (sentence i once sentences 0..i are done);
+                      its ``source`` and ``text`` carry the separators around the sentence, so
+                      a text's events concatenate to the text and to its translation
     event: done       {"model", ..., "translations", "sentences", "usage"}
 
 or, when a sentence fails after the stream started (deadline, engine error, shutdown),
@@ -43,10 +45,11 @@ from service.api.translation import (
     Options,
     TranslationService,
     batch_error,
+    segment_texts,
     to_out,
     wait_disconnected,
 )
-from service.inference.text import join_sentences, split_sentences
+from service.inference.text import Segmented
 from service.inference.translator import Translation
 
 log = logging.getLogger(__name__)
@@ -62,19 +65,25 @@ class EventStreamResponse(StreamingResponse):
 
 @dataclass(frozen=True)
 class Sentence:
-    """One source sentence and where it came from."""
+    """One source sentence, where it came from and the separators sent around it (a text
+    without sentences is one blank sentence whose ``before`` is the whole text)."""
 
     index: int
     text_index: int
     source: str
+    before: str = ""
+    after: str = ""
 
 
-def split_texts(texts: Sequence[str]) -> list[Sentence]:
-    """Every text's sentences, in order; a blank text is one blank sentence."""
+def split_texts(layouts: Sequence[Segmented]) -> list[Sentence]:
+    """Every text's sentences, in order, from its layout (``translation.segment_texts``)."""
     sentences: list[Sentence] = []
-    for text_index, text in enumerate(texts):
-        for piece in split_sentences(text):
-            sentences.append(Sentence(len(sentences), text_index, piece.strip()))
+    for text_index, layout in enumerate(layouts):
+        if not layout.sentences:
+            sentences.append(Sentence(len(sentences), text_index, "", before=layout.text))
+        for number, source in enumerate(layout.sources):
+            before, after = layout.edges(number)
+            sentences.append(Sentence(len(sentences), text_index, source, before, after))
     return sentences
 
 
@@ -182,20 +191,27 @@ class Stream:
     def sentence_event(self, sentence: Sentence, result: Translation) -> StreamSentence:
         """The ``sentence`` event's data."""
         out = to_out(result, self.options.return_scores)
+        def around(text: str) -> str:
+            return sentence.before + text + sentence.after
+
+        out.text = around(out.text)
+        for alternative in out.alternatives:
+            alternative.text = around(alternative.text)
         return StreamSentence(**out.model_dump(), index=sentence.index,
-                              text_index=sentence.text_index, source=sentence.source)
+                              text_index=sentence.text_index, source=around(sentence.source))
 
     def done_event(self) -> StreamDone:
-        """The ``done`` event's data: one joined translation per input text, usage."""
+        """The ``done`` event's data: per input text the concatenation of its ``sentence``
+        events' texts, usage."""
         per_text: list[list[str]] = [[] for _ in range(self.texts)]
         for sentence, result in zip(self.sentences, self.results, strict=True):
-            per_text[sentence.text_index].append(result.text)
+            per_text[sentence.text_index] += [sentence.before, result.text, sentence.after]
         usage = Usage(texts=self.texts,
                       source_tokens=sum(r.source_tokens for r in self.results),
                       target_tokens=sum(r.target_tokens for r in self.results))
         return StreamDone(model=self.entry.name, source_lang=self.source_lang,
                           target_lang=self.target_lang, sentences=len(self.results),
-                          translations=[join_sentences(texts) for texts in per_text],
+                          translations=["".join(pieces) for pieces in per_text],
                           usage=usage)
 
 
@@ -215,7 +231,7 @@ def open_stream(service: TranslationService, body: TranslateRequest,
         raise ApiError(400, "unsupported_format", f"format {body.format!r} cannot be streamed "
                        "sentence by sentence; send it to /translate", field="format")
     texts, entry, options = service.prepare(body)
-    sentences = split_texts(texts)
+    sentences = split_texts(segment_texts(entry, texts))
     check_sentences(sentences, service.settings.queue_size)
     stream = Stream(entry, options, len(texts), sentences, submit(entry, sentences, options))
     return EventStreamResponse(stream.events(request), headers=HEADERS)

@@ -9,13 +9,14 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 from fastapi import Request
 
 from service.api import markup
+from service.api.assembly import combine
 from service.api.batcher import (
     BatcherClosedError,
     DeadlineExceededError,
@@ -35,6 +36,7 @@ from service.api.schemas import (
     Usage,
 )
 from service.api.settings import Settings
+from service.inference.text import Segmented, segment
 from service.inference.translator import Translation
 
 log = logging.getLogger(__name__)
@@ -121,28 +123,48 @@ class TranslationService:
 
     async def run(self, entry: ModelEntry, texts: list[str], options: Options
                   ) -> list[Translation]:
-        """Translations of ``texts`` in order; blank texts become "" without the model, and
-        texts in the cache are answered from it."""
-        results = [Translation("", math.nan, "empty") for _ in texts]
-        todo = [i for i, text in enumerate(texts) if text.strip()]
+        """Translations of ``texts`` in order: every text cut into sentences
+        (:func:`segment_texts`), all the sentences of the request in one batch, each text put
+        back together between its own separators; a text without sentences (blank, digits)
+        comes back as it is, finish reason ``empty``, without the model."""
+        layouts = segment_texts(entry, texts)
+        sources = [source for layout in layouts for source in layout.sources]
+        done = await self.run_sentences(entry, sources, options) if sources else []
+        results = []
+        start = 0
+        for layout in layouts:
+            results.append(combine(layout.join, done[start : start + len(layout.sentences)]))
+            start += len(layout.sentences)
+        return results
+
+    async def run_sentences(self, entry: ModelEntry, sentences: list[str], options: Options
+                            ) -> list[Translation]:
+        """``sentences`` translated: those in the cache from it, the others in one batcher
+        request (then cached); a batcher failure as an ``ApiError``."""
+        results: list[Translation | None] = [None] * len(sentences)
+        todo = list(range(len(sentences)))
         if self.cache is not None:
-            todo = self._from_cache(entry.name, texts, options.decode, todo, results)
-        if not todo:
-            return results
+            todo = self._from_cache(entry.name, sentences, options.decode, todo, results)
+        if todo:
+            done = await self._submit(entry, [sentences[i] for i in todo], options)
+            for index, result in zip(todo, done, strict=True):
+                results[index] = result
+                if self.cache is not None:
+                    self.cache.put(entry.name, options.decode, sentences[index], result)
+        return [result for result in results if result is not None]
+
+    async def _submit(self, entry: ModelEntry, sentences: list[str], options: Options
+                      ) -> list[Translation]:
+        """One batcher request for ``sentences``; its failure as an ``ApiError``."""
         assert entry.batcher is not None
         try:
-            done = await entry.batcher.submit([texts[i].strip() for i in todo], options.decode,
+            return await entry.batcher.submit(sentences, options.decode,
                                               timeout=options.timeout)
         except Exception as err:
             raise batch_error(err, entry.name, options.timeout) from None
-        for index, result in zip(todo, done, strict=True):
-            results[index] = result
-            if self.cache is not None:
-                self.cache.put(entry.name, options.decode, texts[index].strip(), result)
-        return results
 
     def _from_cache(self, model: str, texts: list[str], options: DecodeOptions,
-                    todo: list[int], results: list[Translation]) -> list[int]:
+                    todo: list[int], results: list[Translation | None]) -> list[int]:
         """Fill ``results`` from the cache; the indices still to translate."""
         assert self.cache is not None
         missing = []
@@ -234,6 +256,13 @@ def batch_error(err: Exception, model: str, timeout: float) -> ApiError:
                         headers={"Retry-After": "5"})
     log.error("translation failed", exc_info=err, extra={"fields": {"model": model}})
     return ApiError(500, "engine_error", "the translation engine failed")
+
+
+def segment_texts(entry: ModelEntry, texts: Sequence[str]) -> list[Segmented]:
+    """Each text cut into sentences and separators by the rules of the model's source
+    language (``service/inference/text.py``)."""
+    assert entry.pair is not None
+    return [segment(text, language=entry.pair[0]) for text in texts]
 
 
 def parse_documents(documents: list[str], field: str) -> list[markup.Document]:

@@ -1,18 +1,110 @@
-"""Splitting long texts into sentences so that no input exceeds the model's positions."""
+"""Text as people write it: sentences to translate, every separator between them kept.
+
+Segmenter: sentencex (Wikimedia, maintained, ~300 languages, compiled; 2-6 µs a text against
+pysbd's 1 ms, and right on French "?" without a space and on CJK punctuation).
+
+:func:`segment` cuts a text into spans whose concatenation is the text, byte for byte. Line
+breaks are hard boundaries: each line's sentences come from the segmenter, and the whitespace
+around lines and between sentences (newlines, blank lines, runs of spaces, leading and trailing
+whitespace) are separator spans that are never translated. A sentence span starts and ends
+with a non-space character and holds at least one letter; a span of digits or punctuation
+alone (``2.``, ``---``) is kept as it is, not given to the model, which would make up words.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-SENTENCE_END = re.compile(r"(?<=[.!?;:…»\"'])\s+(?=\S)")
+from sentencex import get_sentence_boundaries
+
+# A line's content: non-space runs joined by whitespace that holds no line break.
+LINE = re.compile(r"\S+(?:[^\S\n\r\x85\u2028\u2029]+\S+)*")
+# A one-letter initial ("M. Dupont", "J. Smith"): never a sentence of its own.
+INITIAL = re.compile(r"[^\W\d_]\.")
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` (punctuation followed by whitespace); never empty pieces."""
-    pieces = [piece.strip() for piece in SENTENCE_END.split(text.strip())]
-    return [piece for piece in pieces if piece] or [text]
+@dataclass(frozen=True)
+class Segmented:
+    """A text cut into ``spans`` (their concatenation is the text); ``sentences`` are the
+    indices of the spans to translate, in order."""
+
+    spans: tuple[str, ...]
+    sentences: tuple[int, ...]
+
+    @property
+    def text(self) -> str:
+        """The text that was cut."""
+        return "".join(self.spans)
+
+    @property
+    def sources(self) -> list[str]:
+        """The sentences to translate, in order."""
+        return [self.spans[index] for index in self.sentences]
+
+    def join(self, translations: Sequence[str]) -> str:
+        """The text with sentence ``i`` replaced by ``translations[i]``; every other span
+        unchanged."""
+        if len(translations) != len(self.sentences):
+            raise ValueError(f"{len(translations)} translations for {len(self.sentences)} "
+                             "sentences")
+        spans = list(self.spans)
+        for index, translation in zip(self.sentences, translations, strict=True):
+            spans[index] = translation
+        return "".join(spans)
+
+    def edges(self, number: int) -> tuple[str, str]:
+        """The separators a stream sends around sentence ``number`` (from 0): before it, the
+        text's leading spans when it is the first; after it, the spans up to the next sentence
+        (to the end of the text for the last). Over all sentences, ``before + translation +
+        after`` concatenates to :meth:`join`."""
+        index = self.sentences[number]
+        start = 0 if number == 0 else index
+        last = number + 1 == len(self.sentences)
+        end = len(self.spans) if last else self.sentences[number + 1]
+        return "".join(self.spans[start:index]), "".join(self.spans[index + 1 : end])
 
 
-def join_sentences(sentences: list[str]) -> str:
-    """Re-join translated sentences with single spaces."""
-    return " ".join(sentence for sentence in sentences if sentence)
+def segment(text: str, *, language: str) -> Segmented:
+    """Cut ``text`` (``language``: an ISO 639 code such as ``en``, ``fr``, ``zh``; the
+    segmenter falls back to generic rules for one it does not know)."""
+    spans: list[str] = []
+    sentences: list[int] = []
+    end = 0
+    for line in LINE.finditer(text):
+        _add_separator(spans, text[end : line.start()])
+        for sentence in line_sentences(line.group(), language):
+            core = sentence.strip()
+            if not core:
+                _add_separator(spans, sentence)
+                continue
+            _add_separator(spans, sentence[: len(sentence) - len(sentence.lstrip())])
+            if any(char.isalpha() for char in core):
+                sentences.append(len(spans))
+            spans.append(core)
+            _add_separator(spans, sentence[len(sentence.rstrip()) :])
+        end = line.end()
+    _add_separator(spans, text[end:])
+    return Segmented(tuple(spans), tuple(sentences))
+
+
+def line_sentences(line: str, language: str) -> list[str]:
+    """The sentences of one line, each with the whitespace that follows it (they concatenate
+    to ``line``); a one-letter initial is joined to what follows it."""
+    pieces: list[str] = []
+    for bound in get_sentence_boundaries(language, line):
+        piece = line[bound["start_index"] : bound["end_index"]]
+        if pieces and INITIAL.fullmatch(pieces[-1].rstrip()):
+            pieces[-1] += piece
+        else:
+            pieces.append(piece)
+    if "".join(pieces) != line:  # never seen; the line whole is still a correct cut
+        return [line]
+    return pieces
+
+
+def _add_separator(spans: list[str], separator: str) -> None:
+    """Append ``separator`` unless it is empty."""
+    if separator:
+        spans.append(separator)

@@ -16,7 +16,7 @@ from service.inference.device import DeviceModel, resolve_io_binding, with_requi
 from service.inference.onnx_decoder import OnnxModel
 from service.inference.search import Hypothesis, SearchOptions, greedy_search
 from service.inference.session import create_session, resolve_providers
-from service.inference.text import join_sentences, split_sentences
+from service.inference.text import Segmented, segment
 from service.inference.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,13 @@ class Translation:
 
 @dataclass(frozen=True)
 class Prepared:
-    """Texts split into sentences and tokenized: ``sources[i]`` belongs to ``owners[i]``."""
+    """Texts split into sentences and tokenized: ``sources[i]`` belongs to ``owners[i]``;
+    ``layouts[j]`` puts text ``j``'s translated sentences back between its separators."""
 
     owners: list[int]
     sources: list[list[int]]
     truncated: list[bool]
+    layouts: list[Segmented]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,26 +171,30 @@ class Translator:
 
     def prepare(self, texts: list[str], on_too_long: TooLong = "truncate") -> Prepared:
         """Split and tokenize: the sentences to decode and the text each belongs to."""
-        pieces, owners = self._segment(texts)
+        pieces, owners, layouts = self._segment(texts)
         sources, truncated = self._encode(pieces, on_too_long)
-        return Prepared(owners, sources, truncated)
+        return Prepared(owners, sources, truncated, layouts)
 
     def assemble(self, texts: list[str], prepared: Prepared, hyps: list[list[Hypothesis]],
                  return_scores: bool = True) -> list[Translation]:
         """One :class:`Translation` per text from the hypotheses of its sentences."""
-        return self._assemble(texts, prepared.owners, prepared.sources, hyps,
-                              prepared.truncated, return_scores)
+        return self._assemble(texts, prepared, hyps, return_scores)
 
-    def _segment(self, texts: list[str]) -> tuple[list[str], list[int]]:
-        """Sentences to translate and the input each belongs to."""
+    def _segment(self, texts: list[str]) -> tuple[list[str], list[int], list[Segmented]]:
+        """Sentences to translate, the input each belongs to and each input's layout: a text
+        longer than the model's positions is cut into sentences (``text.segment``)."""
         pieces: list[str] = []
         owners: list[int] = []
+        layouts: list[Segmented] = []
         for owner, text in enumerate(texts):
-            whole = self.tokenizer(text)["input_ids"]
-            parts = [text] if len(whole) <= self.max_source_tokens else split_sentences(text)
-            pieces += parts
-            owners += [owner] * len(parts)
-        return pieces, owners
+            layout = Segmented((text,), (0,))
+            if len(self.tokenizer(text)["input_ids"]) > self.max_source_tokens:
+                cut = segment(text, language=self.manifest.source_lang)
+                layout = cut if cut.sentences else layout
+            pieces += layout.sources
+            owners += [owner] * len(layout.sentences)
+            layouts.append(layout)
+        return pieces, owners, layouts
 
     def _encode(self, pieces: list[str], on_too_long: TooLong) -> tuple[list[list[int]],
                                                                          list[bool]]:
@@ -202,9 +208,9 @@ class Translator:
         return [[*ids[: limit - 1], eos] if cut else ids
                 for ids, cut in zip(encoded, truncated, strict=True)], truncated
 
-    def _assemble(self, texts: list[str], owners: list[int], sources: list[list[int]],
-                  hyps: list[list[Hypothesis]], truncated: list[bool], return_scores: bool
-                  ) -> list[Translation]:
+    def _assemble(self, texts: list[str], prepared: Prepared, hyps: list[list[Hypothesis]],
+                  return_scores: bool) -> list[Translation]:
+        owners, sources, truncated = prepared.owners, prepared.sources, prepared.truncated
         decode = self.tokenizer.batch_decode
         best_texts = decode([h[0].tokens for h in hyps], skip_special_tokens=True)
         out = [Translation("", 0.0, "eos") for _ in texts]
@@ -214,7 +220,7 @@ class Translator:
         for owner, piece_ids in per_owner.items():
             first = hyps[piece_ids[0]]
             result = out[owner]
-            result.text = join_sentences([best_texts[p] for p in piece_ids])
+            result.text = prepared.layouts[owner].join([best_texts[p] for p in piece_ids])
             result.score = float(np.mean([hyps[p][0].score for p in piece_ids]))
             lengthy = any(hyps[p][0].finish_reason == "length" for p in piece_ids)
             result.finish_reason = "length" if lengthy else "eos"

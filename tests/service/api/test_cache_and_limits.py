@@ -29,7 +29,10 @@ def test_a_repeated_sentence_does_not_reach_the_engine(make_client: MakeClient,
     calls = len(engine.calls)
     again = client.post("/translate", json={"text": ["Good day.", " Bye. "], **EN_FR}).json()
     assert len(engine.calls) == calls  # both texts from the cache
-    assert again["translations"] == first["translations"]
+    assert again["translations"][0] == first["translations"][0]
+    cached, fresh = again["translations"][1], first["translations"][1]
+    assert cached["text"] == f" {fresh['text']} "  # the sentence from the cache, spacing as sent
+    assert cached["score"] == fresh["score"]
     libre = client.post(LIBRE, json={"q": "Good day.", "source": "en", "target": "fr",
                                      "alternatives": 0})
     assert libre.json() == {"translatedText": "fr:Good day."}

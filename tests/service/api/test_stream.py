@@ -21,7 +21,7 @@ from service.api.schemas import StreamDone, StreamSentence, StreamStart
 from service.api.streaming import Sentence, Stream, split_texts
 from service.api.translation import Options
 from service.bundle import read_manifest
-from service.inference.text import join_sentences, split_sentences
+from service.inference.text import segment
 from service.inference.translator import Translation
 from tests.service.api.fakes import (
     FakeEngine,
@@ -35,6 +35,7 @@ from tests.service.api.fakes import (
 EN_FR = {"source_lang": "en", "target_lang": "fr"}
 TEXT = "The cat eats fish. Does the dog run? Yes!  It runs fast."
 SENTENCES = ["The cat eats fish.", "Does the dog run?", "Yes!", "It runs fast."]
+SEPARATORS = [" ", " ", "  ", ""]  # what follows each sentence in TEXT
 Event = tuple[str, dict[str, Any]]
 
 
@@ -70,11 +71,14 @@ def test_one_event_per_sentence_in_order_then_done(client: TestClient) -> None:
                             "sentences": 4}
     sentences = [data for name, data in events if name == "sentence"]
     assert [s["index"] for s in sentences] == [0, 1, 2, 3]
-    assert [s["source"] for s in sentences] == SENTENCES
-    assert [s["text"] for s in sentences] == [f"fr:{s}" for s in SENTENCES]
+    pairs = list(zip(SENTENCES, SEPARATORS, strict=True))
+    assert [s["source"] for s in sentences] == [f"{s}{sep}" for s, sep in pairs]
+    assert "".join(s["source"] for s in sentences) == TEXT
+    assert [s["text"] for s in sentences] == [f"fr:{s}{sep}" for s, sep in pairs]
     assert all(s["text_index"] == 0 and s["finish_reason"] == "eos" for s in sentences)
     done = events[-1][1]
-    assert done["translations"] == [" ".join(f"fr:{s}" for s in SENTENCES)]
+    assert done["translations"] == ["fr:The cat eats fish. fr:Does the dog run? fr:Yes!  "
+                                    "fr:It runs fast."]
     assert done["sentences"] == 4 and done["model"] == "en-fr"
     assert done["usage"] == {"texts": 1,
                              "source_tokens": sum(s["source_tokens"] for s in sentences),
@@ -99,15 +103,19 @@ def test_every_sentence_is_its_own_work_item(make_client: MakeClient, models_dir
                                           "return_scores": False, "max_length": 20}])
 def test_same_results_as_translate(client: TestClient, options: dict[str, Any]) -> None:
     """Each sentence event is what ``/translate`` answers for that sentence with the same
-    options, and ``done`` joins them as the engine joins the sentences of a long text."""
+    options, between the separators that follow it in the text; the events concatenate to
+    what ``/translate`` answers for the whole text, and ``done`` holds that."""
     events = stream(client, {"text": TEXT, **EN_FR, **options})
-    reference = client.post("/translate", json={"text": split_sentences(TEXT), **EN_FR,
-                                                **options}).json()
+    reference = client.post("/translate", json={"text": SENTENCES, **EN_FR, **options}).json()
+    whole = client.post("/translate", json={"text": TEXT, **EN_FR, **options}).json()
     sentences = [data for name, data in events if name == "sentence"]
+    expected = [{**ref, "text": ref["text"] + sep,
+                 "alternatives": [{**a, "text": a["text"] + sep} for a in ref["alternatives"]]}
+                for ref, sep in zip(reference["translations"], SEPARATORS, strict=True)]
     keys = set(reference["translations"][0])
-    assert [{k: s[k] for k in keys} for s in sentences] == reference["translations"]
-    expected = join_sentences([t["text"] for t in reference["translations"]])
-    assert events[-1][1]["translations"] == [expected]
+    assert [{k: s[k] for k in keys} for s in sentences] == expected
+    assert "".join(s["text"] for s in sentences) == whole["translations"][0]["text"]
+    assert events[-1][1]["translations"] == [whole["translations"][0]["text"]]
     assert events[-1][1]["usage"]["source_tokens"] == reference["usage"]["source_tokens"]
 
 
@@ -115,9 +123,10 @@ def test_a_list_is_streamed_text_by_text(client: TestClient) -> None:
     events = stream(client, {"text": ["One. Two.", " ", "Three."], **EN_FR})
     sentences = [data for name, data in events if name == "sentence"]
     assert [(s["text_index"], s["source"], s["text"]) for s in sentences] == [
-        (0, "One.", "fr:One."), (0, "Two.", "fr:Two."), (1, "", ""), (2, "Three.", "fr:Three.")]
+        (0, "One. ", "fr:One. "), (0, "Two.", "fr:Two."), (1, " ", " "),
+        (2, "Three.", "fr:Three.")]
     assert sentences[2]["finish_reason"] == "empty" and sentences[2]["score"] is None
-    assert events[-1][1]["translations"] == ["fr:One. fr:Two.", "", "fr:Three."]
+    assert events[-1][1]["translations"] == ["fr:One. fr:Two.", " ", "fr:Three."]
     assert events[-1][1]["usage"]["texts"] == 3
 
 
@@ -177,7 +186,7 @@ def test_more_sentences_than_the_queue_holds_is_a_422(make_client: MakeClient) -
     client = make_client(queue_size=3)
     error = error_of(client.post("/translate/stream", json={"text": TEXT, **EN_FR}), 422)
     assert error["code"] == "too_many_sentences" and error["limit"] == 3
-    assert stream_ok(client.post("/translate/stream", json={"text": "A. B. C.", **EN_FR}))
+    assert stream_ok(client.post("/translate/stream", json={"text": "One. Two. Three.", **EN_FR}))
 
 
 def test_full_queue_is_a_503_before_the_stream(client: TestClient,
@@ -220,7 +229,7 @@ def test_engine_error_mid_stream_is_an_error_event(make_client: MakeClient,
     assert response.status_code == 200
     events = parse_sse(response.text)
     assert [name for name, _ in events] == ["start", "sentence", "error"]
-    assert events[1][1]["text"] == "fr:Fine."
+    assert events[1][1]["text"] == "fr:Fine. "
     assert events[2][1] == {"status": 500, "error": {
         "code": "engine_error", "message": "the translation engine failed",
         "request_id": "req-7"}}
@@ -280,7 +289,7 @@ def entry(tmp_path: Path) -> ModelEntry:
 def direct_stream(entry: ModelEntry, texts: list[str]
                   ) -> tuple[Stream, list[asyncio.Future[Translation]]]:
     """A stream over futures the test completes by hand."""
-    sentences = split_texts(texts)
+    sentences = split_texts([segment(text, language="en") for text in texts])
     loop = asyncio.get_running_loop()
     futures: list[asyncio.Future[Translation]] = [loop.create_future() for _ in sentences]
     options = Options(DecodeOptions(), True, 5.0)
@@ -300,19 +309,19 @@ async def next_event(events: Any, within: float = 1.0) -> Event:
 def test_a_sentence_waits_for_every_earlier_one(entry: ModelEntry) -> None:
     async def scenario() -> None:
         request, _ = fake_request()
-        stream_, futures = direct_stream(entry, ["a. b. c."])
+        stream_, futures = direct_stream(entry, ["one. two. three."])
         events = stream_.events(request)
         assert (await next_event(events))[0] == "start"
         pending = asyncio.ensure_future(next_event(events))
-        futures[2].set_result(done_with("c."))
-        futures[1].set_result(done_with("b."))
+        futures[2].set_result(done_with("three."))
+        futures[1].set_result(done_with("two."))
         await asyncio.sleep(0.05)
         assert not pending.done()  # 1 and 2 are ready, 0 is not
-        futures[0].set_result(done_with("a."))
+        futures[0].set_result(done_with("one."))
         assert [(await pending)[1]["text"], (await next_event(events))[1]["text"],
-                (await next_event(events))[1]["text"]] == ["A.", "B.", "C."]
+                (await next_event(events))[1]["text"]] == ["ONE. ", "TWO. ", "THREE."]
         name, data = await next_event(events)
-        assert name == "done" and data["translations"] == ["A. B. C."]
+        assert name == "done" and data["translations"] == ["ONE. TWO. THREE."]
         with pytest.raises(StopAsyncIteration):
             await anext(events)
 
@@ -322,10 +331,10 @@ def test_a_sentence_waits_for_every_earlier_one(entry: ModelEntry) -> None:
 def test_shutdown_mid_stream_is_an_error_event_and_the_rest_is_cancelled(entry: ModelEntry) -> None:
     async def scenario() -> None:
         request, _ = fake_request()
-        stream_, futures = direct_stream(entry, ["a. b. c."])
+        stream_, futures = direct_stream(entry, ["one. two. three."])
         events = stream_.events(request)
         await next_event(events)
-        futures[0].set_result(done_with("a."))
+        futures[0].set_result(done_with("one."))
         futures[1].set_exception(BatcherClosedError("the server is shutting down"))
         assert (await next_event(events))[0] == "sentence"
         name, data = await next_event(events)
@@ -341,10 +350,10 @@ def test_shutdown_mid_stream_is_an_error_event_and_the_rest_is_cancelled(entry: 
 def test_disconnect_cancels_the_remaining_sentences(entry: ModelEntry) -> None:
     async def scenario() -> None:
         request, messages = fake_request()
-        stream_, futures = direct_stream(entry, ["a. b. c."])
+        stream_, futures = direct_stream(entry, ["one. two. three."])
         events = stream_.events(request)
         await next_event(events)
-        futures[0].set_result(done_with("a."))
+        futures[0].set_result(done_with("one."))
         await next_event(events)
         await messages.put({"type": "http.disconnect"})
         with pytest.raises(StopAsyncIteration):
@@ -403,8 +412,10 @@ def test_client_disconnect_drops_the_queued_sentences(make_client: MakeClient,
 
 
 def test_split_texts_numbers_sentences_across_texts() -> None:
-    assert split_texts(["A. B.", "", "C."]) == [
-        Sentence(0, 0, "A."), Sentence(1, 0, "B."), Sentence(2, 1, ""), Sentence(3, 2, "C.")]
+    layouts = [segment(text, language="en") for text in [" One.\nTwo.", "", "\n", "Three."]]
+    assert split_texts(layouts) == [
+        Sentence(0, 0, "One.", " ", "\n"), Sentence(1, 0, "Two."), Sentence(2, 1, ""),
+        Sentence(3, 2, "", "\n"), Sentence(4, 3, "Three.")]
 
 
 def test_api_error_is_raised_for_a_closed_batcher(client: TestClient,

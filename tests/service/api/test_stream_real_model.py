@@ -1,5 +1,6 @@
 """``POST /translate/stream`` over the real tiny exported bundle: the streamed sentences are
-exactly what ``/translate`` answers for the same sentences with the same options."""
+exactly what ``/translate`` answers for the same sentences with the same options, and they
+concatenate to what it answers for the whole text."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import Settings, create_app
-from service.inference.text import join_sentences, split_sentences
 from tests.service.api.fakes import copy_bundle, wait_ready
 from tests.service.api.test_stream import parse_sse
 
-TEXT = "the cat eats fish. the big dog sees the red cat. small fish."
+TEXT = "the cat eats fish. the big dog sees the red cat.\n\nsmall fish.\n"
+SENTENCES = ["the cat eats fish.", "the big dog sees the red cat.", "small fish."]
+SEPARATORS = [" ", "\n\n", "\n"]  # what follows each sentence in TEXT
 EN_FR = {"source_lang": "en", "target_lang": "fr"}
 
 
@@ -41,13 +43,16 @@ def test_stream_matches_translate(client: TestClient, options: dict[str, Any]) -
     events = parse_sse(response.text)
     assert [name for name, _ in events] == ["start", "sentence", "sentence", "sentence", "done"]
     streamed = [data for name, data in events if name == "sentence"]
-    reference = client.post("/translate", json={"text": split_sentences(TEXT), **EN_FR,
+    reference = client.post("/translate", json={"text": SENTENCES, **EN_FR,
                                                 **options}).json()["translations"]
-    assert [s["text"] for s in streamed] == [r["text"] for r in reference]
-    assert all(s["text"] for s in streamed)
-    for mine, theirs in zip(streamed, reference, strict=True):
+    pairs = list(zip(reference, SEPARATORS, strict=True))
+    assert [s["text"] for s in streamed] == [r["text"] + sep for r, sep in pairs]
+    assert all(r["text"] for r in reference)
+    for mine, (theirs, sep) in zip(streamed, pairs, strict=True):
         assert math.isclose(mine["score"], theirs["score"], abs_tol=1e-4)
         assert [a["text"] for a in mine["alternatives"]] == [
-            a["text"] for a in theirs["alternatives"]]
+            a["text"] + sep for a in theirs["alternatives"]]
         assert mine["target_tokens"] == theirs["target_tokens"]
-    assert events[-1][1]["translations"] == [join_sentences([r["text"] for r in reference])]
+    whole = client.post("/translate", json={"text": TEXT, **EN_FR, **options}).json()
+    assert events[-1][1]["translations"] == [whole["translations"][0]["text"]]
+    assert "".join(s["text"] for s in streamed) == whole["translations"][0]["text"]

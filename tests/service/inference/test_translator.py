@@ -105,14 +105,17 @@ def test_text_results_carry_scores_alternatives_and_usage(translator: Translator
 
 
 def test_long_text_is_split_into_sentences(translator: Translator) -> None:
+    """Cut into sentences, each translated as it is alone, put back between the text's own
+    separators (spaces, blank lines)."""
     sentence = "the big red dog sees the small cat."
     limit = translator.max_source_tokens
-    long_text = " ".join([sentence] * (limit // 8 + 2))
+    separators = [("  ", "\n\n", " ")[i % 3] for i in range(limit // 8 + 1)]
+    long_text = "".join(sentence + sep for sep in separators) + sentence
     assert len(translator.tokenizer(long_text)["input_ids"]) > limit
     [result] = translator.translate([long_text], beam_size=1)
     [single] = translator.translate([sentence], beam_size=1)
-    assert not result.truncated
-    assert result.text == " ".join([single.text] * (limit // 8 + 2))
+    assert not result.truncated and single.text
+    assert result.text == "".join(single.text + sep for sep in separators) + single.text
 
 
 def test_over_long_sentence_is_truncated_with_a_flag_or_rejected(translator: Translator) -> None:
