@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     cors_origins: CommaList = Field(default_factory=list,
                                     description="origins allowed by CORS (`*` for any)")
     log_level: str = Field(default="info", description="level of the JSON logs")
+    ui: bool = Field(default=True, description="serve the translation page at `GET /` "
+                     "(false: `/` and `/static/` are 404)")
 
     @field_validator("default_models", "required_models", "providers", "api_key_hashes",
                      "cors_origins", "api_keys", mode="before")
