@@ -288,8 +288,10 @@ async function translate(event) {
     const alternatives = number("alternatives-count", 0);
     const body = {
       text, source_lang: await sourceFor(text, target), target_lang: target,
-      beam_size: number("beam", 4), num_hypotheses: alternatives + 1,
+      num_hypotheses: alternatives + 1,
     };
+    const beam = number("beam", null);
+    if (beam !== null) body.beam_size = beam; // empty: the server's default beam
     const streamed = alternatives === 0 && text.length >= LONG_TEXT;
     const model = streamed ? await translateStream(body) : await translateOnce(body);
     const seconds = (performance.now() - started) / 1000;

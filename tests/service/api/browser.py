@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import uvicorn
@@ -55,6 +56,18 @@ def get_json(url: str, timeout: float = 5) -> tuple[int, object]:
             return response.status, json.load(response)
     except urllib.error.HTTPError as err:
         return err.code, json.load(err)
+
+
+def post_json(url: str, body: object, timeout: float = 60) -> Any:
+    """The JSON answer of a POST; for an event stream, the data of its last event."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        text = response.read().decode()
+    if response.headers.get_content_type() == "text/event-stream":
+        data = [line[5:] for line in text.splitlines() if line.startswith("data:")]
+        return json.loads(data[-1])
+    return json.loads(text)
 
 
 def wait_ready(base_url: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,9 +18,10 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from service.api import Settings, create_app
 from service.api.routes.page import STATIC
-from tests.service.api.browser import chromium_path, live_server
+from tests.service.api.browser import chromium_path, live_server, post_json
 from tests.service.api.fakes import FakeLoader, write_manifest
 
+SHIPPED = Path(__file__).resolve().parents[3] / "models" / "transformer-en-fr"
 CHAR_LIMIT = 300  # above the page's streaming threshold (200), so both routes can be over it
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -39,9 +41,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def serve(models: Path, **overrides: object) -> Iterator[str]:
-    settings = Settings(models_dir=models, max_chars_per_text=CHAR_LIMIT,  # type: ignore[arg-type]
-                        **overrides)
+def serve(models: Path, **overrides: Any) -> Iterator[str]:
+    settings = Settings(models_dir=models, max_chars_per_text=CHAR_LIMIT, **overrides)
     with live_server(create_app(settings, loader=FakeLoader())) as base_url:
         yield base_url
 
@@ -132,7 +133,9 @@ def test_targets_follow_the_source(page: Page) -> None:
 def test_translates_a_typed_sentence_and_names_the_model(page: Page) -> None:
     with page.expect_response("**/translate") as answer:
         translate(page, "The cat eats fish.", target="de")
-    assert answer.value.request.post_data_json["source_lang"] == "en"
+    sent = answer.value.request.post_data_json
+    assert sent is not None
+    assert sent["source_lang"] == "en" and "beam_size" not in sent  # the server's default
     expect(page.locator("#translation")).to_have_text("de:The cat eats fish.")
     expect(page.locator("#meta")).to_have_text(re.compile(r"^Model: en-de · \d+\.\d\d s$"))
     expect(page.locator("#error")).to_be_hidden()
@@ -154,6 +157,7 @@ def test_beam_size_and_alternatives(page: Page) -> None:
     with page.expect_request("**/translate") as sent:
         translate(page, "Good morning.")
     body = sent.value.post_data_json
+    assert body is not None
     assert (body["beam_size"], body["num_hypotheses"]) == (3, 3)
     expect(page.locator("#translation")).to_have_text("fr:Good morning.")
     expect(page.locator("#alternatives li")).to_have_text(
@@ -244,3 +248,22 @@ def test_usable_on_a_phone_sized_screen(browser: Browser, base_url: str) -> None
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than the screen"
     page.context.close()
+
+
+@pytest.mark.slow
+def test_the_shipped_model_through_the_page(browser: Browser) -> None:
+    """The page shows what the API answers for the same text, short and streamed."""
+    settings = Settings(models_dir=SHIPPED, threads=1)
+    with live_server(create_app(settings)) as url:
+        page = open_page(browser, url)
+        short, long = SENTENCES[0], " ".join(SENTENCES)
+        route = {"source_lang": "en", "target_lang": "fr", "num_hypotheses": 1}
+        answer = post_json(f"{url}/translate", {"text": short, **route})
+        translate(page, short)
+        expect(page.locator("#translation")).to_have_text(answer["translations"][0]["text"])
+        expect(page.locator("#meta")).to_contain_text("Model: transformer-en-fr")
+        done = post_json(f"{url}/translate/stream", {"text": long, **route})
+        translate(page, long)
+        expect(page.locator("#meta")).to_contain_text("streamed sentence by sentence")
+        expect(page.locator("#translation")).to_have_text(done["translations"][0])
+        page.context.close()
