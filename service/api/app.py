@@ -18,10 +18,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service.api.errors import install_error_handlers
+from service.api.libre_files import FileStore
 from service.api.lifecycle import Lifecycle
 from service.api.metrics import Metrics
 from service.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.api.registry import Loader, ModelRegistry, load_translator
+from service.api.root_mount import RootMountMiddleware
 from service.api.routes import libretranslate, ops, page, stream, translate
 from service.api.security import KeyChecker
 from service.api.settings import Settings
@@ -111,11 +113,15 @@ def create_app(settings: Settings | None = None, *, loader: Loader | None = None
     app = FastAPI(title="seq2seq-serve translation API", version="0.1.0",
                   description=DESCRIPTION, lifespan=make_lifespan(state))
     app.state.service = state
+    app.state.translated_files = FileStore(max_bytes=settings.translated_files_max_bytes,
+                                           ttl_s=settings.translated_file_ttl_s)
     install_error_handlers(app)
     for module in (translate, stream, ops, libretranslate):
         app.include_router(module.router)
     if settings.ui:
         page.install(app)
+    if settings.libretranslate_at_root:
+        app.add_middleware(RootMountMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -75,6 +75,7 @@ def error_response(status: int, detail: ErrorDetail, headers: dict[str, str] | N
     detail = detail.model_copy(update={"request_id": request_id.get()})
     body = ErrorBody(error=detail).model_dump(mode="json", exclude_none=True)
     if libretranslate:
+        status = 400 if status == 422 else status  # LibreTranslate never answers 422
         body = {**body["error"], "error": detail.message}
         body.pop("message")
     return JSONResponse(body, status_code=status, headers=headers)

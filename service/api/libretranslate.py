@@ -1,58 +1,64 @@
-"""LibreTranslate compatibility: its request fields and response shapes over our models.
+"""LibreTranslate compatibility: its request fields, response shapes and error texts.
 
-Existing LibreTranslate clients work with the base URL ``http://host:port/libretranslate/``:
-``POST translate`` (JSON or form-encoded; ``q`` a string or a list; ``source`` may be
-``auto`` when only one source language translates into ``target``; ``format`` ``text`` or
-``html``: the document's text is translated and its markup kept, ``service/api/markup.py``)
-and ``GET languages``.
+Existing LibreTranslate clients work with the base URL ``http://host:port/libretranslate/``
+(or the root, with ``libretranslate_at_root``). Fields are read as LibreTranslate reads them:
+from the query string and from a JSON, form-encoded or multipart body (the body wins). Errors
+are LibreTranslate's ``{"error": "<text>"}`` with its status codes (400 for a missing or bad
+parameter, 403 for a wrong key, 429 to slow down); ``code``, ``field`` and ``limit`` stand
+beside ``error``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
+from service.api.detection import Detection
 from service.api.errors import ApiError
 from service.api.registry import ModelEntry, ModelRegistry
-from service.api.schemas import check_texts_type
 from service.api.state import AppState
-from service.api.translation import TranslationService
+from service.inference.translator import Translation
 
 FORMATS = ("text", "html")
-FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
-LANGUAGE_NAMES = {"ar": "Arabic", "de": "German", "en": "English", "es": "Spanish",
-                  "fr": "French", "it": "Italian", "ja": "Japanese", "nl": "Dutch",
-                  "pt": "Portuguese", "ru": "Russian", "zh": "Chinese"}
+LANGUAGE_NAMES = {"ar": "Arabic", "bn": "Bengali", "de": "German", "en": "English",
+                  "es": "Spanish", "fa": "Persian", "fr": "French", "hi": "Hindi",
+                  "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean",
+                  "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian",
+                  "ru": "Russian", "sw": "Swahili", "tl": "Tagalog", "tr": "Turkish",
+                  "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese"}
+SHORT_TEXT = 40  # LibreTranslate detects a shorter text from all texts of the request together
 
 
 class LibreRequest(BaseModel):
-    """LibreTranslate's ``/translate`` fields (unknown extra fields are ignored)."""
+    """LibreTranslate's ``/translate`` fields (for the OpenAPI schema; unknown ones ignored)."""
 
     model_config = ConfigDict(extra="ignore")
 
     q: str | list[str] = Field(description="text or list of texts")
-    source: str = Field(default="auto", min_length=1, max_length=16,
-                        description="source language code, or `auto`")
-    target: str = Field(min_length=1, max_length=16, description="target language code")
+    source: str = Field(description="source language code, or `auto` to detect it")
+    target: str = Field(description="target language code")
     format: str = Field(default="text", description="`text`, or `html`: the text of the "
                         "document is translated, its markup kept as it is")
     alternatives: int = Field(default=0, ge=0, description="number of alternative translations")
-    api_key: str | None = Field(default=None, description="API key (also accepted as a header)")
+    api_key: str | None = Field(default=None, description="API key (also accepted in the query "
+                                "string, `Authorization: Bearer` or `X-API-Key`)")
 
-    @field_validator("q", mode="before")
-    @classmethod
-    def _q_type(cls, value: Any) -> Any:
-        return check_texts_type(value, "q")
+
+class DetectRequest(BaseModel):
+    """LibreTranslate's ``/detect`` fields."""
+
+    q: str = Field(description="text whose language to detect")
+    api_key: str | None = Field(default=None, description="API key")
 
 
 class DetectedLanguage(BaseModel):
-    """LibreTranslate's ``detectedLanguage`` for ``source=auto``."""
+    """A detected language; ``confidence`` from 0 to 100, as LibreTranslate gives it."""
 
     confidence: float
     language: str
@@ -67,50 +73,50 @@ class LibreResponse(BaseModel):
 
 
 class LibreLanguage(BaseModel):
-    """One entry of ``GET /libretranslate/languages``."""
+    """One entry of ``GET /languages``."""
 
     code: str
     name: str
     targets: list[str]
 
 
+def missing(name: str) -> ApiError:
+    """LibreTranslate's 400 for an absent or empty parameter."""
+    return ApiError(400, "missing_parameter", f"Invalid request: missing {name} parameter",
+                    field=name)
+
+
 async def read_fields(request: Request) -> dict[str, Any]:
-    """The raw fields of a JSON or form-encoded body (form ``q`` repeated -> a list)."""
+    """The query string's fields overlaid with the body's (JSON, form or multipart; a
+    repeated ``q`` is a list; a file of a multipart body stays an ``UploadFile``)."""
+    fields: dict[str, Any] = pairs_to_fields(list(request.query_params.multi_items()))
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
     if ctype == "application/x-www-form-urlencoded":
-        return urlencoded_fields(await request.body())
-    if ctype in FORM_TYPES:
+        return {**fields, **urlencoded_fields(body)}
+    if ctype == "multipart/form-data":
         try:
             form = await request.form()
         except Exception:
-            raise ApiError(400, "malformed_form", "the form body could not be parsed") from None
-        fields: dict[str, Any] = {key: value for key, value in form.items()
-                                  if not isinstance(value, UploadFile)}
-        queries = [v for v in form.getlist("q") if isinstance(v, str)]
-        if len(queries) > 1:
-            fields["q"] = queries
+            raise ApiError(400, "malformed_form", "Invalid request: the form body could not be "
+                           "parsed") from None
+        return {**fields, **pairs_to_fields(list(form.multi_items()))}
+    if not body.strip():
         return fields
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", f"content type {ctype!r} is not "
                        "supported; send JSON or a form")
     try:
-        data = json.loads(await request.body())
+        data = json.loads(body)
     except (ValueError, RecursionError):  # JSONDecodeError, invalid UTF-8, too deep
-        raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+        raise ApiError(400, "malformed_json", "Invalid JSON format") from None
     if not isinstance(data, dict):
-        raise ApiError(422, "invalid_request", "the body must be a JSON object", field="body")
-    return data
+        raise ApiError(400, "malformed_json", "Invalid JSON format", field="body")
+    return {**fields, **data}
 
 
-def urlencoded_fields(body: bytes) -> dict[str, Any]:
-    """The fields of a form-encoded body read as UTF-8, raw or percent-encoded (``curl -d``
-    sends raw bytes; Starlette's parser would read those as Latin-1); ``q`` repeated -> a
-    list. Invalid UTF-8 is a 400."""
-    try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8",
-                          errors="strict")
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_utf8", "the form body is not valid UTF-8") from None
+def pairs_to_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Name/value pairs -> fields; ``q`` given more than once becomes a list."""
     fields: dict[str, Any] = dict(pairs)
     queries = [value for name, value in pairs if name == "q"]
     if len(queries) > 1:
@@ -118,58 +124,180 @@ def urlencoded_fields(body: bytes) -> dict[str, Any]:
     return fields
 
 
-def parse(fields: dict[str, Any]) -> LibreRequest:
-    """Validate the fields (422 naming the first bad one, like the native API)."""
+def urlencoded_fields(body: bytes) -> dict[str, Any]:
+    """The fields of a form-encoded body read as UTF-8, raw or percent-encoded (``curl -d``
+    sends raw bytes; Starlette's parser would read those as Latin-1). Invalid UTF-8 is a 400."""
     try:
-        body = LibreRequest.model_validate(fields)
-    except ValidationError as err:
-        raise RequestValidationError(err.errors(include_input=False)) from None
-    if body.format not in FORMATS:
-        raise ApiError(400, "unsupported_format", f"format {body.format!r} is not supported; "
-                       f"use one of {list(FORMATS)}", field="format")
-    return body
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8",
+                          errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_utf8", "the form body is not valid UTF-8") from None
+    return pairs_to_fields(list(pairs))
 
 
-def route(registry: ModelRegistry, source: str, target: str) -> tuple[ModelEntry, bool]:
-    """The model for ``source`` -> ``target``; ``auto`` when one source reaches ``target``."""
-    if source != "auto":
-        return registry.resolve(model=None, source=source, target=target), False
-    sources = sorted({src for src, tgt in registry.defaults() if tgt == target})
-    if len(sources) != 1:
-        why = "no model translates into it" if not sources else f"candidates: {sources}"
-        raise ApiError(400, "ambiguous_source", f"source 'auto' cannot be resolved for target "
-                       f"{target!r} ({why}); give the source language", field="source",
+def text_field(fields: dict[str, Any], name: str) -> str:
+    """A required string parameter (400 naming it when absent, empty or not a string)."""
+    value = fields.get(name)
+    if isinstance(value, UploadFile) or not value:
+        raise missing(name)
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_parameter", f"Invalid request: {name} must be a string",
+                       field=name)
+    return value
+
+
+def texts_field(fields: dict[str, Any]) -> list[str] | str:
+    """``q``: a non-empty string or a list of strings."""
+    q = fields.get("q")
+    if not q or isinstance(q, UploadFile):
+        raise missing("q")
+    if isinstance(q, list):
+        for index, item in enumerate(q):
+            if not isinstance(item, str):
+                raise ApiError(400, "invalid_parameter", f"Invalid request: q[{index}] must "
+                               "be a string", field=f"q[{index}]")
+    elif not isinstance(q, str):
+        raise ApiError(400, "invalid_parameter", "Invalid request: q must be a string or a "
+                       "list of strings", field="q")
+    return q
+
+
+def alternatives_field(fields: dict[str, Any], limit: int) -> int:
+    """``alternatives``: 0 to ``limit``."""
+    value = fields.get("alternatives", 0)
+    try:
+        count = int(value or 0)
+    except (TypeError, ValueError):
+        count = -1
+    if isinstance(value, bool) or not 0 <= count <= limit:
+        raise ApiError(400, "invalid_parameter", f"Invalid request: alternatives must be an "
+                       f"integer from 0 to {limit}", field="alternatives", limit=limit)
+    return count
+
+
+def check_size(texts: list[str], state: AppState) -> None:
+    """LibreTranslate's batch and character limits, then ours per text (length, control
+    characters)."""
+    s = state.settings
+    if len(texts) > s.max_texts:
+        raise ApiError(400, "too_many_texts", f"Invalid request: request ({len(texts)}) "
+                       f"exceeds text limit ({s.max_texts})", field="q", limit=s.max_texts)
+    chars = sum(len(text) for text in texts)
+    if chars > s.max_total_chars:
+        raise ApiError(400, "request_too_long", f"Invalid request: request ({chars}) exceeds "
+                       f"text limit ({s.max_total_chars})", field="q", limit=s.max_total_chars)
+    state.translation.check_texts(texts, "q")
+
+
+def language_name(code: str) -> str:
+    """English name of a language code (the code itself when unknown)."""
+    return LANGUAGE_NAMES.get(code, code)
+
+
+def served_sources(registry: ModelRegistry, target: str | None = None) -> set[str]:
+    """Source languages served (into ``target`` when given)."""
+    return {src for src, tgt in registry.defaults() if target is None or tgt == target}
+
+
+def check_language(registry: ModelRegistry, code: str, name: str) -> None:
+    """LibreTranslate's 400 ``<code> is not supported`` for a language no model serves."""
+    known = {lang for pair in registry.defaults() for lang in pair}
+    if code not in known:
+        raise ApiError(400, "unsupported_language", f"{code} is not supported", field=name,
                        details={"served": registry.served()})
-    return registry.resolve(model=None, source=sources[0], target=target), True
 
 
-async def translate(state: AppState, body: LibreRequest) -> LibreResponse:
-    """The LibreTranslate request through the same limits, routing and batching."""
-    service: TranslationService = state.translation
-    texts = [body.q] if isinstance(body.q, str) else list(body.q)
-    service.check_texts(texts, "q")
-    entry, detected = route(state.registry, body.source.lower(), body.target.lower())
-    wanted = body.alternatives + 1
-    if wanted > state.settings.max_hypotheses:
-        limit = state.settings.max_hypotheses - 1
-        raise ApiError(422, "alternatives_too_large", f"alternatives is {body.alternatives}; "
-                       f"the limit is {limit}", field="alternatives", limit=limit)
-    options = service.options(beam_size=None, num_hypotheses=wanted, length_penalty=1.0,
-                              max_length=None)
-    if body.format == "html":
-        results = await service.run_html(entry, texts, options, field="q")
+def model_for(registry: ModelRegistry, source: str, target: str) -> ModelEntry:
+    """The model for ``source`` -> ``target``, or LibreTranslate's 400 naming both."""
+    entry = registry.defaults().get((source, target))
+    if entry is None:
+        raise ApiError(400, "unsupported_language_pair", f"{language_name(target)} ({target}) "
+                       f"is not available as a target language from {language_name(source)} "
+                       f"({source})", field="target", details={"served": registry.served()})
+    return entry
+
+
+def as_detected(found: Detection) -> DetectedLanguage:
+    """A detection in LibreTranslate's shape (confidence in percent, two decimals)."""
+    return DetectedLanguage(confidence=round(found.confidence * 100, 2), language=found.language)
+
+
+async def detect_sources(state: AppState, texts: list[str], target: str) -> list[Detection]:
+    """The source language of each text among those that translate into ``target``; a text
+    of at most ``SHORT_TEXT`` characters gets the detection of all texts together."""
+    identifier = state.detection.identifier(served_sources(state.registry, target))
+    overall = await asyncio.to_thread(identifier.best, "\n".join(texts))
+    found = []
+    for text in texts:
+        found.append(await asyncio.to_thread(identifier.best, text)
+                     if len(text) > SHORT_TEXT else overall)
+    return found
+
+
+async def run_grouped(state: AppState, texts: list[str], sources: list[str], target: str,
+                      *, html: bool, alternatives: int) -> list[Translation]:
+    """Translate each text with the model of its source language, one batch per model."""
+    service = state.translation
+    options = service.options(beam_size=None, num_hypotheses=alternatives + 1,
+                              length_penalty=1.0, max_length=None)
+    results: list[Translation | None] = [None] * len(texts)
+    for source in sorted(set(sources)):
+        entry = model_for(state.registry, source, target)
+        indices = [i for i, src in enumerate(sources) if src == source]
+        group = [texts[i] for i in indices]
+        done = (await service.run_html(entry, group, options, field="q") if html
+                else await service.run(entry, group, options))
+        for index, result in zip(indices, done, strict=True):
+            results[index] = result
+    return [result for result in results if result is not None]
+
+
+async def translate(state: AppState, fields: dict[str, Any]) -> LibreResponse:
+    """LibreTranslate's ``/translate`` over our limits, routing and batching."""
+    q = texts_field(fields)
+    source = text_field(fields, "source").strip().lower()
+    target = text_field(fields, "target").strip().lower()
+    texts = [q] if isinstance(q, str) else list(q)
+    check_size(texts, state)
+    text_format = fields.get("format") or "text"
+    if text_format not in FORMATS:
+        raise ApiError(400, "unsupported_format", f"{text_format} format is not supported",
+                       field="format")
+    alternatives = alternatives_field(fields, state.settings.max_hypotheses - 1)
+    check_language(state.registry, target, "target")
+    detected: list[Detection] | None = None
+    if source == "auto":
+        detected = await detect_sources(state, texts, target)
+        sources = [found.language for found in detected]
     else:
-        results = await service.run(entry, texts, options)
-    outs = [r.text for r in results]
-    others = [[a.text for a in r.alternatives[1:]] for r in results]
-    assert entry.pair is not None
-    language = DetectedLanguage(confidence=100.0, language=entry.pair[0])
-    single = isinstance(body.q, str)
+        check_language(state.registry, source, "source")
+        sources = [source] * len(texts)
+    results = await run_grouped(state, texts, sources, target, html=text_format == "html",
+                                alternatives=alternatives)
+    return response(results, single=isinstance(q, str), alternatives=alternatives,
+                    detected=detected)
+
+
+def response(results: list[Translation], *, single: bool, alternatives: int,
+             detected: list[Detection] | None) -> LibreResponse:
+    """Strings for one text, lists for a list; alternatives and detections only when asked."""
+    outs = [result.text for result in results]
+    others = [[a.text for a in result.alternatives[1:]] for result in results]
+    languages = [as_detected(found) for found in detected] if detected else None
     return LibreResponse(
         translatedText=outs[0] if single else outs,
-        alternatives=(others[0] if single else others) if body.alternatives else None,
-        detectedLanguage=(language if single else [language] * len(texts)) if detected
-        else None)
+        alternatives=(others[0] if single else others) if alternatives else None,
+        detectedLanguage=(languages[0] if single else languages) if languages else None)
+
+
+async def detect(state: AppState, fields: dict[str, Any]) -> list[DetectedLanguage]:
+    """LibreTranslate's ``/detect``: the candidate languages of ``q``, most likely first."""
+    q = texts_field(fields)
+    texts = [q] if isinstance(q, str) else q
+    check_size(texts, state)
+    identifier = state.detection.identifier(served_sources(state.registry))
+    found = await asyncio.to_thread(identifier.detect, "\n".join(texts))
+    return [as_detected(candidate) for candidate in found]
 
 
 def languages(registry: ModelRegistry) -> list[LibreLanguage]:
@@ -178,5 +306,5 @@ def languages(registry: ModelRegistry) -> list[LibreLanguage]:
     for src, tgt in registry.defaults():
         targets.setdefault(src, set()).add(tgt)
         targets.setdefault(tgt, set())
-    return [LibreLanguage(code=code, name=LANGUAGE_NAMES.get(code, code),
-                          targets=sorted(targets[code])) for code in sorted(targets)]
+    return [LibreLanguage(code=code, name=language_name(code), targets=sorted(targets[code]))
+            for code in sorted(targets)]

@@ -98,11 +98,34 @@ class Settings(BaseSettings):
     cors_origins: CommaList = Field(default_factory=list,
                                     description="origins allowed by CORS (`*` for any)")
     log_level: str = Field(default="info", description="level of the JSON logs")
+    # LibreTranslate API, rate limits, cache
+    libretranslate_at_root: bool = Field(
+        default=False, description="also serve the LibreTranslate routes at the root; "
+        "`POST /translate` goes to LibreTranslate's when its fields are LibreTranslate's "
+        "(`q`, a form, or the query string) and stays the native route for a JSON `text`")
+    max_file_bytes: int = Field(default=500_000, ge=1,
+                                description="size of a file sent to `/translate_file`")
+    translated_file_ttl_s: float = Field(default=600.0, gt=0,
+                                         description="how long a translated file is kept")
+    translated_files_max_bytes: int = Field(
+        default=50_000_000, ge=1, description="all kept translated files together (the "
+        "oldest are dropped first)")
+    rate_limit_requests_per_minute: int = Field(
+        default=0, ge=0, description="translation requests per client per minute (0: off)")
+    rate_limit_chars_per_minute: int = Field(
+        default=0, ge=0, description="characters translated per client per minute (0: off)")
+    trusted_proxies: CommaList = Field(
+        default_factory=list, description="addresses or networks of reverse proxies whose "
+        "X-Forwarded-For names the client (for rate limits)")
+    cache_max_entries: int = Field(default=10_000, ge=0,
+                                   description="translations kept in the cache (0: no cache)")
+    cache_max_bytes: int = Field(default=64_000_000, ge=1,
+                                 description="bytes of text the cache holds at most")
     ui: bool = Field(default=True, description="serve the translation page at `GET /` "
                      "(false: `/` and `/static/` are 404)")
 
     @field_validator("default_models", "required_models", "providers", "api_key_hashes",
-                     "cors_origins", "api_keys", mode="before")
+                     "cors_origins", "api_keys", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return split_list(value)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from service.api.detection import Identifiers
 from service.api.lifecycle import Lifecycle
 from service.api.metrics import Metrics
 from service.api.registry import ModelRegistry
@@ -16,7 +17,8 @@ from service.api.translation import TranslationService
 
 @dataclass
 class AppState:
-    """Settings, models, the translation service, lifecycle, metrics and keys of one app."""
+    """Settings, models, the translation service, lifecycle, metrics, keys and language
+    identifiers of one app."""
 
     settings: Settings
     registry: ModelRegistry
@@ -24,6 +26,7 @@ class AppState:
     lifecycle: Lifecycle
     metrics: Metrics
     keys: KeyChecker
+    detection: Identifiers = field(default_factory=Identifiers)
 
 
 def get_state(request: Request) -> AppState:

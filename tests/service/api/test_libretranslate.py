@@ -98,28 +98,31 @@ def test_errors_in_libretranslate_shape(client: TestClient) -> None:
     markdown = libre_error(client.post(URL, json={"q": "*x*", "source": "en", "target": "fr",
                                                   "format": "markdown"}), 400)
     assert markdown["code"] == "unsupported_format" and markdown["field"] == "format"
-    assert "'text', 'html'" in str(markdown["error"])
+    assert markdown["error"] == "markdown format is not supported"
     auto = libre_error(client.post(URL, json={"q": "x", "source": "auto", "target": "xx"}), 400)
-    assert auto["code"] == "ambiguous_source" and auto["field"] == "source"
-    missing = libre_error(client.post(URL, json={"q": "x", "source": "en"}), 422)
-    assert missing["field"] == "target"
-    wrong = libre_error(client.post(URL, json={"q": 3, "source": "en", "target": "fr"}), 422)
+    assert auto["error"] == "xx is not supported" and auto["field"] == "target"
+    missing = libre_error(client.post(URL, json={"q": "x", "source": "en"}), 400)
+    assert missing["error"] == "Invalid request: missing target parameter"
+    wrong = libre_error(client.post(URL, json={"q": 3, "source": "en", "target": "fr"}), 400)
     assert wrong["field"] == "q"
     bad_json = client.post(URL, content=b"{", headers={"content-type": "application/json"})
-    assert libre_error(bad_json, 400)["code"] == "malformed_json"
+    assert libre_error(bad_json, 400)["error"] == "Invalid JSON format"
     text = client.post(URL, content=b"q=x", headers={"content-type": "text/plain"})
     assert libre_error(text, 415)["code"] == "unsupported_media_type"
     many = libre_error(client.post(URL, json={"q": "x", "source": "en", "target": "fr",
-                                              "alternatives": 50}), 422)
+                                              "alternatives": 50}), 400)
     assert many["field"] == "alternatives" and many["limit"] == 7
 
 
-def test_api_key_in_body_form_or_header(make_client: MakeClient) -> None:
+def test_api_key_in_body_query_form_or_header(make_client: MakeClient) -> None:
     client = make_client(api_keys="k1")
     fields = {"q": "x", "source": "en", "target": "fr"}
-    assert libre_error(client.post(URL, json=fields), 401)["code"] == "missing_api_key"
+    missing = libre_error(client.post(URL, json=fields), 400)
+    assert missing["error"] == "Please contact the server operator to get an API key"
     assert client.post(URL, json={**fields, "api_key": "k1"}).status_code == 200
     assert client.post(URL, data={**fields, "api_key": "k1"}).status_code == 200
+    assert client.post(URL, params={**fields, "api_key": "k1"}).status_code == 200
     assert client.post(URL, json=fields, headers={"X-API-Key": "k1"}).status_code == 200
-    assert client.post(URL, data={**fields, "api_key": "k2"}).status_code == 401
+    wrong = libre_error(client.post(URL, data={**fields, "api_key": "k2"}), 403)
+    assert wrong["error"] == "Invalid API key"
     assert client.get("/libretranslate/languages").status_code == 200

@@ -137,7 +137,8 @@ def test_openapi_declares_error_responses(client: TestClient) -> None:
         assert ref.endswith("/ErrorBody")
     libre = schema["paths"]["/libretranslate/translate"]["post"]
     assert set(libre["requestBody"]["content"]) == {"application/json",
-                                                    "application/x-www-form-urlencoded"}
+                                                    "application/x-www-form-urlencoded",
+                                                    "multipart/form-data"}
     assert "503" in schema["paths"]["/health/ready"]["get"]["responses"]
 
 
