@@ -43,7 +43,7 @@ async function failureOf(response) {
     message = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
   }
   if (!message) message = response.statusText || "the request failed";
-  if (response.status === 401) showKeyField();
+  if (response.status === 401 || response.status === 403) showKeyField();
   return new ApiFailure(`Error ${response.status}: ${message}`);
 }
 
@@ -133,15 +133,16 @@ async function loadLanguages() {
   if (sources.length === 0) showError("error", "The server has no model ready yet.");
 }
 
-/** LibreTranslate's frontend settings, where the server has them (older: 404). */
+/** LibreTranslate's frontend settings: the key field, the character limit, file formats. */
 async function loadSettings() {
   const response = await call("/libretranslate/frontend/settings");
-  if (!response.ok) return;
+  if (!response.ok) throw await failureOf(response);
   const settings = await response.json();
   if (settings.apiKeys || settings.keyRequired) $("key-field").hidden = false;
   if (settings.charLimit > 0) page.charLimit = settings.charLimit;
   if (Array.isArray(settings.supportedFilesFormat) && settings.supportedFilesFormat.length) {
     $("file").accept = settings.supportedFilesFormat.join(",");
+    $("file-formats").textContent = settings.supportedFilesFormat.join(", ");
   }
   countCharacters();
 }
@@ -156,30 +157,19 @@ function countCharacters() {
 
 // ---------------------------------------------------------------- detection
 
-/** The source language: the picker's, or the detected one (LibreTranslate's /detect; without
- *  it, the only source language that reaches the target). */
-async function sourceFor(text, target) {
+/** The source language: the picker's, or the one LibreTranslate's /detect finds. */
+async function sourceFor(text) {
   $("detected").textContent = "";
   page.detected = null;
   if ($("source").value !== AUTO) return $("source").value;
   const response = await postJson("/libretranslate/detect", { q: text, api_key: apiKey() });
-  if (response.ok) {
-    const found = (await response.json()).sort((a, b) => b.confidence - a.confidence)[0];
-    if (!found) throw new ApiFailure("The language of the text could not be detected.");
-    page.detected = found.language;
-    $("detected").textContent =
-      `Detected: ${languageName(found.language)} (${Math.round(found.confidence)}%)`;
-    return found.language;
-  }
-  if (response.status !== 404) throw await failureOf(response);
-  const sources = page.languages.filter((entry) => entry.targets.includes(target));
-  if (sources.length !== 1) {
-    throw new ApiFailure("This server cannot detect languages: choose the source language.");
-  }
-  page.detected = sources[0].code;
-  $("detected").textContent = `Source: ${sources[0].name} (the only one into ` +
-    `${languageName(target)})`;
-  return sources[0].code;
+  if (!response.ok) throw await failureOf(response);
+  const found = (await response.json()).sort((a, b) => b.confidence - a.confidence)[0];
+  if (!found) throw new ApiFailure("The language of the text could not be detected.");
+  page.detected = found.language;
+  $("detected").textContent =
+    `Detected: ${languageName(found.language)} (${Math.round(found.confidence)}%)`;
+  return found.language;
 }
 
 // ---------------------------------------------------------------- translation
@@ -287,7 +277,7 @@ async function translate(event) {
     const target = $("target").value;
     const alternatives = number("alternatives-count", 0);
     const body = {
-      text, source_lang: await sourceFor(text, target), target_lang: target,
+      text, source_lang: await sourceFor(text), target_lang: target,
       num_hypotheses: alternatives + 1,
     };
     const beam = number("beam", null);

@@ -68,6 +68,31 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
+CONTRASTED = ["label[for=text]", ".hint", "#translation", "#translate-button", "#copy",
+              ".bar a", "legend", "#error"]
+# Each element's text colour and the first opaque background among it and its ancestors.
+COLOURS = """selectors => selectors.map(selector => {
+  const element = document.querySelector(selector);
+  let node = element, background = "rgb(255, 255, 255)";
+  for (; node; node = node.parentElement) {
+    const colour = getComputedStyle(node).backgroundColor;
+    if (colour !== "rgba(0, 0, 0, 0)" && colour !== "transparent") { background = colour; break; }
+  }
+  return [selector, getComputedStyle(element).color, background];
+})"""
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two opaque CSS ``rgb(r, g, b)`` colours."""
+    def luminance(colour: str) -> float:
+        channels = [int(c) / 255 for c in re.findall(r"\d+", colour)[:3]]
+        linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
 def open_page(browser: Browser, url: str, viewport: dict[str, int] = DESKTOP) -> Page:
     """A fresh context at ``url``, once the page has loaded its languages and settings."""
     context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
@@ -128,6 +153,7 @@ def test_targets_follow_the_source(page: Page) -> None:
     assert options_of(page, "To") == ["en"]
     page.get_by_label("From", exact=True).select_option("auto")
     assert options_of(page, "To") == ["de", "en", "fr"]
+    expect(page.get_by_label("API key", exact=True)).to_be_hidden()  # keys are off
 
 
 def test_translates_a_typed_sentence_and_names_the_model(page: Page) -> None:
@@ -185,13 +211,33 @@ def test_swap_reverses_the_languages_and_the_texts(page: Page) -> None:
     expect(page.get_by_role("button", name="Swap languages")).to_be_disabled()
 
 
-def test_ctrl_enter_translates_from_the_keyboard(page: Page) -> None:
+def test_keyboard_only(page: Page) -> None:
     page.get_by_label("To", exact=True).select_option("fr")
     text_box = page.get_by_label("Text to translate", exact=True)
     text_box.focus()
     page.keyboard.type("Hello there.")
     page.keyboard.press("Control+Enter")
     expect(page.locator("#translation")).to_have_text("fr:Hello there.")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Translate", exact=True)).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Copy")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#copy-status")).to_have_text("Copied.")
+
+
+def test_every_control_has_a_label_and_text_has_contrast(page: Page) -> None:
+    unlabelled = page.evaluate("""[...document.querySelectorAll("input, select, textarea")]
+        .filter(e => e.labels.length === 0).map(e => e.id)""")
+    assert unlabelled == []
+    translate(page, "Good morning.")
+    expect(page.get_by_role("button", name="Copy")).to_be_enabled()
+    page.get_by_label("Text to translate", exact=True).fill("")
+    page.get_by_role("button", name="Translate", exact=True).click()
+    expect(page.locator("#error")).to_have_text("Type a text to translate first.")
+    for selector, foreground, background in page.evaluate(COLOURS, CONTRASTED):
+        ratio = contrast(foreground, background)
+        assert ratio >= 4.5, f"{selector}: {foreground} on {background} is {ratio:.2f}:1"
 
 
 @pytest.mark.parametrize("alternatives", ["0", "1"], ids=["streamed", "translate"])
@@ -206,17 +252,19 @@ def test_over_the_character_limit_the_error_is_shown_in_words(page: Page,
 
 
 def test_detect_language(page: Page) -> None:
-    translate(page, "The cat eats fish.", source="auto", target="de")
+    with page.expect_response("**/libretranslate/detect") as detected:
+        translate(page, "The cat eats fish.", source="auto", target="de")
+    assert detected.value.ok
     expect(page.locator("#translation")).to_have_text("de:The cat eats fish.")
-    expect(page.locator("#detected")).to_contain_text("English")
+    expect(page.locator("#detected")).to_have_text(re.compile(r"^Detected: English \(\d+%\)$"))
 
 
 def test_a_text_file_is_translated_and_downloaded(page: Page, tmp_path: Path) -> None:
     source = tmp_path / "note.txt"
-    source.write_text("The cat eats fish.\n")
+    source.write_text("The cat eats fish.\nGood morning.\n")
     page.get_by_label("From", exact=True).select_option("en")
     page.get_by_label("To", exact=True).select_option("fr")
-    page.get_by_label("Text file", exact=True).set_input_files(source)
+    page.get_by_label("File to translate", exact=True).set_input_files(source)
     button = page.get_by_role("button", name="Translate file")
     button.click()
     expect(button).to_be_enabled()  # disabled while the upload is answered
@@ -224,16 +272,29 @@ def test_a_text_file_is_translated_and_downloaded(page: Page, tmp_path: Path) ->
     link = page.get_by_role("link", name="Download the translation of note.txt")
     with page.expect_download() as download:
         link.click()
-    assert Path(download.value.path()).read_text().strip() == "fr:The cat eats fish."
+    assert Path(download.value.path()).read_text() == "fr:The cat eats fish.\nfr:Good morning.\n"
+
+
+def test_a_file_the_server_refuses_is_explained(page: Page, tmp_path: Path) -> None:
+    source = tmp_path / "latin1.txt"
+    source.write_bytes("Déjà vu.".encode("latin-1"))
+    page.get_by_label("File to translate", exact=True).set_input_files(source)
+    page.get_by_role("button", name="Translate file").click()
+    expect(page.locator("#file-error")).to_have_text(
+        "Error 400: Invalid request: the file is not UTF-8 text")
+    expect(page.get_by_role("link")).to_have_count(1)  # only "API documentation"
 
 
 def test_an_api_key_field_when_the_server_requires_keys(browser: Browser,
                                                         keyed_url: str) -> None:
     page = open_page(browser, keyed_url)
+    key = page.get_by_label("API key", exact=True)
+    expect(key).to_be_visible()  # /libretranslate/frontend/settings: keyRequired
     translate(page, "Good morning.")
     expect(page.locator("#error")).to_contain_text("Error 401: an API key is required")
-    key = page.get_by_label("API key", exact=True)
-    expect(key).to_be_visible()
+    key.fill("wrong")
+    page.get_by_role("button", name="Translate", exact=True).click()
+    expect(page.locator("#error")).to_have_text("Error 401: the API key is not valid")
     key.fill("secret")
     page.get_by_role("button", name="Translate", exact=True).click()
     expect(page.locator("#translation")).to_have_text("fr:Good morning.")
