@@ -17,7 +17,9 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from service.api import Settings, create_app
+from service.api.batcher import DecodeOptions
 from service.api.routes.page import STATIC
+from service.inference.translator import Translation
 from tests.service.api.browser import chromium_path, live_server, post_json
 from tests.service.api.fakes import FakeLoader, write_manifest
 
@@ -57,6 +59,24 @@ def base_url(models: Path) -> Iterator[str]:
 def keyed_url(models: Path) -> Iterator[str]:
     """The same app requiring the API key ``secret``."""
     yield from serve(models, api_keys="secret")
+
+
+@pytest.fixture(scope="module")
+def exploding_url(models: Path) -> Iterator[str]:
+    """One sentence per engine call; the ``en-fr`` engine fails on a text with "boom"."""
+    loader = FakeLoader()
+    settings = Settings(models_dir=models, max_batch_tokens=1)
+    with live_server(create_app(settings, loader=loader)) as url:
+        engine = loader.engines[models / "en-fr"]
+        translate_fine = engine.translate
+
+        def translate_or_explode(texts: list[str], options: DecodeOptions) -> list[Translation]:
+            if any("boom" in text for text in texts):
+                raise RuntimeError("engine exploded")
+            return translate_fine(texts, options)
+
+        engine.translate = translate_or_explode  # type: ignore[method-assign]
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +195,15 @@ def test_a_long_text_is_streamed_sentence_by_sentence(page: Page) -> None:
     expect(page.locator("#translation")).to_have_text(" ".join(f"fr:{s}" for s in SENTENCES))
     expect(page.locator("#meta")).to_contain_text("Model: en-fr")
     expect(page.locator("#meta")).to_contain_text("streamed sentence by sentence")
+
+
+def test_a_stream_failing_midway_keeps_the_sentences_and_shows_the_error(
+        browser: Browser, exploding_url: str) -> None:
+    page = open_page(browser, exploding_url)
+    translate(page, " ".join([*SENTENCES[:2], "Then boom.", *SENTENCES[2:]]))
+    expect(page.locator("#error")).to_have_text("Error 500: the translation engine failed")
+    expect(page.locator("#translation")).to_have_text(f"fr:{SENTENCES[0]} fr:{SENTENCES[1]}")
+    page.context.close()
 
 
 def test_beam_size_and_alternatives(page: Page) -> None:
