@@ -107,9 +107,8 @@ function fillTargets(wanted) {
   target.replaceChildren(...codes.map((code) => option(code, languageName(code))));
   if (codes.includes(keep)) target.value = keep;
   $("translate-button").disabled = codes.length === 0;
-  if (codes.length === 0) {
-    showError("error", `No model translates from ${languageName($("source").value)}.`);
-  }
+  const from = languageName($("source").value);
+  showError("error", codes.length ? "" : `No model translates from ${from}.`);
   updateSwap();
 }
 
@@ -130,7 +129,9 @@ async function loadLanguages() {
                               ...sources.map((entry) => option(entry.code, entry.name)));
   if (sources.length > 0) $("source").value = sources[0].code;
   fillTargets();
-  if (sources.length === 0) showError("error", "The server has no model ready yet.");
+  if (sources.length === 0) {
+    showError("error", "The server has no model ready yet: reload the page in a moment.");
+  }
 }
 
 /** LibreTranslate's frontend settings: the key field, the character limit, file formats. */
