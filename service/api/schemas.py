@@ -36,7 +36,9 @@ class TranslateRequest(BaseModel):
          "target_lang": "fr", "beam_size": 4}]})
 
     text: str | list[str] = Field(description="one text or a list of texts")
-    source_lang: str | None = LANG
+    source_lang: str | None = Field(default=None, min_length=1, max_length=16,
+                                    description="language code, e.g. `en`; omitted or `auto`: "
+                                    "detected from the text")
     target_lang: str | None = LANG
     model: str | None = Field(default=None, min_length=1, max_length=200,
                               description="explicit model name (see `GET /models`)")
@@ -88,12 +90,22 @@ class Usage(BaseModel):
     target_tokens: int
 
 
+class DetectedSource(BaseModel):
+    """The source language found when the request gave none (or ``auto``)."""
+
+    language: str
+    confidence: float = Field(ge=0, le=1, description="probability among the served "
+                              "source languages that translate into the target")
+
+
 class TranslateResponse(BaseModel):
     """One translation per input text, in input order."""
 
     model: str
     source_lang: str
     target_lang: str
+    detected_language: DetectedSource | None = Field(
+        default=None, description="present when `source_lang` was omitted or `auto`")
     translations: list[TranslationOut]
     usage: Usage
 

@@ -8,6 +8,7 @@ List fields accept a JSON list (``'["a", "b"]'``) or a comma-separated string (`
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -138,6 +139,17 @@ class Settings(BaseSettings):
             if not SHA256_HEX.match(digest):
                 raise ValueError("every api_key_hashes entry must be 64 hex digits (sha256)")
         return lowered
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an address or a network "
+                                 "(e.g. 10.0.0.1 or 10.0.0.0/8)") from None
+        return value
 
     def key_hashes(self) -> frozenset[str]:
         """All accepted keys as sha256 hex digests; empty means no authentication."""

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from service.api.detection import Identifiers
 from service.api.lifecycle import Lifecycle
+from service.api.limiter import RateLimiter
 from service.api.metrics import Metrics
 from service.api.registry import ModelRegistry
 from service.api.security import KeyChecker
@@ -17,8 +18,8 @@ from service.api.translation import TranslationService
 
 @dataclass
 class AppState:
-    """Settings, models, the translation service, lifecycle, metrics, keys and language
-    identifiers of one app."""
+    """Settings, models, the translation service, lifecycle, metrics, keys, rate limits and
+    language identifiers of one app."""
 
     settings: Settings
     registry: ModelRegistry
@@ -26,6 +27,7 @@ class AppState:
     lifecycle: Lifecycle
     metrics: Metrics
     keys: KeyChecker
+    limiter: RateLimiter
     detection: Identifiers = field(default_factory=Identifiers)
 
 

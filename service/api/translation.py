@@ -22,10 +22,13 @@ from service.api.batcher import (
     DecodeOptions,
     QueueFullError,
 )
+from service.api.cache import TranslationCache
+from service.api.detection import Detection, Identifiers
 from service.api.errors import ApiError
 from service.api.registry import ModelEntry, ModelRegistry
 from service.api.schemas import (
     AlternativeOut,
+    DetectedSource,
     TranslateRequest,
     TranslateResponse,
     TranslationOut,
@@ -59,9 +62,13 @@ class Prepared(NamedTuple):
 class TranslationService:
     """Limits, routing and batching for ``/translate`` and ``/libretranslate/translate``."""
 
-    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+    def __init__(self, registry: ModelRegistry, settings: Settings, *,
+                 cache: TranslationCache | None = None,
+                 identifiers: Identifiers | None = None) -> None:
         self.registry = registry
         self.settings = settings
+        self.cache = cache
+        self.identifiers = identifiers or Identifiers()
 
     def check_texts(self, texts: list[str], field: str) -> None:
         """Raise a 4xx ``ApiError`` naming the field and the limit for any violation."""
@@ -114,9 +121,12 @@ class TranslationService:
 
     async def run(self, entry: ModelEntry, texts: list[str], options: Options
                   ) -> list[Translation]:
-        """Translations of ``texts`` in order; blank texts become "" without the model."""
+        """Translations of ``texts`` in order; blank texts become "" without the model, and
+        texts in the cache are answered from it."""
         results = [Translation("", math.nan, "empty") for _ in texts]
         todo = [i for i, text in enumerate(texts) if text.strip()]
+        if self.cache is not None:
+            todo = self._from_cache(entry.name, texts, options.decode, todo, results)
         if not todo:
             return results
         assert entry.batcher is not None
@@ -127,7 +137,22 @@ class TranslationService:
             raise batch_error(err, entry.name, options.timeout) from None
         for index, result in zip(todo, done, strict=True):
             results[index] = result
+            if self.cache is not None:
+                self.cache.put(entry.name, options.decode, texts[index].strip(), result)
         return results
+
+    def _from_cache(self, model: str, texts: list[str], options: DecodeOptions,
+                    todo: list[int], results: list[Translation]) -> list[int]:
+        """Fill ``results`` from the cache; the indices still to translate."""
+        assert self.cache is not None
+        missing = []
+        for index in todo:
+            cached = self.cache.get(model, options, texts[index].strip())
+            if cached is None:
+                missing.append(index)
+            else:
+                results[index] = cached
+        return missing
 
     async def run_html(self, entry: ModelEntry, documents: list[str], options: Options, *,
                        field: str) -> list[Translation]:
@@ -155,8 +180,29 @@ class TranslationService:
                                return_scores=body.return_scores, timeout=body.timeout)
         return Prepared(texts, entry, options)
 
+    async def detect_source(self, body: TranslateRequest
+                            ) -> tuple[TranslateRequest, Detection | None]:
+        """``source_lang`` omitted or ``auto`` (and no ``model``): the language of the texts
+        among the served sources that translate into ``target_lang``, and the request with it
+        (unchanged otherwise)."""
+        source = lang(body.source_lang)
+        target = lang(body.target_lang)
+        if body.model is not None or source not in (None, "auto") or target is None:
+            return body, None
+        texts = [body.text] if isinstance(body.text, str) else list(body.text)
+        self.check_texts(texts, "text")
+        sources = {src for src, tgt in self.registry.defaults() if tgt == target}
+        if not sources:
+            raise ApiError(400, "unsupported_language_pair", f"no model translates into "
+                           f"{target}; served pairs: {', '.join(self.registry.served()['pairs'])}",
+                           field="target_lang", details={"served": self.registry.served()})
+        identifier = self.identifiers.identifier(sources)
+        found = await asyncio.to_thread(identifier.best, "\n".join(texts))
+        return body.model_copy(update={"source_lang": found.language}), found
+
     async def translate(self, body: TranslateRequest) -> TranslateResponse:
         """``POST /translate``."""
+        body, detected = await self.detect_source(body)
         texts, entry, options = self.prepare(body)
         if body.format == "html":
             results = await self.run_html(entry, texts, options, field="text")
@@ -166,6 +212,9 @@ class TranslationService:
         assert entry.pair is not None
         return TranslateResponse(
             model=entry.name, source_lang=entry.pair[0], target_lang=entry.pair[1],
+            detected_language=DetectedSource(language=detected.language,
+                                             confidence=detected.confidence)
+            if detected else None,
             translations=outs, usage=Usage(texts=len(outs),
                                            source_tokens=sum(o.source_tokens for o in outs),
                                            target_tokens=sum(o.target_tokens for o in outs)))

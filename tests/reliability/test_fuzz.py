@@ -33,7 +33,12 @@ from tests.service.api.fakes import FakeLoader, write_manifest
 MAX_EXAMPLES = 25
 OPERATIONS = [("POST", "/translate"), ("POST", "/translate/stream"),
               ("POST", "/libretranslate/translate"),
-              ("GET", "/libretranslate/languages"), ("GET", "/models"),
+              ("GET", "/libretranslate/languages"), ("POST", "/libretranslate/detect"),
+              ("POST", "/libretranslate/translate_file"),
+              ("GET", "/libretranslate/download_file/{filename}"),
+              ("POST", "/libretranslate/suggest"), ("GET", "/libretranslate/health"),
+              ("GET", "/libretranslate/spec"), ("GET", "/libretranslate/frontend/settings"),
+              ("GET", "/models"),
               ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics")]
 CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance,
                response_headers_conformance, response_schema_conformance]

@@ -12,11 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.datastructures import UploadFile
 
 from service.api import libre_files as files
 from service.api import libretranslate as lt
 from service.api.errors import ApiError, responses
 from service.api.libre_settings import FrontendSettings, frontend_settings
+from service.api.limiter import count_chars, limit
 from service.api.security import key_from_headers
 from service.api.state import AppState, get_state
 from service.api.translation import until_disconnected
@@ -84,6 +86,9 @@ async def checked_fields(request: Request, state: AppState) -> dict[str, Any]:
                            "an API key", field="api_key")
         if not state.keys.accepts(key):
             raise ApiError(403, "invalid_api_key", "Invalid API key", field="api_key")
+    upload = fields.get("file")
+    chars = upload.size or 0 if isinstance(upload, UploadFile) else count_chars(fields.get("q"))
+    limit(request, state.limiter, api_key=key, chars=chars)
     return fields
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from service.api.errors import responses
+from service.api.limiter import count_chars, limit
 from service.api.schemas import (
     StreamDone,
     StreamError,
@@ -15,7 +16,7 @@ from service.api.schemas import (
     StreamStart,
     TranslateRequest,
 )
-from service.api.security import require_key
+from service.api.security import key_from_headers, require_key
 from service.api.state import AppState, get_state
 from service.api.streaming import MEDIA_TYPE, EventStreamResponse, open_stream
 
@@ -63,7 +64,7 @@ def json_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 @router.post("/translate/stream", response_class=EventStreamResponse,
-             responses={**stream_response_doc(), **json_errors(400, 401, 413, 422, 503)})
+             responses={**stream_response_doc(), **json_errors(400, 401, 413, 422, 429, 503)})
 async def translate_stream(body: TranslateRequest, request: Request,
                            state: Annotated[AppState, Depends(get_state)]
                            ) -> EventStreamResponse:
@@ -72,4 +73,7 @@ async def translate_stream(body: TranslateRequest, request: Request,
     `start`, one `sentence` per sentence, then `done` (joined text, usage) or `error`.
     Same body, limits, key and routing as `POST /translate`; validation, routing, a full queue
     and shutdown are JSON errors before the stream starts."""
+    limit(request, state.limiter, api_key=key_from_headers(request),
+          chars=count_chars(body.text))
+    body, _ = await state.translation.detect_source(body)
     return open_stream(state.translation, body, request)

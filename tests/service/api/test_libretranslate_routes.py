@@ -44,6 +44,27 @@ def test_auto_detects_each_text_and_routes_it(many: TestClient) -> None:
     assert single["detectedLanguage"]["language"] == "fr"
 
 
+@pytest.mark.parametrize("source", [{}, {"source_lang": "auto"}, {"source_lang": "AUTO"}])
+def test_native_translate_detects_an_omitted_or_auto_source(
+        many: TestClient, source: dict[str, str]) -> None:
+    body = many.post("/translate", json={"text": [FRENCH, "Merci."], "target_lang": "en",
+                                         **source}).json()
+    assert body["model"] == "fr-en" and body["source_lang"] == "fr"
+    assert body["detected_language"]["language"] == "fr"
+    assert 0.5 < body["detected_language"]["confidence"] <= 1
+    assert body["translations"][0]["text"] == f"en:{FRENCH}"
+    german = many.post("/translate", json={"text": GERMAN, "target_lang": "en"}).json()
+    assert german["model"] == "de-en"
+    given = many.post("/translate", json={"text": GERMAN, "source_lang": "de",
+                                          "target_lang": "en"}).json()
+    assert given["detected_language"] is None
+    stream = many.post("/translate/stream", json={"text": FRENCH, "target_lang": "en"})
+    assert '"model":"fr-en"' in stream.text.replace(" ", "")
+    nowhere = many.post("/translate", json={"text": FRENCH, "target_lang": "xx"})
+    assert nowhere.status_code == 400
+    assert nowhere.json()["error"]["field"] == "target_lang"
+
+
 def test_frontend_settings_from_limits_and_models(make_client: MakeClient) -> None:
     settings = make_client(max_total_chars=1234, api_keys="k").get(
         f"{BASE}/frontend/settings").json()
