@@ -1,9 +1,9 @@
 // The translation page: plain browser JavaScript over the public API, no build step.
 //   GET  /libretranslate/languages          source and target pickers
 //   GET  /libretranslate/frontend/settings  apiKeys / keyRequired -> the API key field
-//   POST /libretranslate/detect             the "Detect language" choice
 //   POST /translate                         short texts, and any text with alternatives
 //   POST /translate/stream                  long texts, sentence by sentence (SSE)
+//                                           ("Detect language" sends source_lang "auto")
 //   POST /libretranslate/translate_file     file upload -> translatedFileUrl
 "use strict";
 
@@ -158,19 +158,12 @@ function countCharacters() {
 
 // ---------------------------------------------------------------- detection
 
-/** The source language: the picker's, or the one LibreTranslate's /detect finds. */
-async function sourceFor(text) {
-  $("detected").textContent = "";
-  page.detected = null;
-  if ($("source").value !== AUTO) return $("source").value;
-  const response = await postJson("/libretranslate/detect", { q: text, api_key: apiKey() });
-  if (!response.ok) throw await failureOf(response);
-  const found = (await response.json()).sort((a, b) => b.confidence - a.confidence)[0];
-  if (!found) throw new ApiFailure("The language of the text could not be detected.");
-  page.detected = found.language;
-  $("detected").textContent =
-    `Detected: ${languageName(found.language)} (${Math.round(found.confidence)}%)`;
-  return found.language;
+/** The language the server detected for "Detect language" (confidence 0-100, if given). */
+function showDetected(language, confidence) {
+  page.detected = language;
+  const sure = confidence === undefined ? "" : ` (${Math.round(confidence)}%)`;
+  $("detected").textContent = `Detected: ${languageName(language)}${sure}`;
+  updateSwap();
 }
 
 // ---------------------------------------------------------------- translation
@@ -194,6 +187,9 @@ async function translateOnce(body) {
   const response = await postJson("/translate", body);
   if (!response.ok) throw await failureOf(response);
   const data = await response.json();
+  if (data.detected_language) {
+    showDetected(data.detected_language.language, data.detected_language.confidence);
+  }
   const first = data.translations[0];
   showTranslation(first.text);
   showAlternatives(first.alternatives.slice(1).map((entry) => entry.text));
@@ -235,6 +231,7 @@ async function translateStream(body) {
     if (event === "start") {
       model = data.model;
       total = data.sentences;
+      if (body.source_lang === AUTO) showDetected(data.source_lang);
     } else if (event === "sentence") {
       sentences[data.index] = data.text;
       showTranslation(sentences.filter((text) => text).join(" "));
@@ -274,11 +271,13 @@ async function translate(event) {
   showTranslation("");
   showAlternatives([]);
   $("meta").textContent = "";
+  $("detected").textContent = "";
+  page.detected = null;
   try {
     const target = $("target").value;
     const alternatives = number("alternatives-count", 0);
     const body = {
-      text, source_lang: await sourceFor(text), target_lang: target,
+      text, source_lang: $("source").value, target_lang: target,
       num_hypotheses: alternatives + 1,
     };
     const beam = number("beam", null);

@@ -280,12 +280,18 @@ def test_over_the_character_limit_the_error_is_shown_in_words(page: Page,
     expect(page.locator("#translation")).to_have_text("")
 
 
-def test_detect_language(page: Page) -> None:
-    with page.expect_response("**/libretranslate/detect") as detected:
-        translate(page, "The cat eats fish.", source="auto", target="de")
-    assert detected.value.ok
-    expect(page.locator("#translation")).to_have_text("de:The cat eats fish.")
-    expect(page.locator("#detected")).to_have_text(re.compile(r"^Detected: English \(\d+%\)$"))
+@pytest.mark.parametrize(("text", "detected"), [
+    (SENTENCES[0], r"^Detected: English \(\d+%\)$"),  # /translate: language and confidence
+    (" ".join(SENTENCES), r"^Detected: English$"),  # /translate/stream: its start event
+], ids=["translate", "streamed"])
+def test_detect_language(page: Page, text: str, detected: str) -> None:
+    with page.expect_request(re.compile(r"/translate(/stream)?$")) as sent:
+        translate(page, text, source="auto", target="de")
+    assert sent.value.post_data_json == {"text": text, "source_lang": "auto",
+                                         "target_lang": "de", "num_hypotheses": 1}
+    expect(page.locator("#translation")).to_have_text(
+        " ".join(f"de:{s}" for s in SENTENCES if s in text))
+    expect(page.locator("#detected")).to_have_text(re.compile(detected))
 
 
 def test_a_text_file_is_translated_and_downloaded(page: Page, tmp_path: Path) -> None:
