@@ -219,6 +219,13 @@ async function* events(response) {
   }
 }
 
+/** Appends a sentence's translation: as it is when either side has the whitespace between
+ *  them (events that carry their separators), else after one space. */
+function joinSentence(text, sentence) {
+  if (!text || !sentence || /\s$/.test(text) || /^\s/.test(sentence)) return text + sentence;
+  return `${text} ${sentence}`;
+}
+
 /** Streams the translation: each `sentence` event's text appears as it arrives; `done`
  *  replaces them with the server's joined text; `error` ends it with the message. */
 async function translateStream(body) {
@@ -234,7 +241,7 @@ async function translateStream(body) {
       if (body.source_lang === AUTO) showDetected(data.source_lang);
     } else if (event === "sentence") {
       sentences[data.index] = data.text;
-      showTranslation(sentences.filter((text) => text).join(" "));
+      showTranslation(sentences.reduce(joinSentence, ""));
       $("progress").textContent = `${sentences.length} of ${total} sentences translated`;
     } else if (event === "done") {
       showTranslation(data.translations[0]);
