@@ -27,6 +27,7 @@ SHIPPED = Path(__file__).resolve().parents[3] / "models" / "transformer-en-fr"
 CHAR_LIMIT = 300  # above the page's streaming threshold (200), so both routes can be over it
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+WAIT_MS = 30_000  # longest wait for the page to show something (a busy CI machine, the real model)
 SENTENCES = ["The weather was cold and grey for most of the morning.",
              "We walked along the river until the sun came out.",
              "Then we found a small cafe and ordered hot chocolate.",
@@ -82,6 +83,7 @@ def exploding_url(models: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = chromium_path()
+    expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, headless=True)
         yield chromium
