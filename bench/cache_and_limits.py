@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def request_mix(verses: list[str], count: int, repeat: float, seed: int = 0) -> list[str]:
     """``count`` texts: each a new verse, or with probability ``repeat`` one sent before."""
     rng = random.Random(seed)
-    fresh, sent = iter(verses), []
+    fresh, sent = iter(verses), list[str]()
     for _ in range(count):
         sent.append(rng.choice(sent) if sent and rng.random() < repeat else next(fresh))
     return sent

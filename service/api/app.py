@@ -90,13 +90,19 @@ def finish_startup(state: AppState) -> None:
 
 
 async def load_models(state: AppState) -> None:
-    """Background task of the lifespan; an unexpected error fails startup visibly."""
+    """Background task of the lifespan; an unexpected error fails startup visibly. Once
+    ready, the language detection models of the served sources are loaded."""
     try:
         await state.registry.load_all()
         finish_startup(state)
     except Exception as err:
         log.exception("loading failed")
         state.lifecycle.phase, state.lifecycle.failure = "failed", f"{type(err).__name__}: {err}"
+        return
+    try:
+        await asyncio.to_thread(state.detection.warm, state.registry.defaults())
+    except Exception:
+        log.exception("language detection could not be prepared; it loads on first use")
 
 
 async def stop(state: AppState, loading: asyncio.Task[None]) -> None:

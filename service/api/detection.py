@@ -74,6 +74,17 @@ class Identifiers:
     def __init__(self) -> None:
         self._built: dict[frozenset[str], LanguageIdentifier] = {}
 
+    def warm(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Build the identifiers of served ``(source, target)`` pairs and load their language
+        models now (a second or two), not in the first request that detects."""
+        pairs = list(pairs)
+        groups = [{src for src, _ in pairs}]
+        groups += [{src for src, tgt in pairs if tgt == target} for _, target in pairs]
+        for group in groups:
+            identifier = self.identifier(group)
+            if identifier.languages:
+                identifier.detect("warm up")
+
     def identifier(self, languages: Iterable[str]) -> LanguageIdentifier:
         """The identifier choosing among ``languages``."""
         key = frozenset(languages)

@@ -226,11 +226,13 @@ async def detect_sources(state: AppState, texts: list[str], target: str) -> list
     """The source language of each text among those that translate into ``target``; a text
     of at most ``SHORT_TEXT`` characters gets the detection of all texts together."""
     identifier = state.detection.identifier(served_sources(state.registry, target))
-    overall = await asyncio.to_thread(identifier.best, "\n".join(texts))
+    overall = None
+    if any(len(text) <= SHORT_TEXT for text in texts):
+        overall = await asyncio.to_thread(identifier.best, "\n".join(texts))
     found = []
     for text in texts:
-        found.append(await asyncio.to_thread(identifier.best, text)
-                     if len(text) > SHORT_TEXT else overall)
+        found.append(overall if overall is not None and len(text) <= SHORT_TEXT
+                     else await asyncio.to_thread(identifier.best, text))
     return found
 
 

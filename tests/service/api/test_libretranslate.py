@@ -126,3 +126,15 @@ def test_api_key_in_body_query_form_or_header(make_client: MakeClient) -> None:
     wrong = libre_error(client.post(URL, data={**fields, "api_key": "k2"}), 403)
     assert wrong["error"] == "Invalid API key"
     assert client.get("/libretranslate/languages").status_code == 200
+
+
+def test_multipart_and_query_string_fields(fr_only: TestClient) -> None:
+    multipart = fr_only.post(URL, files=[("q", (None, "a")), ("q", (None, "b")),
+                                         ("source", (None, "en")), ("target", (None, "fr"))])
+    assert multipart.headers["content-type"] == "application/json"
+    assert multipart.json() == {"translatedText": ["fr:a", "fr:b"]}
+    query = fr_only.post(URL, params={"q": "hello", "source": "en", "target": "fr"})
+    assert query.json() == {"translatedText": "fr:hello"}
+    body_wins = fr_only.post(URL + "?q=query", json={"q": "body", "source": "en",
+                                                     "target": "fr"})
+    assert body_wins.json() == {"translatedText": "fr:body"}

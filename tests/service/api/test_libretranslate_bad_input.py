@@ -97,8 +97,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     models = tmp_path_factory.mktemp("lt-bad-input")
     write_manifest(models / "en-fr")
     write_manifest(models / "fr-de", src="fr", tgt="de")
-    settings = Settings(models_dir=models, api_keys=[KEY], max_total_chars=LIMIT,
-                        max_file_bytes=FILE_LIMIT)
+    settings = Settings(models_dir=models, api_keys=KEY,  # type: ignore[arg-type]  # parsed
+                        max_total_chars=LIMIT, max_file_bytes=FILE_LIMIT)
     with TestClient(create_app(settings, loader=FakeLoader()),
                     raise_server_exceptions=False) as started:
         wait_ready(started)
