@@ -1,8 +1,8 @@
 """The translation page at ``GET /``, driven in headless Chromium against a live server.
 
 The fake models translate ``x`` to ``<target>:x`` (``fakes.FakeEngine``), so what the page
-shows tells which route and which model answered: a streamed text comes back with the prefix
-on every sentence, ``/translate`` puts it once in front of the whole text.
+shows tells which model answered, and a streamed text shows the prefix on every sentence; the
+route the page chose is read from the request it sent.
 """
 
 from __future__ import annotations
