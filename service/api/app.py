@@ -27,7 +27,7 @@ from service.api.metrics import Metrics
 from service.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from service.api.registry import Loader, ModelRegistry, load_translator
 from service.api.root_mount import RootMountMiddleware
-from service.api.routes import libretranslate, ops, stream, translate
+from service.api.routes import libretranslate, ops, page, stream, translate
 from service.api.security import KeyChecker
 from service.api.settings import Settings
 from service.api.state import AppState
@@ -145,6 +145,8 @@ def create_app(settings: Settings | None = None, *, loader: Loader | None = None
     install_error_handlers(app)
     for module in (translate, stream, ops, libretranslate):
         app.include_router(module.router)
+    if settings.ui:
+        page.install(app)
     if settings.libretranslate_at_root:
         app.add_middleware(RootMountMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

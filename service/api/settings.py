@@ -126,6 +126,8 @@ class Settings(BaseSettings):
                                    description="translations kept in the cache (0: no cache)")
     cache_max_bytes: int = Field(default=64_000_000, ge=1,
                                  description="bytes of text the cache holds at most")
+    ui: bool = Field(default=True, description="serve the translation page at `GET /` "
+                     "(false: `/` and `/static/` are 404)")
 
     @field_validator("default_models", "required_models", "providers", "api_key_hashes",
                      "cors_origins", "api_keys", "trusted_proxies", mode="before")
