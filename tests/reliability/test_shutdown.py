@@ -1,8 +1,8 @@
 """Shutdown under load: SIGTERM to a real server process while requests are in flight.
 
-Every in-flight request completes (200 with all its translations) or gets a clean 503; none
-is lost (a connection error) or cut off (a partial body); requests sent after the signal get
-503 ``shutting_down`` with ``Retry-After``; the process exits 0 within the drain timeout.
+Every request in flight when the signal arrives completes: 200 with all its translations, none
+lost (a connection error), cut off (a partial body) or refused; requests sent after the signal
+get 503 ``shutting_down`` with ``Retry-After``; the process exits 0 within the drain timeout.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import time
-from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,17 +96,12 @@ def start_server(models: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]
         "TRANSLATE_DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S), "TRANSLATE_MAX_WAIT_MS": "1"}, log)
 
 
-def check_in_flight(outcomes: list[Outcome]) -> Counter[int | None]:
-    """Each in-flight request: 200 with every translation, or a clean 503."""
+def check_in_flight(outcomes: list[Outcome]) -> None:
+    """Each in-flight request: 200 with every translation (a drain finishes accepted work)."""
     for outcome in outcomes:
         assert outcome.failure is None, outcome.failure
-        assert outcome.status in (200, 503), outcome
-        assert outcome.body is not None
-        if outcome.status == 200:
-            assert len(outcome.body["translations"]) == TEXTS  # type: ignore[arg-type]
-        else:
-            assert outcome.retry_after == "5", outcome
-    return Counter(outcome.status for outcome in outcomes)
+        assert outcome.status == 200 and outcome.body is not None, outcome
+        assert len(outcome.body["translations"]) == TEXTS  # type: ignore[arg-type]
 
 
 def test_sigterm_drains_in_flight_requests(shutdown_models: Path, tmp_path: Path) -> None:
@@ -133,11 +127,11 @@ def test_sigterm_drains_in_flight_requests(shutdown_models: Path, tmp_path: Path
         if process.poll() is None:
             process.kill()
             process.wait()
-    counts = check_in_flight(outcomes)
+    check_in_flight(outcomes)
     assert [(o.status, o.retry_after) for o in late] == [(503, "5")] * LATE, late
     assert all(o.body and o.body["error"]["code"] == "shutting_down"  # type: ignore[index]
                for o in late)
-    print(f"\nshutdown: {IN_FLIGHT} in flight -> {dict(counts)}; {LATE} late -> 503; "
+    print(f"\nshutdown: {IN_FLIGHT} in flight -> 200; {LATE} late -> 503; "
           f"exit {process.returncode} after {drain_s:.2f} s")
     assert process.returncode == 0, log_tail(log)
     assert drain_s < DRAIN_TIMEOUT_S
