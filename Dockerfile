@@ -34,10 +34,13 @@ COPY pyproject.toml README.md ./
 COPY service/ service/
 
 # `serve` has no torch (transformers, a core dependency, does not require it); the check
-# fails the build if anything ever pulls it in. pip and setuptools leave the venv afterwards.
+# fails the build if anything ever pulls it in, and the import fails it if a tokenizer the
+# exporter writes (sentencepiece: OPUS-MT, M2M100) could not load. pip and setuptools leave
+# the venv afterwards.
 FROM build-base AS venv-cpu
 RUN /opt/venv/bin/pip install '.[serve]' \
     && ! /opt/venv/bin/pip show torch \
+    && /opt/venv/bin/python -c "import sentencepiece, tokenizers" \
     && /opt/venv/bin/pip uninstall -y pip setuptools
 
 # onnxruntime-gpu's `cuda` and `cudnn` extras bring the CUDA runtime, cuBLAS, cuFFT, cuRAND
@@ -45,6 +48,7 @@ RUN /opt/venv/bin/pip install '.[serve]' \
 FROM build-base AS venv-gpu
 RUN /opt/venv/bin/pip install '.[gpu]' 'onnxruntime-gpu[cuda,cudnn]>=1.20,<2' \
     && ! /opt/venv/bin/pip show torch onnxruntime \
+    && /opt/venv/bin/python -c "import sentencepiece, tokenizers" \
     && /opt/venv/bin/pip uninstall -y pip setuptools
 
 # The bundled models, readable by the service's user whatever their modes in the context.

@@ -12,7 +12,7 @@ import pytest
 from training.data import Example, write_examples
 from training.data.prepare import prepare_user, write_prepared
 
-pytest_plugins = ["tests.export_fixtures"]
+pytest_plugins = ["tests.export_fixtures", "tests.checkpoints"]
 
 REPO = Path(__file__).resolve().parents[1]  # the repository root (bundles under models/)
 
