@@ -141,14 +141,17 @@ def measure(candidate: Candidate, corpus: dict[str, list[str]]) -> dict[str, obj
     micros: list[float] = []
     for lang in candidate.known:
         hits = 0
+        mine = []
         for text in corpus[lang]:
             started = time.perf_counter()
             found = candidate.identify(text)
-            micros.append((time.perf_counter() - started) * 1e6)
+            mine.append((time.perf_counter() - started) * 1e6)
             hits += found == lang
+        micros += mine
         right, total = right + hits, total + len(corpus[lang])
         print(json.dumps({"library": candidate.name, "lang": lang,
-                          "accuracy": round(hits / len(corpus[lang]), 4)}), flush=True)
+                          "accuracy": round(hits / len(corpus[lang]), 4),
+                          "median_us": round(statistics.median(mine), 1)}), flush=True)
     micros.sort()
     return {"library": candidate.name, "accuracy": round(right / total, 4), "verses": total,
             "median_us": round(statistics.median(micros), 1),

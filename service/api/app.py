@@ -57,7 +57,8 @@ def build_state(settings: Settings, loader: Loader) -> AppState:
     identifiers = Identifiers()
     limiter = RateLimiter(requests_per_minute=settings.rate_limit_requests_per_minute,
                           chars_per_minute=settings.rate_limit_chars_per_minute,
-                          trusted_proxies=settings.trusted_proxies)
+                          trusted_proxies=settings.trusted_proxies,
+                          by_key=bool(settings.key_hashes()))
     return AppState(settings=settings, registry=registry,
                     translation=TranslationService(registry, settings, cache=cache,
                                                    identifiers=identifiers),

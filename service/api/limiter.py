@@ -1,7 +1,8 @@
 """Rate limits per client: requests and characters per minute, through ``limits``.
 
-A client is its API key (hashed) when it sends one, else its address: the connection's peer,
-or the first ``X-Forwarded-For`` address when the peer is a trusted proxy. Counters live in
+A client is its API key (hashed) when keys are configured (the key was checked before), else
+its address: the connection's peer, or the first ``X-Forwarded-For`` address when the peer is
+a trusted proxy. Counters live in
 ``limits``' memory storage as fixed windows (flask-limiter's default strategy): one counter per
 client and limit, starting at the client's first request and dropped when its minute ends, so
 memory follows the clients of the last minute.
@@ -35,12 +36,13 @@ class RateLimiter:
     (0 turns a limit off) with a 429 carrying ``Retry-After``."""
 
     def __init__(self, *, requests_per_minute: int, chars_per_minute: int,
-                 trusted_proxies: Iterable[str] = ()) -> None:
+                 trusted_proxies: Iterable[str] = (), by_key: bool = True) -> None:
         self._strategy = FixedWindowRateLimiter(MemoryStorage())
         self._limits: list[tuple[str, RateLimitItem]] = [
             (what, RateLimitItemPerMinute(amount)) for what, amount in
             (("requests", requests_per_minute), ("characters", chars_per_minute)) if amount]
         self._proxies = parse_networks(trusted_proxies)
+        self._by_key = by_key
 
     @property
     def enabled(self) -> bool:
@@ -48,8 +50,9 @@ class RateLimiter:
         return bool(self._limits)
 
     def client(self, request: Request, api_key: str | None) -> str:
-        """The identity the limits count for."""
-        if api_key:
+        """The identity the limits count for (a key only when keys are checked, else any
+        made-up key would be a fresh identity)."""
+        if api_key and self._by_key:
             return "key:" + hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
         return "addr:" + self.address(request)
 

@@ -98,6 +98,11 @@ def test_requests_per_minute_per_key_then_address(make_client: MakeClient) -> No
     assert keyed.post("/translate", json=body, headers={"X-API-Key": "k1"}
                       ).status_code == 429
     assert client.get("/libretranslate/languages").status_code == 200  # not limited
+    unchecked = make_client(rate_limit_requests_per_minute=1)  # no keys: any key is made up
+    assert unchecked.post("/translate", json=body, headers={"X-API-Key": "a"}
+                          ).status_code == 200
+    assert unchecked.post("/translate", json=body, headers={"X-API-Key": "b"}
+                          ).status_code == 429
 
 
 def test_characters_per_minute(make_client: MakeClient) -> None:
