@@ -79,7 +79,10 @@ async def checked_fields(request: Request, state: AppState) -> dict[str, Any]:
     """The request's fields, after LibreTranslate's key check and the rate limit."""
     fields = await lt.read_fields(request)
     key = fields.get("api_key")
-    key = key if isinstance(key, str) and key else key_from_headers(request)
+    if key is not None and not isinstance(key, str):
+        raise ApiError(400, "invalid_request", "Invalid request: api_key must be a string",
+                       field="api_key")
+    key = key or key_from_headers(request)
     if state.keys.enabled:
         if not key:
             raise ApiError(400, "missing_api_key", "Please contact the server operator to get "
