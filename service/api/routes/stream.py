@@ -23,7 +23,8 @@ router = APIRouter(tags=["translate"], dependencies=[Depends(require_key)])
 EVENTS = (("start", StreamStart, "first: the model serving the request and the number of "
            "sentences"),
           ("sentence", StreamSentence, "one per sentence, in order, as soon as it and every "
-           "earlier sentence are done"),
+           "earlier sentence are done; with its separators, so a text's events concatenate "
+           "to its translation"),
           ("done", StreamDone, "last, on success: one joined translation per input text, usage"),
           ("error", StreamError, "last, on a failure after the stream started (deadline, "
            "engine error, shutdown): the status and the error body"))
