@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 from sentencex import get_sentence_boundaries
 
-# A line's content: non-space runs joined by whitespace that holds no line break.
-LINE = re.compile(r"\S+(?:[^\S\n\r\x85\u2028\u2029]+\S+)*")
-# A one-letter initial ("M. Dupont", "J. Smith"): never a sentence of its own.
-INITIAL = re.compile(r"[^\W\d_]\.")
+# A line break (kept, in the split's odd places); lines are translated apart.
+LINE_BREAK = re.compile(r"(\r\n|[\n\r\x85\u2028\u2029])")
+# A one-letter initial and the spaces after it, on one line ("M. Dupont", "J. Smith"): never a
+# sentence of its own.
+INITIAL = re.compile(r"[^\W\d_]\.[^\S\n\r\x85\u2028\u2029]*")
 
 
 @dataclass(frozen=True)
@@ -71,36 +72,33 @@ def segment(text: str, *, language: str) -> Segmented:
     segmenter falls back to generic rules for one it does not know)."""
     spans: list[str] = []
     sentences: list[int] = []
-    end = 0
-    for line in LINE.finditer(text):
-        _add_separator(spans, text[end : line.start()])
-        for sentence in line_sentences(line.group(), language):
-            core = sentence.strip()
-            if not core:
-                _add_separator(spans, sentence)
+    for piece in segmenter_pieces(text, language):
+        for number, part in enumerate(LINE_BREAK.split(piece)):
+            core = part.strip()
+            if number % 2 or not core:  # a line break, or a line of whitespace
+                _add_separator(spans, part)
                 continue
-            _add_separator(spans, sentence[: len(sentence) - len(sentence.lstrip())])
+            start = part.index(core)
+            _add_separator(spans, part[:start])
             if any(char.isalpha() for char in core):
                 sentences.append(len(spans))
             spans.append(core)
-            _add_separator(spans, sentence[len(sentence.rstrip()) :])
-        end = line.end()
-    _add_separator(spans, text[end:])
+            _add_separator(spans, part[start + len(core) :])
     return Segmented(tuple(spans), tuple(sentences))
 
 
-def line_sentences(line: str, language: str) -> list[str]:
-    """The sentences of one line, each with the whitespace that follows it (they concatenate
-    to ``line``); a one-letter initial is joined to what follows it."""
+def segmenter_pieces(text: str, language: str) -> list[str]:
+    """The segmenter's sentences of ``text``, each with the whitespace that follows it (they
+    concatenate to ``text``); a one-letter initial is joined to what follows it on its line."""
     pieces: list[str] = []
-    for bound in get_sentence_boundaries(language, line):
-        piece = line[bound["start_index"] : bound["end_index"]]
-        if pieces and INITIAL.fullmatch(pieces[-1].rstrip()):
+    for bound in get_sentence_boundaries(language, text):
+        piece = text[bound["start_index"] : bound["end_index"]]
+        if pieces and INITIAL.fullmatch(pieces[-1]):
             pieces[-1] += piece
         else:
             pieces.append(piece)
-    if "".join(pieces) != line:  # never seen; the line whole is still a correct cut
-        return [line]
+    if "".join(pieces) != text:  # never seen; the text whole is still a correct cut
+        return [text]
     return pieces
 
 

@@ -32,7 +32,7 @@ GOLDEN = [
     ("en", "Line one\nLine two\r\n\r\nLine three.", ["Line one", "Line two", "Line three."]),
     ("en", "\t Indented.\n\n\n   Another one!  \n", ["Indented.", "Another one!"]),
     ("en", "Chapter 1.\n\n1. First point.\n2. Second point.",
-     ["Chapter 1.", "First point.", "Second point."]),
+     ["Chapter 1.", "1. First point.", "2. Second point."]),
     ("fr", "M. Dupont est arrivé. Il a vu Mme Martin.\n\nNouveau paragraphe.",
      ["M. Dupont est arrivé.", "Il a vu Mme Martin.", "Nouveau paragraphe."]),
     ("fr", "Le Dr Roux est là. M. Smith aussi.", ["Le Dr Roux est là.", "M. Smith aussi."]),
