@@ -73,4 +73,4 @@ async def translate_stream(body: TranslateRequest, request: Request,
     `start`, one `sentence` per sentence, then `done` (joined text, usage) or `error`.
     Same body, limits, key and routing as `POST /translate`; validation, routing, a full queue
     and shutdown are JSON errors before the stream starts."""
-    return open_stream(state.translation, body, request)
+    return await open_stream(state.translation, body, request)

@@ -32,7 +32,7 @@ GOLDEN = [
     ("en", "Line one\nLine two\r\n\r\nLine three.", ["Line one", "Line two", "Line three."]),
     ("en", "\t Indented.\n\n\n   Another one!  \n", ["Indented.", "Another one!"]),
     ("en", "Chapter 1.\n\n1. First point.\n2. Second point.",
-     ["Chapter 1.", "1. First point.", "2. Second point."]),
+     ["Chapter 1.", "First point.", "Second point."]),
     ("fr", "M. Dupont est arrivé. Il a vu Mme Martin.\n\nNouveau paragraphe.",
      ["M. Dupont est arrivé.", "Il a vu Mme Martin.", "Nouveau paragraphe."]),
     ("fr", "Le Dr Roux est là. M. Smith aussi.", ["Le Dr Roux est là.", "M. Smith aussi."]),
@@ -88,6 +88,15 @@ def test_stream_edges_concatenate_to_the_join(language: str, text: str,
         assert not before.strip() or number == 0
         pieces.append(before + translation + after)
     assert "".join(pieces) == cut.join(translations)
+
+
+@pytest.mark.parametrize(("language", "text", "sentences"), GOLDEN, ids=IDS)
+def test_a_line_and_a_sentence_are_cut_alike_alone_and_in_a_text(
+        language: str, text: str, sentences: list[str]) -> None:
+    lines = [segment(line, language=language).sources for line in text.splitlines()]
+    assert [s for line in lines for s in line] == sentences
+    for sentence in sentences:
+        assert segment(sentence, language=language).sources == [sentence]
 
 
 @pytest.mark.parametrize("text", ["", " ", "\n\n", " \t\r\n ", "2024\n---\n", "3.14 ?!"])
