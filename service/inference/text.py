@@ -1,7 +1,6 @@
 """Text as people write it: sentences to translate, every separator between them kept.
 
-Segmenter: sentencex (Wikimedia, maintained, ~300 languages, compiled: 2-17 µs a verse against
-pysbd's 1 ms, and right on French "?" without a space and on CJK punctuation).
+Segmenter: sentencex (maintained, 300 languages); pysbd is 200x slower, blingfire misses fr "?".
 
 :func:`segment` cuts a text into spans whose concatenation is the text, byte for byte. Line
 breaks are hard boundaries: each line's sentences come from the segmenter, and the whitespace
