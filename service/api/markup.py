@@ -7,7 +7,8 @@ references between two pieces of markup). A text run is translated when it holds
 not inside an element whose content is not prose (``script``, ``style``,
 ``code``, ``pre``, ``textarea``, ...) or that asks not to be translated (HTML's
 ``translate="no"``, or the ``notranslate`` class that translation tools honour). Translation
-happens on the unescaped text with its runs of whitespace collapsed; the result is escaped again
+happens on the unescaped text with its runs of whitespace collapsed, cut into sentences as a
+plain text is (``service/inference/text.py``); the result is escaped again
 and put back between the run's own leading and trailing whitespace. Every other byte of the
 document is copied unchanged, so a document with no text to translate comes back identical.
 

@@ -224,14 +224,14 @@ def check_sentences(sentences: list[Sentence], capacity: int) -> None:
                        f"limit is {capacity} (the queue size)", field="text", limit=capacity)
 
 
-def open_stream(service: TranslationService, body: TranslateRequest,
-                request: Request) -> EventStreamResponse:
+async def open_stream(service: TranslationService, body: TranslateRequest,
+                      request: Request) -> EventStreamResponse:
     """Check, route, split and queue the request (errors are JSON responses), then stream."""
     if body.format != "text":
         raise ApiError(400, "unsupported_format", f"format {body.format!r} cannot be streamed "
                        "sentence by sentence; send it to /translate", field="format")
     texts, entry, options = service.prepare(body)
-    sentences = split_texts(segment_texts(entry, texts))
+    sentences = split_texts(await asyncio.to_thread(segment_texts, entry, texts))
     check_sentences(sentences, service.settings.queue_size)
     stream = Stream(entry, options, len(texts), sentences, submit(entry, sentences, options))
     return EventStreamResponse(stream.events(request), headers=HEADERS)

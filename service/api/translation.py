@@ -127,7 +127,7 @@ class TranslationService:
         (:func:`segment_texts`), all the sentences of the request in one batch, each text put
         back together between its own separators; a text without sentences (blank, digits)
         comes back as it is, finish reason ``empty``, without the model."""
-        layouts = segment_texts(entry, texts)
+        layouts = await asyncio.to_thread(segment_texts, entry, texts)
         sources = [source for layout in layouts for source in layout.sources]
         done = await self.run_sentences(entry, sources, options) if sources else []
         results = []
@@ -260,7 +260,8 @@ def batch_error(err: Exception, model: str, timeout: float) -> ApiError:
 
 def segment_texts(entry: ModelEntry, texts: Sequence[str]) -> list[Segmented]:
     """Each text cut into sentences and separators by the rules of the model's source
-    language (``service/inference/text.py``)."""
+    language (``service/inference/text.py``); callers run it in a worker thread: thousands of
+    short lines take tens of milliseconds."""
     assert entry.pair is not None
     return [segment(text, language=entry.pair[0]) for text in texts]
 

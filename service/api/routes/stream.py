@@ -24,7 +24,8 @@ router = APIRouter(tags=["translate"], dependencies=[Depends(require_key)])
 EVENTS = (("start", StreamStart, "first: the model serving the request and the number of "
            "sentences"),
           ("sentence", StreamSentence, "one per sentence, in order, as soon as it and every "
-           "earlier sentence are done"),
+           "earlier sentence are done; with its separators, so a text's events concatenate "
+           "to its translation"),
           ("done", StreamDone, "last, on success: one joined translation per input text, usage"),
           ("error", StreamError, "last, on a failure after the stream started (deadline, "
            "engine error, shutdown): the status and the error body"))
@@ -76,4 +77,4 @@ async def translate_stream(body: TranslateRequest, request: Request,
     limit(request, state.limiter, api_key=key_from_headers(request),
           chars=count_chars(body.text))
     body, _ = await state.translation.detect_source(body)
-    return open_stream(state.translation, body, request)
+    return await open_stream(state.translation, body, request)

@@ -22,7 +22,9 @@ async def translate(body: TranslateRequest, request: Request,
                     state: Annotated[AppState, Depends(get_state)]) -> TranslateResponse:
     """Translate one text or a list of texts with the model serving `source_lang` ->
     `target_lang` (or the explicit `model`). Concurrent requests are batched together.
-    Blank texts come back as "" (finish_reason `empty`) without running the model."""
+    Each sentence is translated on its own; line breaks, blank lines and spacing come back as
+    sent. A text without a sentence (blank, digits or punctuation alone) comes back as sent
+    (finish_reason `empty`) without running the model."""
     limit(request, state.limiter, api_key=key_from_headers(request),
           chars=count_chars(body.text))
     return await until_disconnected(request, state.translation.translate(body))

@@ -90,6 +90,15 @@ def test_stream_edges_concatenate_to_the_join(language: str, text: str,
     assert "".join(pieces) == cut.join(translations)
 
 
+@pytest.mark.parametrize(("language", "text", "sentences"), GOLDEN, ids=IDS)
+def test_a_line_and_a_sentence_are_cut_alike_alone_and_in_a_text(
+        language: str, text: str, sentences: list[str]) -> None:
+    lines = [segment(line, language=language).sources for line in text.splitlines()]
+    assert [s for line in lines for s in line] == sentences
+    for sentence in sentences:
+        assert segment(sentence, language=language).sources == [sentence]
+
+
 @pytest.mark.parametrize("text", ["", " ", "\n\n", " \t\r\n ", "2024\n---\n", "3.14 ?!"])
 def test_a_text_without_sentences_is_kept_whole(text: str) -> None:
     cut = segment(text, language="en")
