@@ -9,7 +9,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from service.api import create_app
+from service.api.app import create_app
 from service.api.lifecycle import Lifecycle
 from service.api.server import DrainingServer, serve
 from service.api.settings import Settings

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.settings import Settings
 from service.inference.text import join_sentences, split_sentences
 from tests.service.api.fakes import copy_bundle, wait_ready
 from tests.service.api.test_stream import parse_sse
