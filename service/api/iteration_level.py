@@ -18,8 +18,15 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from service.api.batcher import BatchReport, Request, Result, Step, Waiting, approx_tokens
 from service.api.engine import Admission, Engine, RunningLoop
+from service.api.scheduling import (
+    BatchReport,
+    Request,
+    Result,
+    Step,
+    Waiting,
+    approx_tokens,
+)
 
 
 class IterationLevel:

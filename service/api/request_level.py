@@ -21,8 +21,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from service.api.batcher import BatchReport, Request, Result, Step, Waiting, approx_tokens
 from service.api.engine import DecodeOptions, Engine
+from service.api.scheduling import (
+    BatchReport,
+    Request,
+    Result,
+    Step,
+    Waiting,
+    approx_tokens,
+)
 
 WaitPolicy = Literal["adaptive", "always"]
 

@@ -15,14 +15,12 @@ import pytest
 from service.api.batcher import (
     Batcher,
     BatcherClosedError,
-    BatchReport,
     DeadlineExceededError,
     DecodeOptions,
     QueueFullError,
-    Request,
-    approx_tokens,
 )
 from service.api.request_level import ArrivalGaps, RequestLevel, WaitPolicy, group_by_options
+from service.api.scheduling import BatchReport, Request, approx_tokens
 from service.inference.translator import Translation
 
 T = TypeVar("T")

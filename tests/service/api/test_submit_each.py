@@ -17,10 +17,10 @@ from service.api.batcher import (
     DeadlineExceededError,
     DecodeOptions,
     QueueFullError,
-    Strategy,
 )
 from service.api.iteration_level import IterationLevel
 from service.api.request_level import RequestLevel
+from service.api.scheduling import Strategy
 from service.inference.translator import Translation
 from tests.service.api.fakes import FakeLoop, until_depth
 
