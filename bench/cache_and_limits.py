@@ -27,8 +27,9 @@ from typing import Any
 import httpx2 as httpx
 
 from bench.data import sample_verses
-from service.api import Settings, create_app
+from service.api.app import create_app
 from service.api.limiter import RateLimiter
+from service.api.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,19 +1,19 @@
 """``python -m bench.in_process``: issue 8's protocol against the service's own batchers,
 without HTTP.
 
-The request-level ``Batcher`` and the ``ContinuousBatcher`` of ``service.api`` run in this
-process over one translator, driven from one asyncio loop the way the HTTP route drives them
-(``submit`` of one test-split sentence at beam ``--beam``); only the mode being measured has
-work. Saturated throughput with ``--clients`` closed-loop clients, ``--rounds`` rounds taking
-turns; then open-loop Poisson arrivals at ``--loads`` of the request-level capacity (its
-median), ``--load-rounds`` rounds per load taking turns: p50/p99 latency and sentences/s; last,
-10 sentences queued one work item each (as the streaming route does): time to the first and
-to the last translation, against the same sentences as one request. The summary gives the
-ratios of the medians (continuous / request), as ``bench.continuous`` does over HTTP. Without
-the web server and the load generator on the same cores, this isolates what the scheduling
-does; it also runs where the web stack is not installed (the lent GPU machine:
-``--io-binding`` with a bundle exported with ``--cache concat`` keeps both modes'
-decoder state on the device).
+The service's ``Batcher`` with each scheduling strategy (``RequestLevel``, ``IterationLevel``)
+runs in this process over one translator, driven from one asyncio loop the way the HTTP route
+drives them (``submit`` of one test-split sentence at beam ``--beam``); only the mode being
+measured has work. Saturated throughput with ``--clients`` closed-loop clients, ``--rounds``
+rounds taking turns; then open-loop Poisson arrivals at ``--loads`` of the request-level
+capacity (its median), ``--load-rounds`` rounds per load taking turns: p50/p99 latency and
+sentences/s; last, 10 sentences queued one work item each (as the streaming route does): time
+to the first and to the last translation, against the same sentences as one request. The
+summary gives the ratios of the medians (continuous / request), as ``bench.continuous`` does
+over HTTP. Without the web server and the load generator on the same cores, this isolates what
+the scheduling does; it also runs where the web stack is not installed (the lent GPU machine:
+``--io-binding`` with a bundle exported with ``--cache concat`` keeps both modes' decoder state
+on the device).
 """
 
 from __future__ import annotations
@@ -35,28 +35,30 @@ from service.api.batcher import (
     DeadlineExceededError,
     DecodeOptions,
     QueueFullError,
-    TranslatorEngine,
 )
-from service.api.continuous import ContinuousBatcher
+from service.api.engine import TranslatorEngine
+from service.api.iteration_level import IterationLevel
+from service.api.request_level import RequestLevel
 from service.inference import Translator
-from service.inference.continuous import DecodeLoop
 
-Batchers = dict[str, Batcher | ContinuousBatcher]
+Batchers = dict[str, Batcher]
 
 
 def batchers(translator: Translator, args: argparse.Namespace) -> Batchers:
     """Both modes over ``translator``, configured as the service configures them."""
-    request = Batcher(TranslatorEngine(translator), max_batch_tokens=args.max_batch_tokens,
-                      max_wait_s=args.max_wait_ms / 1000, queue_size=args.queue_size,
-                      name="request", wait_policy=args.wait_policy)
-    continuous = ContinuousBatcher(DecodeLoop(translator),
-                                   max_batch_tokens=args.continuous_budget or args.max_batch_tokens,
-                                   queue_size=args.queue_size, name="continuous",
-                                   overlap_encoder=not args.no_overlap)
-    return {"request": request, "continuous": continuous}
+    engine = TranslatorEngine(translator)
+    loop = engine.decode_loop()
+    assert loop is not None, "the bundle cannot join running batches; re-export it"
+    request = RequestLevel(engine, max_batch_tokens=args.max_batch_tokens,
+                           max_wait_s=args.max_wait_ms / 1000, wait_policy=args.wait_policy)
+    continuous = IterationLevel(engine, loop,
+                                max_batch_tokens=args.continuous_budget or args.max_batch_tokens,
+                                overlap_encoder=not args.no_overlap)
+    return {"request": Batcher(request, queue_size=args.queue_size, name="request"),
+            "continuous": Batcher(continuous, queue_size=args.queue_size, name="continuous")}
 
 
-async def closed_loop(batcher: Batcher | ContinuousBatcher, sentences: list[str],
+async def closed_loop(batcher: Batcher, sentences: list[str],
                       clients: int, seconds: float, options: DecodeOptions) -> dict[str, Any]:
     """``clients`` clients each sending one sentence after the other for ``seconds``."""
     latencies: list[float] = []
@@ -78,7 +80,7 @@ async def closed_loop(batcher: Batcher | ContinuousBatcher, sentences: list[str]
             "p99_ms": round(quantile(latencies, 99), 1), "errors": len(errors)}
 
 
-async def _answered(batcher: Batcher | ContinuousBatcher, text: str, options: DecodeOptions,
+async def _answered(batcher: Batcher, text: str, options: DecodeOptions,
                     errors: list[str]) -> bool:
     """Whether ``text`` was translated (a full queue or a missed deadline is an error, as
     the HTTP route's 429 / 504 would be)."""
@@ -90,7 +92,7 @@ async def _answered(batcher: Batcher | ContinuousBatcher, text: str, options: De
     return True
 
 
-async def open_loop(batcher: Batcher | ContinuousBatcher, sentences: list[str], rate: float,
+async def open_loop(batcher: Batcher, sentences: list[str], rate: float,
                     seconds: float, options: DecodeOptions, seed: int) -> dict[str, Any]:
     """Poisson arrivals at ``rate`` per second for ``seconds``; latency counts from the
     scheduled arrival, so a batcher falling behind shows up as latency."""
@@ -112,7 +114,7 @@ async def open_loop(batcher: Batcher | ContinuousBatcher, sentences: list[str], 
             "p99_ms": round(quantile(latencies, 99), 1), "errors": len(errors)}
 
 
-async def stream_timing(batcher: Batcher | ContinuousBatcher, sentences: list[str],
+async def stream_timing(batcher: Batcher, sentences: list[str],
                         options: DecodeOptions) -> dict[str, float]:
     """Milliseconds until the first of ``sentences`` is translated when each is queued as
     its own work item (as ``POST /translate/stream`` queues a text's sentences, sending

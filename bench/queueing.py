@@ -62,7 +62,7 @@ class Setup:
     """The modelled server: its costs, the token budget of the running (or batched)
     sentences (``beam * source tokens``, as ``TRANSLATE_MAX_BATCH_TOKENS`` counts) and the
     beam size; whether continuous batching encodes arrivals during a step
-    (``TRANSLATE_OVERLAP_ENCODER``)."""
+    (``IterationLevel(overlap_encoder=...)``)."""
 
     costs: Costs
     budget: int = 4096

@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as err:
         for problem in err.errors(include_input=False):  # inputs may hold API keys
             where = ".".join(str(part) for part in problem["loc"])
-            print(f"error: setting {where}: {problem['msg']}", file=sys.stderr)
+            message = str(problem.get("ctx", {}).get("error", problem["msg"]))
+            print(f"error: setting {where}: {message}" if where else f"error: {message}",
+                  file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     return serve(create_app(settings), settings)

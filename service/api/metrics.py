@@ -17,7 +17,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from service.api.batcher import BatchReport
+from service.api.scheduling import BatchReport
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)

@@ -20,12 +20,14 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
-from service.api.batcher import Batcher, BatchReport, DecodeOptions, Engine, TranslatorEngine
-from service.api.continuous import ContinuousBatcher
+from service.api.batcher import Batcher, DecodeOptions
+from service.api.engine import Engine, TranslatorEngine
 from service.api.errors import ApiError
+from service.api.iteration_level import IterationLevel
+from service.api.request_level import RequestLevel
+from service.api.scheduling import BatchReport, Strategy
 from service.api.settings import Settings
 from service.bundle import MANIFEST, BundleError, Manifest, read_manifest
-from service.inference.continuous import DecodeLoop
 from service.inference.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -47,19 +49,8 @@ def load_translator(path: Path, settings: Settings) -> LoadedModel:
     """The default loader: an ONNX Runtime :class:`Translator` over the bundle."""
     translator = Translator.load(path, providers=settings.providers or None,
                                  threads=settings.threads, require_gpu=settings.require_gpu,
-                                 max_batch_tokens=settings.max_batch_tokens,
-                                 io_binding=settings.io_binding,
-                                 decoder_spinning=settings.decoder_spinning)
+                                 max_batch_tokens=settings.max_batch_tokens)
     return TranslatorEngine(translator)
-
-
-def continuous_unavailable(translator: object) -> str | None:
-    """Why a model cannot use continuous batching, or None when it can."""
-    if not isinstance(translator, Translator):
-        return "the engine is not an ONNX Runtime Translator"
-    if not translator.model.joinable:
-        return "the bundle cannot join running batches; re-export it"
-    return None
 
 
 @dataclass(eq=False)
@@ -72,7 +63,7 @@ class ModelEntry:
     status: Status = "pending"
     error: str | None = None
     engine: LoadedModel | None = None
-    batcher: Batcher | ContinuousBatcher | None = None
+    batcher: Batcher | None = None
 
     @property
     def pair(self) -> tuple[str, str] | None:
@@ -126,29 +117,27 @@ class ModelRegistry:
                                                                 "error": entry.error}})
             return
         entry.engine, entry.manifest = engine, engine.manifest
-        entry.batcher = self._batcher_for(entry.name, engine)
+        report = partial(self.on_batch, entry.name) if self.on_batch else None
+        entry.batcher = Batcher(self._strategy_for(entry.name, engine),
+                                queue_size=self.settings.queue_size, name=entry.name,
+                                on_batch=report)
         entry.batcher.start()
         entry.status = "ready"
         log.info("model ready", extra={"fields": {"model": entry.name,
                                                   "provider": engine.provider}})
 
-    def _batcher_for(self, name: str, engine: LoadedModel) -> Batcher | ContinuousBatcher:
-        """The batcher the ``batching`` setting asks for, when the model supports it."""
+    def _strategy_for(self, name: str, engine: LoadedModel) -> Strategy:
+        """The scheduling the ``batching`` setting asks for, when the model supports it."""
         s = self.settings
-        report = partial(self.on_batch, name) if self.on_batch else None
-        translator = getattr(engine, "translator", None)
         if s.batching == "continuous":
-            reason = continuous_unavailable(translator)
-            if reason is None:
-                assert isinstance(translator, Translator)
-                return ContinuousBatcher(DecodeLoop(translator), queue_size=s.queue_size,
-                                         max_batch_tokens=s.max_batch_tokens, name=name,
-                                         on_batch=report, overlap_encoder=s.overlap_encoder)
+            loop = engine.decode_loop()
+            if loop is not None:
+                return IterationLevel(engine, loop, max_batch_tokens=s.max_batch_tokens)
             log.warning("continuous batching unavailable, using request-level batching",
-                        extra={"fields": {"model": name, "reason": reason}})
-        return Batcher(engine, max_batch_tokens=s.max_batch_tokens,
-                       max_wait_s=s.max_wait_ms / 1000, queue_size=s.queue_size, name=name,
-                       on_batch=report, wait_policy=s.wait_policy)
+                        extra={"fields": {"model": name, "reason": "the bundle cannot join "
+                                          "running batches; re-export it"}})
+        return RequestLevel(engine, max_batch_tokens=s.max_batch_tokens,
+                            max_wait_s=s.max_wait_ms / 1000)
 
     def _load_and_warm(self, path: Path) -> LoadedModel:
         engine = self.loader(path, self.settings)

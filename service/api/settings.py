@@ -7,14 +7,17 @@ List fields accept a JSON list (``'["a", "b"]'``) or a comma-separated string (`
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import ipaddress
 import json
+import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -22,6 +25,7 @@ SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # Shortest deadline: one engine call (an encoder pass alone) takes longer, so a shorter one
 # could only expire (a 504 for a request that was never possible).
 MIN_TIMEOUT_S = 0.01
+PREFIX = "TRANSLATE_"
 
 
 def split_list(value: Any) -> Any:
@@ -34,6 +38,18 @@ def split_list(value: Any) -> Any:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def check_environment(environ: Mapping[str, str], fields: Iterable[str]) -> None:
+    """Refuse a ``TRANSLATE_*`` variable that names no setting, suggesting the closest one."""
+    known = [PREFIX + name.upper() for name in fields]
+    for variable in sorted(environ):
+        name = variable.upper()
+        if name.startswith(PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(f"{variable} is not a setting{hint} (every setting: "
+                             "docs/service.md)")
+
+
 def hash_key(key: str) -> str:
     """Hex sha256 of an API key: what the server stores and compares."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -42,7 +58,7 @@ def hash_key(key: str) -> str:
 class Settings(BaseSettings):
     """Everything the service reads from its environment (prefix ``TRANSLATE_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="TRANSLATE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
 
     # Where and what to serve
     host: str = Field(default="127.0.0.1", description="address `python -m service` binds")
@@ -60,13 +76,6 @@ class Settings(BaseSettings):
     providers: CommaList = Field(default_factory=list,
                                  description="ONNX Runtime execution providers, in order")
     require_gpu: bool = Field(default=False, description="fail when CUDA is not usable")
-    io_binding: bool | None = Field(
-        default=None, description="keep the decoder state in ONNX Runtime memory between steps "
-        "(request-level searches); unset: on with CUDA, off on the CPU")
-    decoder_spinning: bool = Field(
-        default=True, description="let the decoder's idle ONNX Runtime threads spin between "
-        "steps (the encoder's always sleep): 1.05-1.26x the throughput over HTTP on 2 cores; "
-        "turn it off when other processes need the cores")
     default_beam_size: int = Field(default=4, ge=1, description="beam when a request has none")
     # Batching and deadlines
     max_batch_tokens: int = Field(default=4096, ge=1, description="token budget per engine call")
@@ -74,14 +83,8 @@ class Settings(BaseSettings):
         default="continuous", description="request: batches of whole requests; continuous: "
         "requests join and leave the running decode loop between steps (request-level for "
         "bundles that cannot join)")
-    overlap_encoder: bool = Field(
-        default=True, description="continuous: encode arrivals in a second thread while the "
-        "decoder steps; they join after that step")
     max_wait_ms: float = Field(default=5.0, ge=0,
                                description="longest wait to fill a batch (request-level)")
-    wait_policy: Literal["adaptive", "always"] = Field(
-        default="adaptive", description="adaptive: wait for company only when recent arrivals "
-        "make one likely within max_wait_ms; always: wait every time (request-level)")
     queue_size: int = Field(default=256, ge=1, description="queued requests per model")
     request_timeout_s: float = Field(default=30.0, ge=MIN_TIMEOUT_S,
                                      description="default, maximum deadline")
@@ -128,6 +131,12 @@ class Settings(BaseSettings):
                                  description="bytes of text the cache holds at most")
     ui: bool = Field(default=True, description="serve the translation page at `GET /` "
                      "(false: `/` and `/static/` are 404)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_variables(cls, values: Any) -> Any:
+        check_environment(os.environ, cls.model_fields)
+        return values
 
     @field_validator("default_models", "required_models", "providers", "api_key_hashes",
                      "cors_origins", "api_keys", "trusted_proxies", mode="before")

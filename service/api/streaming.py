@@ -13,7 +13,7 @@ shutdown are ordinary JSON error responses. Then the stream sends::
 or, when a sentence fails after the stream started (deadline, engine error, shutdown),
 ``event: error`` with ``{"status", "error": {"code", "message", ...}}`` instead of the rest.
 Either ``done`` or ``error`` is the last event. A client that disconnects has its remaining
-sentences cancelled (the batcher drops those not yet started).
+sentences cancelled (the batcher drops their requests).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def submit(entry: ModelEntry, sentences: list[Sentence], options: Options
 
 
 def release(futures: Sequence[asyncio.Future[Translation]]) -> int:
-    """Cancel the futures still pending (the batcher drops their queued work) and mark the
+    """Cancel the futures still pending (the batcher drops their requests) and mark the
     failures of the others as seen; the number cancelled."""
     cancelled = 0
     for future in futures:

@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 from bench.in_process import batchers, main, parser
-from service.api import Settings
+from service.api.batcher import Batcher
+from service.api.engine import TranslatorEngine
+from service.api.iteration_level import IterationLevel
+from service.api.request_level import RequestLevel
+from service.api.settings import Settings
 from service.inference import Translator
 from tests.conftest import REPO, read_jsonl, write_test_split
 
@@ -48,19 +52,30 @@ def test_both_batchers_measured_in_turns(fixture: str, flags: list[str], tmp_pat
 def test_budgets_reach_the_batchers_and_the_translator(trained_bundle: Path) -> None:
     args = parser().parse_args(["--max-batch-tokens", "2048", "--continuous-budget", "8192"])
     modes = batchers(Translator.load(trained_bundle, threads=1, max_batch_tokens=2048), args)
-    assert modes["request"].max_batch_tokens == 2048
-    assert modes["continuous"].max_batch_tokens == 8192
+    assert strategy(modes["request"]).max_batch_tokens == 2048
+    assert strategy(modes["continuous"]).max_batch_tokens == 8192
     args = parser().parse_args(["--max-batch-tokens", "2048"])
-    assert batchers(Translator.load(trained_bundle, threads=1), args)[
-        "continuous"].max_batch_tokens == 2048
+    assert strategy(batchers(Translator.load(trained_bundle, threads=1), args)[
+        "continuous"]).max_batch_tokens == 2048
 
 
-def test_defaults_are_the_services() -> None:
+def strategy(batcher: Batcher) -> RequestLevel | IterationLevel:
+    assert isinstance(batcher.strategy, RequestLevel | IterationLevel)
+    return batcher.strategy
+
+
+def test_defaults_are_the_services(trained_bundle: Path) -> None:
+    """The bench's defaults are the settings' and the strategies' defaults."""
     args, settings = parser().parse_args([]), Settings()
-    assert (args.max_batch_tokens, args.max_wait_ms, args.wait_policy, args.queue_size) == (
-        settings.max_batch_tokens, settings.max_wait_ms, settings.wait_policy,
-        settings.queue_size)
-    assert (not args.no_overlap) == settings.overlap_encoder
+    assert (args.max_batch_tokens, args.max_wait_ms, args.queue_size) == (
+        settings.max_batch_tokens, settings.max_wait_ms, settings.queue_size)
+    engine = TranslatorEngine(Translator.load(trained_bundle, threads=1))
+    loop = engine.decode_loop()
+    assert loop is not None
+    assert args.wait_policy == RequestLevel(engine).wait_policy
+    continuous = IterationLevel(engine, loop)
+    continuous.close()
+    assert (not args.no_overlap) == continuous.overlap_encoder
 
 
 def test_runs_without_the_web_stack() -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.settings import Settings
 from tests.service.api.fakes import FakeLoader, write_manifest
 
 StartClient = Callable[..., TestClient]
@@ -31,13 +32,20 @@ def fake_models(tmp_path: Path) -> Path:
     return tmp_path / "models"
 
 
+@pytest.fixture(params=["continuous", "request"])
+def batching(request: pytest.FixtureRequest) -> str:
+    """Each scheduling strategy in turn (the fake engine supports both)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def start_client(fake_models: Path) -> Iterator[StartClient]:
+def start_client(fake_models: Path, batching: str) -> Iterator[StartClient]:
     """``start_client(loader=None, **settings)``: a started, ready TestClient."""
     with ExitStack() as stack:
 
         def start(loader: FakeLoader | None = None, **overrides: object) -> TestClient:
-            settings = Settings(**{"models_dir": fake_models, **overrides})  # type: ignore[arg-type]
+            settings = Settings(**{"models_dir": fake_models, "batching": batching,
+                                   **overrides})  # type: ignore[arg-type]
             app = create_app(settings, loader=loader or FakeLoader())
             client = stack.enter_context(TestClient(app, raise_server_exceptions=False))
             keys = settings.api_keys

@@ -20,7 +20,8 @@ from urllib.parse import parse_qsl
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.settings import Settings
 from tests.reliability.conftest import StartClient
 from tests.service.api.fakes import FakeLoader, wait_ready, write_manifest
 

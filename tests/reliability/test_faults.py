@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.settings import Settings
 from service.bundle import sha256_of
 from tests.reliability.bundles import add_bundle, edit_manifest
 

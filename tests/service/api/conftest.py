@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.settings import Settings
 from tests.service.api.fakes import FakeLoader, MakeClient, wait_ready, write_manifest
 
 
@@ -23,14 +24,21 @@ def models_dir(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(params=["continuous", "request"])
+def batching(request: pytest.FixtureRequest) -> str:
+    """Each scheduling strategy in turn (the fake engine supports both)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def make_client(models_dir: Path) -> Iterator[MakeClient]:
+def make_client(models_dir: Path, batching: str) -> Iterator[MakeClient]:
     """``make_client(loader=None, ready=True, **settings)``: a started TestClient."""
     with ExitStack() as stack:
 
         def make(loader: FakeLoader | None = None, ready: bool = True,
                  **overrides: object) -> TestClient:
-            settings = Settings(**{"models_dir": models_dir, **overrides})  # type: ignore[arg-type]
+            settings = Settings(**{"models_dir": models_dir, "batching": batching,
+                                   **overrides})  # type: ignore[arg-type]
             app = create_app(settings, loader=loader or FakeLoader())
             client = stack.enter_context(TestClient(app, raise_server_exceptions=False))
             if ready:

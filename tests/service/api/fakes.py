@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from fastapi.testclient import TestClient
 
-from service.api import Settings
-from service.api.batcher import DecodeOptions
+from service.api.batcher import Batcher, DecodeOptions
+from service.api.engine import Admission, Outcome
 from service.api.registry import LoadedModel
+from service.api.settings import Settings
 from service.bundle import DecoderContract, Manifest, read_manifest
 from service.inference.translator import Alternative, Translation
 
@@ -37,7 +40,8 @@ def write_manifest(directory: Path, *, src: str = "en", tgt: str = "fr",
 
 @dataclass
 class FakeEngine:
-    """Translates ``x`` to ``<tgt>:x``; records every call; ``delay`` seconds per call."""
+    """Translates ``x`` to ``<tgt>:x``; records every call; ``delay`` seconds per call. Its
+    running loop (:class:`FakeLoop`) makes the same calls, one per admitted group."""
 
     manifest: Manifest
     provider: str = "FakeExecutionProvider"
@@ -45,9 +49,11 @@ class FakeEngine:
     calls: list[tuple[list[str], DecodeOptions]] = field(default_factory=list)
     steps: int = 0
     release: threading.Event | None = None  # when set, calls block until it is set
+    entered: threading.Event = field(default_factory=threading.Event)  # set by every call
 
     def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
         self.calls.append((list(texts), options))
+        self.entered.set()
         if self.release is not None:
             self.release.wait(10)
         time.sleep(self.delay)
@@ -63,6 +69,48 @@ class FakeEngine:
 
     def decode_steps(self) -> int:
         return self.steps
+
+    def decode_loop(self) -> FakeLoop:
+        return FakeLoop(self)
+
+
+class Translates(Protocol):
+    """An engine's blocking batched call."""
+
+    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]: ...
+
+
+@dataclass
+class FakeLoop:
+    """A running loop over a scripted engine: each admitted request is translated (one engine
+    call, so the engine's records, gates and failures apply) and answered by the next step;
+    ``cancelled`` lists the keys the batcher cancelled while they ran."""
+
+    engine: Translates
+    results: dict[int, list[Translation]] = field(default_factory=dict)
+    cancelled: list[int] = field(default_factory=list)
+
+    @property
+    def running(self) -> int:
+        return sum(len(result) for result in self.results.values())
+
+    def admit(self, admissions: list[Admission]) -> list[Outcome]:
+        for admission in admissions:
+            self.results[admission.key] = self.engine.translate(admission.texts,
+                                                                admission.options)
+        return []
+
+    def step(self) -> list[Outcome]:
+        done: list[Outcome] = list(self.results.items())
+        self.results.clear()
+        return done
+
+    def step_and_admit(self, admissions: list[Admission], encoder: Executor) -> list[Outcome]:
+        return self.step() + self.admit(admissions)
+
+    def cancel(self, key: int) -> None:
+        self.results.pop(key, None)
+        self.cancelled.append(key)
 
 
 @dataclass
@@ -80,6 +128,17 @@ class FakeLoader:
         engine = FakeEngine(read_manifest(path), delay=self.delay, release=self.release)
         self.engines[path] = engine
         return engine
+
+
+async def until_depth(batcher: Batcher, depth: int, turns: int = 20) -> None:
+    """Let the event loop run callbacks until ``batcher.depth == depth`` (a cancelled
+    future's callbacks free its queue place and tell the worker to drop it); fails after
+    ``turns`` turns of the loop."""
+    for _ in range(turns):
+        if batcher.depth == depth:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"depth {batcher.depth}, expected {depth}")
 
 
 def wait_ready(client: TestClient, timeout: float = 30) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.settings import Settings
 from tests.service.api.browser import chromium_path, live_server
 
 TEXT = ("In the beginning God created the heaven and the earth. And God said, Let there be "

@@ -10,9 +10,10 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from service.api import Settings, create_app
+from service.api.app import create_app
 from service.api.batcher import DecodeOptions
 from service.api.cache import TranslationCache, entry_bytes
+from service.api.settings import Settings
 from service.inference.translator import Translation
 from tests.service.api.fakes import FakeLoader, MakeClient, write_manifest
 

@@ -1,5 +1,5 @@
-"""ContinuousBatcher over the real tiny bundle: own results, early answers, deadlines, queue
-bound, cancellation, drain, and the ``batching`` setting."""
+"""The batcher with iteration-level scheduling over the real tiny bundle: own results, early
+answers, deadlines, queue bound, cancellation, drain, and the ``batching`` setting."""
 
 from __future__ import annotations
 
@@ -12,17 +12,18 @@ from typing import Literal
 
 import pytest
 
-from service.api import Settings
 from service.api.batcher import (
     Batcher,
     DeadlineExceededError,
     DecodeOptions,
     QueueFullError,
 )
-from service.api.continuous import ContinuousBatcher
+from service.api.engine import Admission, Outcome, TranslatorEngine, TranslatorLoop
+from service.api.iteration_level import IterationLevel
 from service.api.registry import ModelRegistry
+from service.api.request_level import RequestLevel
+from service.api.settings import Settings
 from service.inference import Translator
-from service.inference.continuous import Arrival, DecodeLoop, Outcome
 from tests.conftest import synthetic_pairs
 from tests.service.api.fakes import copy_bundle
 
@@ -43,13 +44,21 @@ def alone(translator: Translator, texts: list[str], options: DecodeOptions) -> l
 
 
 async def started(translator: Translator, *, queue_size: int = 256,
-                  max_batch_tokens: int = 4096, overlap_encoder: bool = True
-                  ) -> ContinuousBatcher:
-    batcher = ContinuousBatcher(DecodeLoop(translator), queue_size=queue_size,
-                                max_batch_tokens=max_batch_tokens,
-                                overlap_encoder=overlap_encoder)
+                  max_batch_tokens: int = 4096, overlap_encoder: bool = True) -> Batcher:
+    engine = TranslatorEngine(translator)
+    loop = engine.decode_loop()
+    assert loop is not None
+    batcher = Batcher(IterationLevel(engine, loop, max_batch_tokens=max_batch_tokens,
+                                     overlap_encoder=overlap_encoder), queue_size=queue_size)
     batcher.start()
     return batcher
+
+
+def running_loop(batcher: Batcher) -> TranslatorLoop:
+    """The decode loop an iteration-level batcher drives."""
+    assert isinstance(batcher.strategy, IterationLevel)
+    assert isinstance(batcher.strategy.loop, TranslatorLoop)
+    return batcher.strategy.loop
 
 
 @dataclass
@@ -65,17 +74,16 @@ class StepGate:
         assert await asyncio.to_thread(self.held.wait, 30), "the worker never took a step"
 
 
-def hold_after_first_step(batcher: ContinuousBatcher, monkeypatch: pytest.MonkeyPatch
-                          ) -> StepGate:
+def hold_after_first_step(batcher: Batcher, monkeypatch: pytest.MonkeyPatch) -> StepGate:
     """Stop the worker after each decoder step while something runs, until the gate is
     released: what the test does meanwhile cannot race the decoder (nor read its state while
     the worker changes it)."""
     gate = StepGate()
-    loop = batcher.decode_loop
+    loop = running_loop(batcher)
     step_and_admit = loop.step_and_admit
 
-    def held(arrivals: list[Arrival], encoder: Executor) -> list[Outcome]:
-        outcomes = step_and_admit(arrivals, encoder)
+    def held(admissions: list[Admission], encoder: Executor) -> list[Outcome]:
+        outcomes = step_and_admit(admissions, encoder)
         if loop.running:
             gate.held.set()
             gate.release.wait(30)
@@ -142,7 +150,7 @@ def test_deadline_frees_the_rows(translator: Translator) -> None:
             await batcher.submit([" ".join(TEXTS)], DecodeOptions(beam_size=4, max_length=200),
                                  timeout=0.001)
         await batcher.submit([TEXTS[0]], GREEDY, timeout=60)  # the loop iterates again
-        running = batcher.decode_loop.running
+        running = running_loop(batcher).running
         await batcher.close(5)
         return running
 
@@ -188,39 +196,29 @@ def test_close_finishes_running_requests(translator: Translator) -> None:
     async def run() -> int:
         batcher = await started(translator)
         tasks = [asyncio.create_task(batcher.submit([t], BEAM, timeout=60)) for t in TEXTS[:5]]
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0)  # the tasks run up to their first wait: all five are queued
+        assert batcher.depth == 5
         await batcher.close(30)
+        assert not batcher.aborted  # drained, not timed out
         return sum(len(result) for result in [await task for task in tasks])
 
     assert asyncio.run(run()) == 5
 
 
-@pytest.mark.parametrize(("batching", "kind"), [("continuous", ContinuousBatcher),
-                                                ("request", Batcher)])
-def test_setting_chooses_the_batcher(trained_bundle: Path, tmp_path: Path,
-                                     batching: Literal["request", "continuous"],
-                                     kind: type) -> None:
+@pytest.mark.parametrize(("batching", "kind"), [("continuous", IterationLevel),
+                                                ("request", RequestLevel)])
+def test_setting_chooses_the_strategy(trained_bundle: Path, tmp_path: Path,
+                                      batching: Literal["request", "continuous"],
+                                      kind: type) -> None:
     copy_bundle(trained_bundle, tmp_path, "tiny")
     settings = Settings(models_dir=tmp_path, threads=1, batching=batching)
-    assert isinstance(chosen_batcher(settings), kind)
+    assert isinstance(chosen_batcher(settings).strategy, kind)
 
 
-@pytest.mark.parametrize("overlap", [True, False])
-def test_setting_chooses_whether_the_encoder_overlaps(trained_bundle: Path, tmp_path: Path,
-                                                      overlap: bool) -> None:
+def test_the_service_overlaps_the_encoder(trained_bundle: Path, tmp_path: Path) -> None:
     copy_bundle(trained_bundle, tmp_path, "tiny")
-    settings = Settings(models_dir=tmp_path, threads=1, overlap_encoder=overlap)
-    batcher = chosen_batcher(settings)
-    assert isinstance(batcher, ContinuousBatcher) and batcher.overlap_encoder is overlap
-
-
-def test_state_on_the_device_is_decoded_by_a_loop_on_the_device(trained_concat_bundle: Path,
-                                                                 tmp_path: Path) -> None:
-    copy_bundle(trained_concat_bundle, tmp_path, "tiny")
-    settings = Settings(models_dir=tmp_path, threads=1, batching="continuous", io_binding=True)
-    batcher = chosen_batcher(settings)
-    assert isinstance(batcher, ContinuousBatcher)
-    assert batcher.decode_loop.translator.device_model is not None
+    strategy = chosen_batcher(Settings(models_dir=tmp_path, threads=1)).strategy
+    assert isinstance(strategy, IterationLevel) and strategy.overlap_encoder
 
 
 def test_a_loop_on_the_device_answers_each_request_as_alone(trained_concat_bundle: Path
@@ -238,13 +236,14 @@ def test_a_loop_on_the_device_answers_each_request_as_alone(trained_concat_bundl
     assert asyncio.run(run()) == [alone(bound, texts, options) for texts, options in requests]
 
 
-def chosen_batcher(settings: Settings) -> object:
+def chosen_batcher(settings: Settings) -> Batcher:
     """The batcher a registry with these settings gives the model "tiny"."""
-    async def run() -> object:
+    async def run() -> Batcher:
         registry = ModelRegistry(settings)
         registry.discover()
         await registry.load_all()
         batcher = registry.entries["tiny"].batcher
+        assert batcher is not None
         await registry.close(5)
         return batcher
 

@@ -9,7 +9,8 @@ from typing import Any, NamedTuple
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.settings import Settings
 from tests.service.api.fakes import FakeLoader, wait_ready, write_manifest
 
 KEY = "k"

@@ -16,7 +16,8 @@ from deep_translator import LibreTranslator
 from deep_translator.exceptions import AuthorizationException
 from libretranslatepy import LibreTranslateAPI
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.settings import Settings
 from tests.service.api.fakes import FakeLoader, write_manifest
 
 FRENCH = "Les fils de Japhet sortirent dans le pays et y bâtirent des villes."

@@ -99,14 +99,17 @@ def test_default_is_the_float32_bundle_with_the_best_recorded_bleu(
     assert {m["name"] for m in chosen if m["default"]} == {"a-en-fr", "en-de"}
 
 
-def test_metrics_after_a_translation(client: TestClient) -> None:
+def test_metrics_after_a_translation(client: TestClient, batching: str) -> None:
     client.post("/translate", json={"text": ["a b", "c"], **EN_FR})
     client.get("/nowhere")
     text = client.get("/metrics").text
+    # one report per step: request-level, one engine call with both texts; iteration-level
+    # (the fake loop), a step that admits both texts and one that answers them
+    steps = {"request": 1, "continuous": 2}[batching]
     for line in ('translate_http_requests_total{route="/translate",status="200"} 1.0',
                  'translate_http_requests_total{route="unmatched",status="404"} 1.0',
-                 'translate_batch_texts_count{model="en-fr"} 1.0',  # one engine call
-                 'translate_batch_texts_sum{model="en-fr"} 2.0',  # with both texts
+                 f'translate_batch_texts_count{{model="en-fr"}} {steps:.1f}',
+                 'translate_batch_texts_sum{model="en-fr"} 2.0',
                  'translate_source_tokens_total{model="en-fr"}',
                  'translate_decode_steps_total{model="en-fr"} 3.0',
                  'translate_queue_depth{model="en-fr"} 0.0',

@@ -8,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from transformers import AutoTokenizer
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.settings import Settings
 from tests.checkpoints import generate_ids, sample_sentences
 from tests.service.api.fakes import copy_bundle, wait_ready
 

@@ -20,9 +20,10 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import Settings, create_app
-from service.api.batcher import TranslatorEngine
+from service.api.app import create_app
+from service.api.engine import TranslatorEngine
 from service.api.registry import load_translator
+from service.api.settings import Settings
 from tests.service.api.fakes import copy_bundle, wait_ready
 
 SENTENCES = ["the cat eats fish.", "the big dog sees the red cat.", "small fish."]
@@ -42,14 +43,11 @@ def real_models(trained_bundle: Path, tmp_path_factory: pytest.TempPathFactory) 
     return root
 
 
-@pytest.mark.parametrize("value", ["0", "1"])
-def test_decoder_spinning_setting_reaches_the_decoder_session(
-        trained_bundle: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv("TRANSLATE_DECODER_SPINNING", value)
+def test_the_service_lets_the_decoder_spin(trained_bundle: Path) -> None:
     engine = load_translator(trained_bundle, Settings())
     assert isinstance(engine, TranslatorEngine)
     options = engine.translator.model.decoder.get_session_options()
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == value
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
 
 
 def test_translate_with_the_real_engine(real_models: Path) -> None:

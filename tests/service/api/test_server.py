@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
-from service.api import create_app
+from service.api.app import create_app
 from service.api.lifecycle import Lifecycle
 from service.api.server import DrainingServer, serve
-from service.api.settings import Settings
+from service.api.settings import Settings, check_environment
 from tests.service.api.fakes import FakeLoader
 
-DOCS = Path(__file__).resolve().parents[3] / "docs" / "service.md"
+ROOT = Path(__file__).resolve().parents[3]
+DOCS = ROOT / "docs" / "service.md"
 
 
 def server(drain_timeout: float = 30) -> tuple[DrainingServer, Lifecycle]:
@@ -63,3 +65,14 @@ def test_every_setting_is_documented() -> None:
     missing = [name for name in Settings.model_fields
                if f"`TRANSLATE_{name.upper()}`" not in text]
     assert not missing
+    table = re.findall(r"^\| `(TRANSLATE_\w+)` \|", text, flags=re.MULTILINE)
+    assert len(table) == len(Settings.model_fields)
+    check_environment(dict.fromkeys(table, ""), Settings.model_fields)  # no stale row
+
+
+def test_deployments_set_only_settings() -> None:
+    for path in (ROOT / "docker-compose.yml", ROOT / "deploy" / "k8s" / "configmap.yaml",
+                 ROOT / "deploy" / "k8s" / "gpu.yaml"):
+        names = re.findall(r"\b(TRANSLATE_\w+)\b", path.read_text())
+        assert names, path
+        check_environment(dict.fromkeys(names, ""), Settings.model_fields)

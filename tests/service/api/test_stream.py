@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +305,12 @@ async def next_event(events: Any, within: float = 1.0) -> Event:
     return event
 
 
+async def loop_turns(count: int) -> None:
+    """Let the event loop run ``count`` rounds of ready callbacks (no wall-clock wait)."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
 def test_a_sentence_waits_for_every_earlier_one(entry: ModelEntry) -> None:
     async def scenario() -> None:
         request, _ = fake_request()
@@ -315,7 +320,7 @@ def test_a_sentence_waits_for_every_earlier_one(entry: ModelEntry) -> None:
         pending = asyncio.ensure_future(next_event(events))
         futures[2].set_result(done_with("three."))
         futures[1].set_result(done_with("two."))
-        await asyncio.sleep(0.05)
+        await loop_turns(10)  # what is ready has had its chance to be sent
         assert not pending.done()  # 1 and 2 are ready, 0 is not
         futures[0].set_result(done_with("one."))
         assert [(await pending)[1]["text"], (await next_event(events))[1]["text"],
@@ -363,9 +368,11 @@ def test_disconnect_cancels_the_remaining_sentences(entry: ModelEntry) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 10))
 
 
-async def _post_then_disconnect(app: Any, body: dict[str, Any], spec: str) -> list[bytes]:
-    """Drive the app as a server would: send ``body``, read until the ``start`` event, then
-    report the client gone; the chunks received."""
+async def _post_then_disconnect(app: Any, body: dict[str, Any], spec: str,
+                                entered: threading.Event) -> list[bytes]:
+    """Drive the app as a server would: send ``body``, read until the ``start`` event and
+    until ``entered`` is set (at most 5 s), then report the client gone; the chunks
+    received."""
     gone = asyncio.Event()
     chunks: list[bytes] = []
     raw = json.dumps(body).encode()
@@ -383,6 +390,7 @@ async def _post_then_disconnect(app: Any, body: dict[str, Any], spec: str) -> li
             sent_body = True
             return {"type": "http.request", "body": raw, "more_body": False}
         await gone.wait()
+        assert await asyncio.to_thread(entered.wait, 5), "the engine was never called"
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
@@ -402,13 +410,15 @@ def test_client_disconnect_drops_the_queued_sentences(make_client: MakeClient,
     engine = engine_of(loader, models_dir)
     warmup = len(engine.calls)
     engine.release = threading.Event()  # the first sentence blocks in the engine
+    engine.entered.clear()
     chunks = client.portal.call(  # type: ignore[union-attr]
-        _post_then_disconnect, client.app, {"text": TEXT, **EN_FR}, spec)
+        _post_then_disconnect, client.app, {"text": TEXT, **EN_FR}, spec, engine.entered)
     assert [name for name, _ in parse_sse(b"".join(chunks).decode())] == ["start"]
     engine.release.set()
-    time.sleep(0.3)  # the batcher would run the queued sentences now, if they were live
-    assert [texts for texts, _ in engine.calls[warmup:]] == [[SENTENCES[0]]]
+    # oldest first: queued sentences still live would reach the engine before these
     assert stream_ok(client.post("/translate/stream", json={"text": "Still. Here.", **EN_FR}))
+    assert [texts for texts, _ in engine.calls[warmup:]] == [[SENTENCES[0]], ["Still."],
+                                                             ["Here."]]
 
 
 def test_split_texts_numbers_sentences_across_texts() -> None:

@@ -1,20 +1,26 @@
 """``POST /translate/stream`` over the real tiny exported bundle: the streamed sentences are
-exactly what ``/translate`` answers for the same sentences with the same options, and they
-concatenate to what it answers for the whole text."""
+exactly what ``/translate`` answers for the same sentences with the same options, they
+concatenate to what it answers for the whole text, and a client that goes away mid-decode frees
+its rows of the default (iteration-level) decode loop."""
 
 from __future__ import annotations
 
 import json
 import math
+import threading
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.engine import Admission, Outcome
+from service.api.iteration_level import IterationLevel
+from service.api.settings import Settings
 from tests.service.api.fakes import copy_bundle, wait_ready
-from tests.service.api.test_stream import parse_sse
+from tests.service.api.test_stream import _post_then_disconnect, parse_sse
 
 TEXT = "the cat eats fish. the big dog sees the red cat.\n\nsmall fish.\n"
 SENTENCES = ["the cat eats fish.", "the big dog sees the red cat.", "small fish."]
@@ -56,3 +62,41 @@ def test_stream_matches_translate(client: TestClient, options: dict[str, Any]) -
     whole = client.post("/translate", json={"text": TEXT, **EN_FR, **options}).json()
     assert events[-1][1]["translations"] == [whole["translations"][0]["text"]]
     assert "".join(s["text"] for s in streamed) == whole["translations"][0]["text"]
+
+
+def test_disconnect_frees_the_rows_of_the_running_sentences(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    batcher = client.app.state.service.registry.entries["tiny-en-fr"].batcher  # type: ignore[attr-defined]
+    strategy = batcher.strategy
+    assert isinstance(strategy, IterationLevel)  # the default
+    loop = strategy.loop
+    stepped, release = threading.Event(), threading.Event()
+    cancelled: list[int] = []
+    step_and_admit, cancel = loop.step_and_admit, loop.cancel
+
+    def held(admissions: list[Admission], encoder: Executor) -> list[Outcome]:
+        outcomes = step_and_admit(admissions, encoder)
+        if loop.running and not release.is_set():  # hold after the first step
+            stepped.set()
+            release.wait(30)
+        return outcomes
+
+    def recorded(key: int) -> None:
+        cancelled.append(key)
+        cancel(key)
+
+    monkeypatch.setattr(loop, "step_and_admit", held)
+    monkeypatch.setattr(loop, "cancel", recorded)
+    long_text = " ".join(f"the big dog sees the red cat number {i}." for i in range(3))
+    try:
+        chunks = client.portal.call(  # type: ignore[union-attr]
+            _post_then_disconnect, client.app,
+            {"text": long_text, "beam_size": 3, "max_length": 60, **EN_FR}, "2.4", stepped)
+    finally:
+        release.set()
+    assert [name for name, _ in parse_sse(b"".join(chunks).decode())] == ["start"]
+    # oldest first: this request's step comes after the worker has read the drops
+    follow_up = client.post("/translate", json={"text": "small fish.", **EN_FR})
+    assert follow_up.status_code == 200
+    assert len(cancelled) == 3  # every sentence left the loop mid-decode
+    assert loop.running == 0 and batcher.depth == 0

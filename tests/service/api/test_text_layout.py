@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from service.api import Settings
+from service.api.settings import Settings
 from tests.service.api.fakes import FakeLoader, MakeClient, error_of, write_manifest
 from tests.service.api.test_stream import parse_sse
 from tests.service.inference.test_text import GOLDEN, IDS, replace_in_order

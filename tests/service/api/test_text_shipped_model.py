@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import Settings, create_app
+from service.api.app import create_app
+from service.api.settings import Settings
 from tests.service.api.fakes import wait_ready
 from tests.service.api.test_stream import parse_sse
 from tests.service.inference.test_text import GOLDEN, replace_in_order

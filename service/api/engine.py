@@ -1,0 +1,147 @@
+"""What the batcher's scheduling strategies drive: an :class:`Engine` (a blocking batched
+``translate``) and, for iteration-level scheduling, a :class:`RunningLoop` that requests join
+and leave between decoder steps. :class:`TranslatorEngine` and :class:`TranslatorLoop` put the
+ONNX Runtime :class:`Translator` and :class:`DecodeLoop` behind them."""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol
+
+from service.inference.continuous import Arrival, DecodeLoop
+from service.inference.translator import Translation, Translator, make_options
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeOptions:
+    """Decoding options; requests share an engine call only when these are equal."""
+
+    beam_size: int = 4
+    num_hypotheses: int = 1
+    length_penalty: float = 1.0
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A request joining a running loop: its key, texts and options."""
+
+    key: int
+    texts: list[str]
+    options: DecodeOptions
+
+
+Outcome = tuple[int, list[Translation] | Exception]  # request key and its result or error
+
+
+class RunningLoop(Protocol):
+    """Requests in, finished requests out, one decoder step at a time (one thread drives it)."""
+
+    @property
+    def running(self) -> int:
+        """Sentences still decoding."""
+        ...
+
+    def admit(self, admissions: list[Admission]) -> list[Outcome]:
+        """Join the admissions to the running batch; those answered without decoding."""
+        ...
+
+    def step(self) -> list[Outcome]:
+        """One decoder step; the requests that completed in it."""
+        ...
+
+    def step_and_admit(self, admissions: list[Admission], encoder: Executor) -> list[Outcome]:
+        """One decoder step while ``encoder`` prepares the admissions, which join after it."""
+        ...
+
+    def cancel(self, key: int) -> None:
+        """Forget a request and free its rows."""
+        ...
+
+
+class Engine(Protocol):
+    """A model as the batcher sees it (its calls run in the batcher's worker thread)."""
+
+    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
+        """One translation per text, in order (blocking)."""
+        ...
+
+    def decode_steps(self) -> int:
+        """Decoder calls made so far (a running total)."""
+        ...
+
+    def decode_loop(self) -> RunningLoop | None:
+        """A new, empty running loop; None when the model cannot join running batches."""
+        ...
+
+
+class TranslatorEngine:
+    """:class:`Translator` behind the :class:`Engine` protocol."""
+
+    def __init__(self, translator: Translator) -> None:
+        self.translator = translator
+        self.manifest = translator.manifest
+        self.provider = translator.provider
+
+    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
+        """Blocking batched translation (scores always on; the service hides them)."""
+        return self.translator.translate(
+            texts, beam_size=options.beam_size, num_hypotheses=options.num_hypotheses,
+            length_penalty=options.length_penalty, max_length=options.max_length)
+
+    def decode_steps(self) -> int:
+        """Decoder calls so far."""
+        return int(self.translator.model.steps)
+
+    def decode_loop(self) -> TranslatorLoop | None:
+        """A :class:`DecodeLoop` over the translator; None for bundles without a cache mask."""
+        if not self.translator.model.joinable:
+            return None
+        return TranslatorLoop(DecodeLoop(self.translator))
+
+
+class TranslatorLoop:
+    """:class:`DecodeLoop` behind the :class:`RunningLoop` protocol."""
+
+    def __init__(self, decode_loop: DecodeLoop) -> None:
+        self.decode_loop = decode_loop
+
+    @property
+    def running(self) -> int:
+        """Sentences still decoding."""
+        return self.decode_loop.running
+
+    def admit(self, admissions: list[Admission]) -> list[Outcome]:
+        """Encode the admissions and join them before the next step."""
+        arrivals, refused = _arrivals(admissions)
+        return refused + self.decode_loop.admit(arrivals)
+
+    def step(self) -> list[Outcome]:
+        """One decoder step of every running search."""
+        return self.decode_loop.step()
+
+    def step_and_admit(self, admissions: list[Admission], encoder: Executor) -> list[Outcome]:
+        """One decoder step while ``encoder`` encodes the admissions; they join after it."""
+        arrivals, refused = _arrivals(admissions)
+        return refused + self.decode_loop.step_and_admit(arrivals, encoder)
+
+    def cancel(self, key: int) -> None:
+        """Forget a request and free its rows."""
+        self.decode_loop.cancel(key)
+
+
+def _arrivals(admissions: list[Admission]) -> tuple[list[Arrival], list[Outcome]]:
+    """The admissions as the decode loop's arrivals, and those whose options are invalid."""
+    arrivals: list[Arrival] = []
+    refused: list[Outcome] = []
+    for admission in admissions:
+        options = admission.options
+        try:
+            search = make_options(options.beam_size, options.num_hypotheses,
+                                  options.length_penalty, 0, 0)
+        except ValueError as err:
+            refused.append((admission.key, err))
+            continue
+        arrivals.append(Arrival(admission.key, admission.texts, search, options.max_length))
+    return arrivals, refused
