@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      "step before it")
     cli.add_argument("--io-binding", action="store_true",
                      help="keep the decoder state in ONNX Runtime values between steps, as on "
-                     "a GPU (bundles exported with --cache concat)")
+                     "a GPU")
     cli.add_argument("--profile", action="store_true",
                      help="then profile a second continuous run (cProfile, top functions)")
     return cli.parse_args(argv)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from service.inference.beam import beam_search
-from service.inference.search import SearchOptions
+from service.inference.search import Candidates, SearchOptions, top_k
 from training.models.protocol import Seq2SeqModel, State
 
 
@@ -51,8 +51,11 @@ class _NumpyAdapter:
         log_probs, state = self.model.step(torch.from_numpy(tokens), state)
         return log_probs.numpy(), state
 
-    def reorder(self, state: State, index: np.ndarray, *, inputs_changed: bool = True,
-                group: int = 1) -> State:
+    def step_top_k(self, tokens: np.ndarray, state: State, k: int) -> tuple[Candidates, State]:
+        log_probs, state = self.step(tokens, state)
+        return top_k(log_probs, k), state
+
+    def reorder(self, state: State, index: np.ndarray) -> State:
         return self.model.reorder(state, torch.from_numpy(index))
 
 

@@ -111,7 +111,7 @@ def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_
     beams, index = select_step(copies, beams, finished, results, eos_id=eos_id,
                                options=options)
     if len(beams.origin):
-        state = decoder.reorder(state, index // width, group=width)
+        state = decoder.reorder(state, index // width)
     while len(beams.origin):
         beams, state = beam_step(decoder, state, beams, finished, results, eos_id=eos_id,
                                  options=options)
@@ -125,11 +125,9 @@ def beam_step(decoder: Decoder, state: Any, beams: Beams, finished: Hypotheses,
     found, state = next_candidates(decoder, beams.tokens, state, beams.histories,
                                    np.repeat(beams.steps, options.beam_size),
                                    k=2 * options.beam_size, eos_id=eos_id, options=options)
-    inputs = len(beams.origin)
     beams, index = select_step(found, beams, finished, results, eos_id=eos_id, options=options)
     if len(beams.origin):
-        state = decoder.reorder(state, index, inputs_changed=len(beams.origin) < inputs,
-                                group=options.beam_size)
+        state = decoder.reorder(state, index)
     return beams, state
 
 

@@ -12,10 +12,10 @@ import numpy as np
 from service.bundle import Manifest, check_contract, load_bundle_manifest
 from service.inference.batching import pad_batch, token_budget_batches
 from service.inference.beam import beam_search
-from service.inference.device import DeviceModel, resolve_io_binding, with_required_input
+from service.inference.memory import HostMemory, OrtMemory
 from service.inference.onnx_decoder import OnnxModel
 from service.inference.search import Hypothesis, SearchOptions, greedy_search
-from service.inference.session import create_session, resolve_providers
+from service.inference.session import CUDA, create_session, resolve_providers, with_required_input
 from service.inference.text import join_sentences, split_sentences
 from service.inference.tokenizer import load_tokenizer
 
@@ -75,39 +75,42 @@ class Translator:
     """Batched greedy/beam translation with ONNX Runtime over one bundle."""
 
     def __init__(self, manifest: Manifest, model: OnnxModel, tokenizer: Any, provider: str,
-                 max_batch_tokens: int = 4096, device_model: DeviceModel | None = None) -> None:
+                 max_batch_tokens: int = 4096) -> None:
         self.manifest = manifest
         self.model = model
         self.tokenizer = tokenizer
         self.provider = provider
         self.max_batch_tokens = max_batch_tokens
-        self.device_model = device_model  # IO binding: the state stays on the device
 
     @classmethod
     def load(cls, path: str | Path, providers: list[str] | None = None,
              threads: int | None = None, require_gpu: bool = False,
-             max_batch_tokens: int = 4096, io_binding: bool | None = None,
+             max_batch_tokens: int = 4096, *, io_binding: bool | None = None,
              decoder_spinning: bool = True) -> Translator:
-        """Validate the bundle, create both sessions, load the tokenizer. ``io_binding``
-        keeps the decoder state on the device between steps (``None``: when on CUDA);
-        ``decoder_spinning`` lets the decoder's idle threads spin between steps, the encoder's
-        always sleep (docs/benchmarks.md, "Another CPU, and decoder spinning")."""
+        """Validate the bundle, create both sessions, load the tokenizer. The decoder state
+        lives in the decoder's device memory, bound with IO binding, when ``io_binding`` (by
+        default: when it runs on CUDA), else in host memory. ``decoder_spinning`` lets the
+        decoder's idle threads spin between steps (the encoder's always sleep)."""
         directory = Path(path)
         manifest = load_bundle_manifest(directory)
         chosen = resolve_providers(providers)
-        bind = resolve_io_binding(manifest, chosen, io_binding)
-        top_k = manifest.decoder.top_k
-        graph = (with_required_input(directory / "decoder.onnx", top_k.input)
-                 if bind and top_k is not None else None)
         encoder = create_session(directory / "encoder.onnx", chosen, threads, require_gpu)
-        decoder = create_session(directory / "decoder.onnx", chosen, threads, require_gpu, graph,
-                                 decoder_spinning)
+        decoder = create_session(directory / "decoder.onnx", chosen, threads, require_gpu,
+                                 spinning=decoder_spinning)
         check_contract(directory, manifest, encoder, decoder)
-        tokenizer = load_tokenizer(directory)
-        model = OnnxModel(manifest, encoder, decoder)
-        device_model = DeviceModel(model, chosen, threads) if bind else None
-        return cls(manifest, model, tokenizer, decoder.get_providers()[0], max_batch_tokens,
-                   device_model)
+        provider = decoder.get_providers()[0]
+        bind = provider == CUDA if io_binding is None else io_binding
+        top_k = manifest.decoder.top_k
+        if bind and top_k is not None and top_k.input not in {
+                arg.name for arg in decoder.get_inputs()}:
+            # IO binding cannot bind an input that has a default (ONNX Runtime's initializer)
+            decoder = create_session(directory / "decoder.onnx", chosen, threads, require_gpu,
+                                     with_required_input(directory / "decoder.onnx",
+                                                         top_k.input), decoder_spinning)
+        memory = (OrtMemory("cuda" if provider == CUDA else "cpu", chosen, threads) if bind
+                  else HostMemory())
+        model = OnnxModel(manifest, encoder, decoder, memory)
+        return cls(manifest, model, load_tokenizer(directory), provider, max_batch_tokens)
 
     @property
     def max_source_tokens(self) -> int:
@@ -143,11 +146,8 @@ class Translator:
                       options: SearchOptions) -> list[list[Hypothesis]]:
         special = self.manifest.special_tokens
         state = self.model.encode(ids, mask, max_length=int(max_length.max()))
-        decoder: OnnxModel | DeviceModel = self.model
-        if self.device_model is not None:
-            decoder, state = self.device_model, self.device_model.upload(state)
         search = greedy_search if options.beam_size == 1 else beam_search
-        return search(decoder, state, batch=len(ids), start_id=special["decoder_start"],
+        return search(self.model, state, batch=len(ids), start_id=special["decoder_start"],
                       eos_id=special["eos"], max_length=max_length, options=options)
 
     def translate(self, texts: list[str], *, beam_size: int = 4, num_hypotheses: int = 1,

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.inference.beam import beam_search
-from service.inference.search import Hypothesis, SearchOptions, greedy_search
+from service.inference.search import Candidates, Hypothesis, SearchOptions, greedy_search, top_k
 from service.inference.tokenizer import load_tokenizer
 from service.inference.translator import Translator
 
@@ -46,8 +46,11 @@ class RandomTable:
             out[index] = self.log_probs(*new[index])
         return out, new
 
-    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True,
-                group: int = 1) -> Any:
+    def step_top_k(self, tokens: np.ndarray, state: Any, k: int) -> tuple[Candidates, Any]:
+        log_probs, state = self.step(tokens, state)
+        return top_k(log_probs, k), state
+
+    def reorder(self, state: Any, index: np.ndarray) -> Any:
         """Rows follow ``index``."""
         return state[index]
 

@@ -214,18 +214,8 @@ def test_setting_chooses_whether_the_encoder_overlaps(trained_bundle: Path, tmp_
     assert isinstance(batcher, ContinuousBatcher) and batcher.overlap_encoder is overlap
 
 
-def test_state_on_the_device_is_decoded_by_a_loop_on_the_device(trained_concat_bundle: Path,
-                                                                 tmp_path: Path) -> None:
-    copy_bundle(trained_concat_bundle, tmp_path, "tiny")
-    settings = Settings(models_dir=tmp_path, threads=1, batching="continuous", io_binding=True)
-    batcher = chosen_batcher(settings)
-    assert isinstance(batcher, ContinuousBatcher)
-    assert batcher.decode_loop.translator.device_model is not None
-
-
-def test_a_loop_on_the_device_answers_each_request_as_alone(trained_concat_bundle: Path
-                                                            ) -> None:
-    bound = Translator.load(trained_concat_bundle, threads=1, io_binding=True)
+def test_a_loop_on_the_device_answers_each_request_as_alone(trained_bundle: Path) -> None:
+    bound = Translator.load(trained_bundle, threads=1, io_binding=True)
     requests = [(TEXTS[0:2], GREEDY), (TEXTS[2:3], BEAM), (TEXTS[3:6], BEAM)]
 
     async def run() -> list[list[str]]:

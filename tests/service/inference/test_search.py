@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.inference.beam import beam_search
-from service.inference.search import SearchOptions, greedy_search
+from service.inference.search import Candidates, SearchOptions, greedy_search, top_k
 
 START, EOS, A, B, C = range(5)
 TABLE: dict[tuple[int, ...], dict[int, float]] = {
@@ -43,8 +43,11 @@ class Scripted:
                 out[row, tok] = math.log(prob)
         return out, new
 
-    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True,
-                group: int = 1) -> Any:
+    def step_top_k(self, tokens: np.ndarray, state: Any, k: int) -> tuple[Candidates, Any]:
+        log_probs, state = self.step(tokens, state)
+        return top_k(log_probs, k), state
+
+    def reorder(self, state: Any, index: np.ndarray) -> Any:
         return state[index]
 
 
