@@ -79,12 +79,13 @@ def make_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 
 def length_cap(longest_source: int, model_max: int) -> int:
-    """The engine's default length rule (``LengthLimits``) for a batch's longest source."""
+    """The engine's default length rule (``length_limits``) for a batch's longest source."""
     import numpy as np
 
-    from service.inference.translator import LengthLimits
+    from service.inference.options import DecodeOptions
+    from service.inference.translator import length_limits
 
-    return int(LengthLimits().for_sources(np.array([longest_source]), model_max)[0])
+    return int(length_limits(np.array([longest_source]), DecodeOptions(), model_max)[0])
 
 
 def engine_runner(bundle: Path, beam: int, threads: int, early_stopping: bool = False

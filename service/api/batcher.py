@@ -31,19 +31,10 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from service.inference.options import DecodeOptions
 from service.inference.translator import Translation, Translator
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class DecodeOptions:
-    """Decoding options; requests share an engine call only when these are equal."""
-
-    beam_size: int = 4
-    num_hypotheses: int = 1
-    length_penalty: float = 1.0
-    max_length: int | None = None
 
 
 class Engine(Protocol):
@@ -68,9 +59,7 @@ class TranslatorEngine:
 
     def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
         """Blocking batched translation (scores always on; the service hides them)."""
-        return self.translator.translate(
-            texts, beam_size=options.beam_size, num_hypotheses=options.num_hypotheses,
-            length_penalty=options.length_penalty, max_length=options.max_length)
+        return self.translator.translate(texts, options)
 
     def decode_steps(self) -> int:
         """Decoder calls so far."""

@@ -44,7 +44,7 @@ from service.api.batcher import (
     within_deadline,
 )
 from service.inference.continuous import Arrival, DecodeLoop, Outcome
-from service.inference.translator import Translation, make_options
+from service.inference.translator import Translation
 
 log = logging.getLogger(__name__)
 
@@ -237,14 +237,7 @@ class ContinuousBatcher:
         arrivals: list[Arrival] = []
         for request in admit:
             self._active[request.key] = request
-            options = request.options
-            try:
-                search = make_options(options.beam_size, options.num_hypotheses,
-                                      options.length_penalty, 0, 0)
-            except ValueError as err:
-                outcomes.append((request.key, err))
-                continue
-            arrivals.append(Arrival(request.key, request.texts, search, options.max_length))
+            arrivals.append(Arrival(request.key, request.texts, request.options))
         try:
             if self._encoder is not None:
                 outcomes += self.decode_loop.step_and_admit(arrivals, self._encoder)

@@ -19,7 +19,7 @@ in the last bits, see ``tests/service/inference/test_continuous.py``).
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,8 +27,9 @@ from service.inference.batching import pad_batch
 from service.inference.beam import Beams, Hypotheses, concat_beams, select_step, start_beams
 from service.inference.kv_cache import COLUMN_STEP, KVCache
 from service.inference.onnx_decoder import OnnxModel
-from service.inference.search import Hypothesis, SearchOptions, next_candidates
-from service.inference.translator import LengthLimits, Prepared, Translation, Translator
+from service.inference.options import DecodeOptions
+from service.inference.search import Hypothesis, next_candidates
+from service.inference.translator import Sentences, Translation, Translator, length_limits
 
 
 def encode_sources(model: OnnxModel, sources: list[list[int]], beam: int, pad_id: int
@@ -49,7 +50,7 @@ class RunningSearch:
     the order of ``beams.origin``, in one :class:`KVCache`: the rows of finished or cancelled
     inputs leave it after each step and the rows of new inputs are appended to it."""
 
-    def __init__(self, model: OnnxModel, options: SearchOptions, *, start_id: int,
+    def __init__(self, model: OnnxModel, options: DecodeOptions, *, start_id: int,
                  eos_id: int) -> None:
         self.model = model
         self.options = options
@@ -119,8 +120,8 @@ class LoopRequest:
     """A request inside the loop: its texts, options, sentences and their results so far."""
 
     texts: list[str]
-    options: SearchOptions
-    prepared: Prepared
+    options: DecodeOptions  # of its search: without the length cap
+    sentences: Sentences
     jobs: list[int]
     done: dict[int, list[Hypothesis]] = field(default_factory=dict)
 
@@ -130,23 +131,23 @@ Outcome = tuple[int, list[Translation] | Exception]  # request key and its resul
 
 @dataclass(frozen=True)
 class Arrival:
-    """A request to admit: its key, texts, search options and absolute length cap."""
+    """A request to admit: its key, texts and decoding options."""
 
     key: int
     texts: list[str]
-    options: SearchOptions
-    max_length: int | None = None
+    options: DecodeOptions
 
 
 @dataclass
 class Encoded:
     """Arrivals tokenized and encoded, not yet joined (:meth:`DecodeLoop.encode`): per options,
     the arrivals with their sentences and length caps, and the step-0 state of all their
-    sentences (``encode_sources``); requests answered without decoding (errors, no text)."""
+    sentences (``encode_sources``); requests answered without decoding (errors, no text).
+    Options are those of a search: arrivals that differ only in ``max_length`` share one."""
 
-    groups: dict[SearchOptions, list[tuple[Arrival, Prepared, np.ndarray]]] = field(
+    groups: dict[DecodeOptions, list[tuple[Arrival, Sentences, np.ndarray]]] = field(
         default_factory=dict)
-    states: dict[SearchOptions, KVCache] = field(default_factory=dict)
+    states: dict[DecodeOptions, KVCache] = field(default_factory=dict)
     answered: list[Outcome] = field(default_factory=list)
 
 
@@ -158,7 +159,7 @@ class DecodeLoop:
             raise ValueError(f"{translator.manifest.name}: bundle cannot join running batches "
                              "(no cache mask); re-export it with `python -m training.export`")
         self.translator = translator
-        self.searches: dict[SearchOptions, RunningSearch] = {}
+        self.searches: dict[DecodeOptions, RunningSearch] = {}
         self.requests: dict[int, LoopRequest] = {}
         self.owner_of_job: dict[int, int] = {}
         self._next_job = 0
@@ -199,20 +200,20 @@ class DecodeLoop:
         encoded = Encoded()
         for arrival in arrivals:
             try:
-                prepared = translator.prepare(arrival.texts)
+                sentences = translator.prepare(arrival.texts)
             except ValueError as err:
                 encoded.answered.append((arrival.key, err))
                 continue
-            if not prepared.sources:
+            if not sentences.sources:
                 encoded.answered.append(
-                    (arrival.key, translator.assemble(arrival.texts, prepared, [])))
+                    (arrival.key, translator.assemble(arrival.texts, sentences, [])))
                 continue
-            lengths = np.array([len(source) for source in prepared.sources])
-            limit = LengthLimits(max_length=arrival.max_length).for_sources(
-                lengths, translator.manifest.max_positions)
-            encoded.groups.setdefault(arrival.options, []).append((arrival, prepared, limit))
+            lengths = np.array([len(source) for source in sentences.sources])
+            limit = length_limits(lengths, arrival.options, translator.manifest.max_positions)
+            search = replace(arrival.options, max_length=None)
+            encoded.groups.setdefault(search, []).append((arrival, sentences, limit))
         for options, parts in encoded.groups.items():
-            sources = [source for _, prepared, _ in parts for source in prepared.sources]
+            sources = [source for _, sentences, _ in parts for source in sentences.sources]
             encoded.states[options] = encode_sources(translator.model, sources,
                                                      options.beam_size, special["pad"])
         return encoded
@@ -222,10 +223,10 @@ class DecodeLoop:
         requests answered without decoding."""
         for options, parts in encoded.groups.items():
             keys: list[int] = []
-            for arrival, prepared, _ in parts:
-                jobs = list(range(self._next_job, self._next_job + len(prepared.sources)))
+            for arrival, sentences, _ in parts:
+                jobs = list(range(self._next_job, self._next_job + len(sentences.sources)))
                 self._next_job += len(jobs)
-                self.requests[arrival.key] = LoopRequest(arrival.texts, options, prepared, jobs)
+                self.requests[arrival.key] = LoopRequest(arrival.texts, options, sentences, jobs)
                 self.owner_of_job.update((job, arrival.key) for job in jobs)
                 keys += jobs
             self._search_for(options).add(keys, encoded.states[options],
@@ -261,9 +262,9 @@ class DecodeLoop:
             return None
         del self.requests[key]
         ordered = [request.done[j] for j in request.jobs]
-        return key, self.translator.assemble(request.texts, request.prepared, ordered)
+        return key, self.translator.assemble(request.texts, request.sentences, ordered)
 
-    def _search_for(self, options: SearchOptions) -> RunningSearch:
+    def _search_for(self, options: DecodeOptions) -> RunningSearch:
         search = self.searches.get(options)
         if search is None:
             special = self.translator.manifest.special_tokens

@@ -32,6 +32,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from service.inference.options import DecodeOptions
+
 NEG_INF = -np.inf
 FinishReason = Literal["eos", "length"]
 
@@ -50,19 +52,6 @@ class Decoder(Protocol):
     def reorder(self, state: Any, index: np.ndarray) -> Any:
         """The rows ``index`` (axis 0) of ``state``: selected, repeated or dropped."""
         ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class SearchOptions:
-    """Decoding options; see the module docstring for their exact meaning."""
-
-    beam_size: int = 1
-    num_hypotheses: int = 1
-    length_penalty: float = 1.0
-    length_penalty_form: Literal["average", "gnmt"] = "average"
-    min_length: int = 0
-    no_repeat_ngram_size: int = 0
-    early_stopping: bool = False
 
 
 @dataclass
@@ -114,7 +103,7 @@ def top_k(log_probs: np.ndarray, k: int) -> Candidates:
 
 def next_candidates(decoder: Decoder, tokens: np.ndarray, state: Any,
                     histories: list[list[int]], steps: np.ndarray, *, k: int, eos_id: int,
-                    options: SearchOptions) -> tuple[Candidates, Any]:
+                    options: DecodeOptions) -> tuple[Candidates, Any]:
     """One decoder call: each row's ``k`` best allowed next tokens and the next state;
     ``steps`` ``(rows,)`` counts the tokens each row has generated (for ``min_length``)."""
     if options.no_repeat_ngram_size:
@@ -131,7 +120,7 @@ def next_candidates(decoder: Decoder, tokens: np.ndarray, state: Any,
                       np.take_along_axis(found.ids, order, axis=1)), state
 
 
-def normalise(score: float | np.ndarray, length: int, options: SearchOptions) -> Any:
+def normalise(score: float | np.ndarray, length: int, options: DecodeOptions) -> Any:
     """Apply the length penalty to a summed log-probability."""
     if options.length_penalty_form == "gnmt":
         return score / ((5.0 + length) / 6.0) ** options.length_penalty
@@ -139,7 +128,7 @@ def normalise(score: float | np.ndarray, length: int, options: SearchOptions) ->
 
 
 def ban_tokens(log_probs: np.ndarray, histories: list[list[int]], step: int | np.ndarray, *,
-               eos_id: int, options: SearchOptions) -> np.ndarray:
+               eos_id: int, options: DecodeOptions) -> np.ndarray:
     """Apply ``min_length`` and ``no_repeat_ngram_size`` to ``(rows, vocab)`` log-probs;
     ``step`` is the tokens generated so far, for all rows or per row ``(rows,)``."""
     if np.ndim(step):
@@ -157,7 +146,7 @@ def ban_tokens(log_probs: np.ndarray, histories: list[list[int]], step: int | np
 
 
 def greedy_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_id: int,
-                  max_length: np.ndarray, options: SearchOptions) -> list[list[Hypothesis]]:
+                  max_length: np.ndarray, options: DecodeOptions) -> list[list[Hypothesis]]:
     """Argmax decoding; returns one hypothesis per input, in input order."""
     rows = _Rows(np.arange(batch), max_length.copy())
     tokens = np.full(batch, start_id, dtype=np.int64)

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.inference.beam import beam_search
-from service.inference.search import Candidates, Hypothesis, SearchOptions, greedy_search, top_k
+from service.inference.options import DecodeOptions
+from service.inference.search import Candidates, Hypothesis, greedy_search, top_k
 from service.inference.tokenizer import load_tokenizer
 from service.inference.translator import Translator
 
@@ -63,7 +64,7 @@ def search(kind: Any, seed: int, batch: int, max_length: int, **options: Any
         state[row] = (row, ())
     result: list[list[Hypothesis]] = kind(
         RandomTable(seed), state, batch=batch, start_id=START, eos_id=EOS,
-        max_length=np.full(batch, max_length), options=SearchOptions(**options))
+        max_length=np.full(batch, max_length), options=DecodeOptions(**options))
     return result
 
 

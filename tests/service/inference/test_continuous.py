@@ -14,27 +14,27 @@ from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop
 from service.inference.memory import OrtMemory
 from service.inference.onnx_decoder import OnnxModel
-from service.inference.search import SearchOptions
+from service.inference.options import DecodeOptions
 from service.inference.translator import Translation
 from tests.conftest import synthetic_pairs
 
 TEXTS = [src for src, _ in synthetic_pairs(16, seed=11)]
-GREEDY = SearchOptions(beam_size=1)
-BEAM = SearchOptions(beam_size=4, num_hypotheses=2)
+GREEDY = DecodeOptions(beam_size=1)
+BEAM = DecodeOptions(beam_size=4, num_hypotheses=2)
 
 
 @dataclass
 class Planned:
     step: int
     texts: list[str]
-    options: SearchOptions
+    options: DecodeOptions
     max_length: int | None = None
 
 
 PLAN = [Planned(0, TEXTS[0:3], GREEDY), Planned(0, TEXTS[3:5], BEAM),
         Planned(1, TEXTS[5:6], GREEDY, max_length=4), Planned(2, TEXTS[6:8], BEAM),
         Planned(3, [" ".join(TEXTS[8:11])], GREEDY), Planned(4, TEXTS[11:12], BEAM),
-        Planned(6, TEXTS[12:14], SearchOptions(beam_size=4, length_penalty=0.6))]
+        Planned(6, TEXTS[12:14], DecodeOptions(beam_size=4, length_penalty=0.6))]
 CANCELLED = Planned(1, TEXTS[14:16], GREEDY)
 
 
@@ -50,11 +50,8 @@ def translator(request: pytest.FixtureRequest) -> Translator:
 
 
 def alone(translator: Translator, arrival: Planned) -> list[Translation]:
-    options = arrival.options
-    return translator.translate(arrival.texts, beam_size=options.beam_size,
-                                num_hypotheses=options.num_hypotheses,
-                                length_penalty=options.length_penalty,
-                                max_length=arrival.max_length)
+    return translator.translate(arrival.texts,
+                                replace(arrival.options, max_length=arrival.max_length))
 
 
 def run_plan(loop: DecodeLoop, plan: list[Planned], cancel: tuple[int, int] | None = None,
@@ -65,7 +62,7 @@ def run_plan(loop: DecodeLoop, plan: list[Planned], cancel: tuple[int, int] | No
     results: dict[int, list[Translation]] = {}
     spread, step = 0, 0
     while step < 200:
-        arrivals = [Arrival(key, a.texts, a.options, a.max_length)
+        arrivals = [Arrival(key, a.texts, replace(a.options, max_length=a.max_length))
                     for key, a in enumerate(plan) if a.step == step]
         if cancel is not None and cancel[1] == step:
             loop.cancel(cancel[0])

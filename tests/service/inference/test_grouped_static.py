@@ -13,6 +13,7 @@ import pytest
 from service.bundle import read_manifest
 from service.inference import Translator
 from service.inference.batching import pad_batch
+from service.inference.options import DecodeOptions
 from tests.conftest import synthetic_pairs
 
 SENTENCES = [src for src, _ in synthetic_pairs(10, seed=11)] + ["fish.", "the the the"]
@@ -39,13 +40,11 @@ def search(translator: Translator, beam: int, inputs: list[int]) -> Results:
     """Beam search over the given sentences in that order (no sorting by length), input ``i``
     capped at ``i + 3`` tokens: in one batch the first inputs finish first and their rows are
     refilled from the end of the batch."""
-    from service.inference.translator import make_options
-
     sources = [translator.tokenizer(SENTENCES[i])["input_ids"] for i in inputs]
     ids, mask = pad_batch(sources, translator.manifest.special_tokens["pad"])
     max_length = np.array(inputs, dtype=np.int64) + 3
-    results = translator._search_batch(ids, mask, max_length, make_options(beam, 2, 1.0, 0, 0,
-                                                                            False))
+    options = DecodeOptions(beam_size=beam, num_hypotheses=2)
+    results = translator._search_batch(ids, mask, max_length, options)
     return [[(h.tokens, h.score) for h in row] for row in results]
 
 
