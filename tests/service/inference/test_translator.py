@@ -163,14 +163,6 @@ def test_only_the_decoder_may_spin(trained_bundle: Path, given: bool | None, spi
     assert spinning(loaded.model.encoder) == "0"
 
 
-def test_cli_decoder_spinning_is_on_unless_turned_off() -> None:
-    from service.inference.__main__ import parser
-
-    base = ["translate", "--bundle", "b"]
-    assert parser().parse_args(base).decoder_spinning is True
-    assert parser().parse_args([*base, "--no-decoder-spinning"]).decoder_spinning is False
-
-
 def test_cli_translates_lines_in_order(trained_bundle: Path) -> None:
     import subprocess
     import sys
