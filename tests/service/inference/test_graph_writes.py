@@ -56,11 +56,16 @@ def test_a_full_buffer_grows_before_the_step(transformer_bundle: Path) -> None:
     tokens = np.zeros(rows, dtype=np.int64)
     for _ in range(capacity):
         _, state = model.step_top_k(tokens, state, 1)
-    assert state.cache_mask.sum(axis=1).tolist() == [capacity] * rows  # no free column left
+    assert cache_mask(state).sum(axis=1).tolist() == [capacity] * rows  # no free column left
     _, state = model.step_top_k(tokens, state, 1)
-    assert state.cache_mask.shape[1] > capacity
-    assert state.carried["past_key_0"].shape[2] == state.cache_mask.shape[1]
-    assert state.cache_mask.sum(axis=1).tolist() == [capacity + 1] * rows
+    assert cache_mask(state).shape[1] > capacity
+    assert state.carried["past_key_0"].shape[2] == cache_mask(state).shape[1]
+    assert cache_mask(state).sum(axis=1).tolist() == [capacity + 1] * rows
+
+
+def cache_mask(state: KVCache) -> np.ndarray:
+    assert state.cache_mask is not None
+    return state.cache_mask
 
 
 def test_results_equal_those_of_one_row_at_a_time(transformer_bundle: Path) -> None:

@@ -29,7 +29,7 @@ def rows_per_call(translator: Translator) -> list[tuple[int, int]]:
         calls.append((len(tokens), len(state.mask)))
         return run(tokens, state, *args)
 
-    model._run = spy  # type: ignore[method-assign]
+    model._run = spy  # type: ignore[method-assign, assignment]
     return calls
 
 

@@ -83,7 +83,7 @@ def test_resizing_keeps_the_entries_and_the_spare_rows() -> None:
     buffer = np.zeros((5, 4), dtype=np.float32)
     buffer[:] = np.arange(5 * 4).reshape(5, 4)
     grown = resize_axis(buffer[:3], 1, 6)
-    assert grown.shape == (3, 6) and len(grown.base) == 5
+    assert grown.shape == (3, 6) and grown.base is not None and len(grown.base) == 5
     np.testing.assert_array_equal(grown[:, :4], buffer[:3])
     assert not grown[:, 4:].any()
     np.testing.assert_array_equal(resize_axis(grown, 1, 2), buffer[:3, :2])
