@@ -192,6 +192,9 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
 def layout_problems(contract: DecoderContract) -> list[str]:
     """What in the state contract the engine cannot serve: growing state must be a buffer
     (``in_place``), written by the graph except the cache mask, and masked."""
+    mask = contract.cache_mask
+    if mask is not None and mask not in {s.input for s in contract.state}:
+        return [f"cache_mask {mask!r} is not a state input"]
     problems = []
     for spec in contract.state:
         if spec.grow_axis is None:
@@ -279,9 +282,6 @@ def check_contract(directory: Path, manifest: Manifest, encoder: Any, decoder: A
     sources |= {s.init.split(":", 1)[1] for s in manifest.decoder.state if s.init != "empty"}
     if not sources <= enc_out:
         problems.append(f"encoder lacks {sorted(sources - enc_out)}")
-    mask = manifest.decoder.cache_mask
-    if mask is not None and mask not in {s.input for s in manifest.decoder.state}:
-        problems.append(f"cache_mask {mask!r} is not a state input")
     if problems:
         raise BundleError(f"bundle {directory}: state contract does not match the graphs: "
                           + "; ".join(problems))

@@ -96,8 +96,9 @@ class OnnxModel:
         buffers written in place and its other state replaced."""
         state.make_room()
         host = state.host_feeds(tokens)
-        if self.top_k is not None:
-            host[self.top_k.input] = np.array([k or 1], np.int64)
+        head = self.manifest.decoder.top_k  # fed even when unused: it may have no default
+        if head is not None:
+            host[head.input] = np.array([k or 1], np.int64)
         found, carried = self.memory.run(self.decoder, host, {**state.static, **state.carried},
                                          outputs, self.state_outputs, self.bound)
         state.advance(carried)
