@@ -34,6 +34,7 @@ COLUMN_STEP = 16
 # coming and going does not shrink and grow the buffers at every departure.
 SHRINK_STEPS = 2
 FIRST_COLUMNS = 32  # a new cache covers this many tokens (fewer if no row may generate more)
+HOST = HostMemory()  # where the masks live, whatever the home of the buffers
 
 
 def first_capacity(max_length: int | None) -> int:
@@ -148,7 +149,7 @@ class KVCache:
                                           lengths=lengths, in_place=in_place)
                    for name, value in self.carried.items()}
         cache_mask = (None if self.cache_mask is None else
-                      self.memory_of_host().take(self.cache_mask, source, in_place=in_place))
+                      HOST.take(self.cache_mask, source, in_place=in_place))
         state = replace(self, carried=carried, cache_mask=cache_mask, order=order, group=group)
         state._select_static(source[::group] // self.group, in_place=in_place)
         return state
@@ -158,7 +159,7 @@ class KVCache:
         origin = self.origin[rows]
         if len(rows) == len(self.origin) and (origin == self.origin).all():
             return
-        self.mask = self.memory_of_host().take(self.mask, rows, in_place=in_place)
+        self.mask = HOST.take(self.mask, rows, in_place=in_place)
         self.static = {name: self.memory.take(value, rows, in_place=in_place)
                        for name, value in self.static.items()}
         self.origin = origin
@@ -168,7 +169,7 @@ class KVCache:
         many per static row as here), written behind them in the same buffers where they have
         room; the narrower side's cache and source axes are zero-padded (masked)."""
         assert joining.order is None and joining.group == self.group
-        memory, host = self.memory, self.memory_of_host()
+        memory = self.memory
         order = self.order
         if order is not None:
             order = np.concatenate([order, np.arange(self.rows, self.rows + joining.rows)])
@@ -176,11 +177,11 @@ class KVCache:
                    for name, value in self.carried.items()}
         cache_mask = self.cache_mask
         if cache_mask is not None and joining.cache_mask is not None:
-            cache_mask = host.append(cache_mask, joining.cache_mask, 1)
+            cache_mask = HOST.append(cache_mask, joining.cache_mask, 1)
         static = {name: memory.append(value, joining.static[name], self.layout.src_axes[name])
                   for name, value in self.static.items()}
         origin = np.concatenate([self.origin, joining.origin + int(self.origin.max()) + 1])
-        return replace(self, mask=host.append(self.mask, joining.mask, 1), static=static,
+        return replace(self, mask=HOST.append(self.mask, joining.mask, 1), static=static,
                        carried=carried, cache_mask=cache_mask, origin=origin, order=order)
 
     def trim(self) -> None:
@@ -204,13 +205,6 @@ class KVCache:
         for name, axis in self.layout.kv.items():
             self.carried[name] = self.memory.resize(self.carried[name], axis, columns)
 
-    @staticmethod
-    def memory_of_host() -> HostMemory:
-        """The home of the masks, which stay on the host."""
-        return _HOST
-
-
-_HOST = HostMemory()
 
 
 def _run_length(owners: np.ndarray) -> int:

@@ -33,7 +33,6 @@ ELEMENT_TYPES = {f"tensor({name})": np.dtype(dtype) for name, dtype in (
 class HostMemory:
     """Buffers are numpy arrays; rows move inside their buffers."""
 
-    device = "cpu"
     moves_in_place = True
 
     def upload(self, array: np.ndarray) -> np.ndarray:
