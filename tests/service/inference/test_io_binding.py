@@ -57,7 +57,7 @@ def test_token_level_min_length_and_repetition_bans_go_through_the_bound_path(
             sources, beam_size=3, min_length=min_length, no_repeat_ngram_size=ngram)
 
 
-def test_device_rows_ops_match_numpy_for_every_rank_and_dtype() -> None:
+def test_device_row_ops_match_numpy_for_every_rank_and_dtype() -> None:
     memory = OrtMemory("cpu", CPU, 1)
     rng = np.random.default_rng(0)
     for array in (rng.normal(size=(5, 2, 3, 4)).astype(np.float32),
