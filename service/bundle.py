@@ -93,7 +93,7 @@ class DecoderContract:
     # The int64 state input that marks real (1) and padded (0) cache entries along grow_axis,
     # so rows with caches of different lengths can share a step (continuous batching).
     cache_mask: str | None = None
-    top_k: TopKSpec | None = None
+    top_k: TopKSpec | None = None  # null: no head (the engine reduces the log-probs itself)
     # The encoder mask and static tensors may have one row per input while the step has
     # ``G`` consecutive rows per input (its beams): rows = inputs * G, G inferred by the graph.
     grouped_static: bool = False
@@ -167,6 +167,8 @@ REQUIRED = {
 
 
 def _require(raw: dict[str, Any], kind: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise KeyError(f"{kind} must be an object")
     missing = [key for key in REQUIRED[kind] if key not in raw]
     if missing:
         raise KeyError(f"{kind} lacks {', '.join(missing)}")
@@ -183,7 +185,7 @@ def parse_manifest(raw: dict[str, Any]) -> Manifest:
         state=[StateSpec(**_require(row, "state")) for row in decoder["state"]],
         static=[StaticSpec(**_require(row, "static")) for row in decoder["static"]],
         inputs=_specs(decoder["inputs"], TensorSpec), cache_mask=decoder["cache_mask"],
-        top_k=TopKSpec(**_require(decoder["top_k"], "top_k")),
+        top_k=TopKSpec(**_require(decoder["top_k"], "top_k")) if decoder["top_k"] else None,
         grouped_static=bool(decoder["grouped_static"]))
     return Manifest(decoder=contract, encoder_inputs=_specs(raw.pop("encoder_inputs"), TensorSpec),
                     encoder_outputs=_specs(raw.pop("encoder_outputs"), TensorSpec), **raw)
