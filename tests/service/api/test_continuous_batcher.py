@@ -23,6 +23,7 @@ from service.api.continuous import ContinuousBatcher
 from service.api.registry import ModelRegistry
 from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop, Outcome
+from service.inference.memory import OrtMemory
 from tests.conftest import synthetic_pairs
 from tests.service.api.fakes import copy_bundle
 
@@ -212,6 +213,15 @@ def test_setting_chooses_whether_the_encoder_overlaps(trained_bundle: Path, tmp_
     settings = Settings(models_dir=tmp_path, threads=1, overlap_encoder=overlap)
     batcher = chosen_batcher(settings)
     assert isinstance(batcher, ContinuousBatcher) and batcher.overlap_encoder is overlap
+
+
+def test_state_on_the_device_is_decoded_by_a_loop_on_the_device(trained_bundle: Path,
+                                                                 tmp_path: Path) -> None:
+    copy_bundle(trained_bundle, tmp_path, "tiny")
+    settings = Settings(models_dir=tmp_path, threads=1, batching="continuous", io_binding=True)
+    batcher = chosen_batcher(settings)
+    assert isinstance(batcher, ContinuousBatcher)
+    assert isinstance(batcher.decode_loop.translator.model.memory, OrtMemory)
 
 
 def test_a_loop_on_the_device_answers_each_request_as_alone(trained_bundle: Path) -> None:
