@@ -21,15 +21,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from service.bundle import read_manifest
+from service.bundle import BundleError, read_manifest
 
 Item = TypeVar("Item")  # one input to translate: token ids or a text
 
 SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8"]
-# also accepted by --systems: engine-fp32-concat, engine-int8-concat (the cache grown by the
-# graph, as exported before in-place caches), engine-fp32-bound, engine-int8-bound (IO binding
-# on the CPU, over the concat bundle), engine-fp32-nospin, engine-int8-nospin (the decoder's
-# threads sleep between steps; every other engine system lets them spin, the default)
+# also accepted by --systems: engine-fp32-bound, engine-int8-bound (IO binding over CPU
+# OrtValues), engine-fp32-nospin, engine-int8-nospin (the decoder's threads sleep between
+# steps; every other engine system lets them spin, the default)
 SETTINGS = [("greedy", 1, 64), ("greedy", 1, 1), ("beam4", 4, 64), ("beam4", 4, 1)]
 FORCED = 32
 
@@ -70,37 +69,29 @@ def prepare(work: Path, quick: bool) -> None:
     model_dir, ct2 = work / "marian", work / "ct2"
     if not model_dir.exists():
         build_model(model_dir, opus_shape(quick))
-    for cache in ("in-place", "concat"):
-        bundle = bundle_dir(work, cache)
-        if not bundle.exists() or stale(bundle, cache):
-            from training.export.__main__ import main as export
+    bundle = work / "bundle"
+    if not bundle.exists() or stale(bundle):
+        from training.export.__main__ import main as export
 
-            export([str(model_dir), str(bundle), "--int8", "--src-lang", "xx", "--tgt-lang", "yy",
-                    "--cache", cache, "--force"])
+        export([str(model_dir), str(bundle), "--int8", "--src-lang", "xx", "--tgt-lang", "yy",
+                "--force"])
     if not ct2.exists():
         import ctranslate2
 
         ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(ct2))
 
 
-def stale(bundle: Path, cache: str) -> bool:
+def stale(bundle: Path) -> bool:
     """Whether a cached bench bundle was exported differently from what the exporter writes
-    now (cache layout, opset, form of the graphs or of the top-k head)."""
-    import onnx
-
+    now (bundle format, opset, form of the graphs)."""
     from training.export.graphs import DEFAULT_OPSET, EXPORT_REVISION
-    from training.export.top_k import head_is_current
 
-    manifest = read_manifest(bundle)
-    return (manifest.decoder.in_place != (cache == "in-place") or manifest.opset != DEFAULT_OPSET
-            or manifest.metadata.get("export_revision") != EXPORT_REVISION
-            or not head_is_current(onnx.load(str(bundle / "decoder.onnx")).graph,
-                                   manifest.decoder.log_probs))
-
-
-def bundle_dir(work: Path, cache: str) -> Path:
-    """Where the bundle of a cache layout lives in ``work``."""
-    return work / ("bundle" if cache == "in-place" else "bundle-concat")
+    try:
+        manifest = read_manifest(bundle)
+    except BundleError:
+        return True
+    return (manifest.opset != DEFAULT_OPSET
+            or manifest.metadata.get("export_revision") != EXPORT_REVISION)
 
 
 def sources(vocab: int, count: int = 64) -> list[list[int]]:
@@ -115,11 +106,9 @@ def runner(system: str, work: Path, threads: int) -> Callable[[list[list[int]], 
     if system.startswith("engine"):
         from service.inference import Translator
 
-        bound = system.endswith("-bound")
-        cache = "concat" if bound or system.endswith("-concat") else "in-place"
-        path = bundle_dir(work, cache) / ("int8" if "int8" in system else "")
+        path = work / "bundle" / ("int8" if "int8" in system else "")
         return forced_ids(Translator.load(path, threads=threads, max_batch_tokens=1 << 20,
-                                          io_binding=bound,
+                                          io_binding=system.endswith("-bound"),
                                           decoder_spinning=not system.endswith("-nospin")))
     if system == "generate":
         import torch

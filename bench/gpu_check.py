@@ -2,14 +2,13 @@
 
 For each bundle: load it on CUDA with ``require_gpu`` (so a silent CPU fallback is an error),
 report the provider, compare its translations with the CPU's (greedy and beam 4), and time
-batch 64 and batch 1 with the decoder state on the device (IO binding, for bundles exported
-with ``--cache concat``) and without it (host round trip of the cache every step; the only mode
-of in-place caches), median of ``--repeats``; with ``--continuous``, saturated continuous
-batching against request-level batches, the loop's state on the device and on the host
-(:func:`check_continuous`). Rows go to stdout and to
+batch 64 and batch 1 with the decoder state on the device (IO binding) and without it (host
+round trip of the cache every step), median of ``--repeats``; with ``--continuous``,
+saturated continuous batching against request-level batches, the loop's state on the device
+and on the host (:func:`check_continuous`). Rows go to stdout and to
 ``DIR/gpu_check.jsonl``. ``--allow-cpu`` runs the same code on the CPU (a dry run for machines
 without a GPU; the tests use it). See ``../shared/gpu/README.md`` for bringing
-``onnxruntime-gpu`` to the device machine, and docs/status.md for what is still unverified.
+``onnxruntime-gpu`` to the device machine.
 """
 
 from __future__ import annotations
@@ -65,13 +64,9 @@ def median_seconds(run: Callable[[], Any], repeats: int) -> float:
 
 def load_modes(bundle: Path, providers: list[str]) -> dict[str, Translator]:
     """The bundle on ``providers`` (``require_gpu`` with CUDA): ``"bound"`` with the state on
-    the device (IO binding; bundles exported with ``--cache concat``; in-place caches are
-    written on the host), then ``"unbound"`` without it."""
+    the device (IO binding), then ``"unbound"`` with it in host memory."""
     load = partial(Translator.load, bundle, providers=providers, require_gpu=CUDA in providers)
-    unbound = load(io_binding=False)
-    if unbound.manifest.decoder.in_place:
-        return {"unbound": unbound}
-    return {"bound": load(io_binding=True), "unbound": unbound}
+    return {"bound": load(io_binding=True), "unbound": load(io_binding=False)}
 
 
 def check_bundle(bundle: Path, modes: dict[str, Translator], repeats: int
@@ -87,7 +82,6 @@ def check_bundle(bundle: Path, modes: dict[str, Translator], repeats: int
         got = [t.text for t in first.translate(texts, beam_size=beam)]
         row: dict[str, Any] = {
             "bundle": str(bundle), "provider": first.provider, "beam": beam,
-            "cache": "in-place" if on_cpu.manifest.decoder.in_place else "concat",
             "same_as_cpu": sum(a == b for a, b in zip(got, want, strict=True)) / len(texts)}
         for batch in (64, 1):
             part = texts[:batch]

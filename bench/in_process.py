@@ -12,8 +12,7 @@ to the first and to the last translation, against the same sentences as one requ
 summary gives the ratios of the medians (continuous / request), as ``bench.continuous`` does
 over HTTP. Without the web server and the load generator on the same cores, this isolates what
 the scheduling does; it also runs where the web stack is not installed (the lent GPU machine:
-``--io-binding`` with a bundle exported with ``--cache concat`` keeps both modes' decoder state
-on the device).
+``--io-binding`` keeps both modes' decoder state on the device).
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from service.api.engine import TranslatorEngine
 from service.api.iteration_level import IterationLevel
 from service.api.request_level import RequestLevel
 from service.inference import Translator
+from service.inference.memory import OrtMemory
 
 Batchers = dict[str, Batcher]
 
@@ -181,8 +181,7 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--beam", type=int, default=4)
     cli.add_argument("--threads", type=int, default=2)
     cli.add_argument("--io-binding", action="store_true",
-                     help="decoder state in ONNX Runtime values (bundles exported with "
-                     "--cache concat; on a GPU, on the device)")
+                     help="decoder state in ONNX Runtime values (on a GPU, on the device)")
     cli.add_argument("--seconds", type=float, default=20, help="per measurement")
     cli.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring")
     cli.add_argument("--rounds", type=int, default=3, help="saturated measurements per mode")
@@ -215,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                                  max_batch_tokens=args.max_batch_tokens,
                                  io_binding=args.io_binding or None)  # as the service loads it
     print(json.dumps({"bundle": str(args.bundle), "provider": translator.provider,
-                      "io_binding": translator.device_model is not None}), flush=True)
+                      "io_binding": isinstance(translator.model.memory, OrtMemory)}), flush=True)
     rows = asyncio.run(measure(translator, args, sentences))
     finish(rows, args.out, args.png)
     return 0

@@ -20,10 +20,11 @@ import numpy as np
 from bench.data import load_test_split
 from service.inference import Translator
 from service.inference.batching import pad_batch
-from service.inference.onnx_decoder import OnnxModel, OnnxState
+from service.inference.kv_cache import KVCache
+from service.inference.onnx_decoder import OnnxModel
 
 
-def ms_per_step(model: OnnxModel, base: OnnxState, groups: list[np.ndarray], start_id: int,
+def ms_per_step(model: OnnxModel, base: KVCache, groups: list[np.ndarray], start_id: int,
                 steps: int, repeats: int) -> float:
     """Median milliseconds of one step over all ``groups`` (row indices into ``base``), one
     decoder call per group."""

@@ -4,9 +4,7 @@ translating the test split with natural output lengths, side by side in one run:
 - ``engine-fp32`` / ``engine-int8``: this engine on ``models/transformer-en-fr`` and its
   ``int8/`` bundle (``Translator.translate``);
 - ``generate``: ``transformers``' ``generate`` on the same weights in PyTorch;
-- ``ct2-float32`` / ``ct2-int8``: CTranslate2 converted from the same ``MarianMTModel``;
-- ``engine-*-concat``: this engine on the same weights exported with ``--cache concat`` (the
-  decoder graph grows the cache: the layout before in-place caches).
+- ``ct2-float32`` / ``ct2-int8``: CTranslate2 converted from the same ``MarianMTModel``.
 
 Same weights: the bundle was exported from ``models/<name>/weights`` (fp16 safetensors, the
 fp32 graphs hold exactly those values upcast), so ``generate`` and CTranslate2 load that model
@@ -46,17 +44,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 # "-es": the engine with early stopping, CTranslate2's stopping rule (its default patience 1)
 SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8",
-           "engine-fp32-es", "engine-int8-es", "engine-fp32-concat", "engine-int8-concat"]
-# "-concat": the same weights exported with ``--cache concat`` (the graph grows the cache,
-# the layout before in-place caches), for the before/after of that change in one run
+           "engine-fp32-es", "engine-int8-es"]
 BLEU_TOLERANCE = 0.3
 RATIOS = {"fp32 / ct2-float32": ("engine-fp32", "ct2-float32"),
           "fp32 / generate": ("engine-fp32", "generate"),
           "int8 / ct2-int8": ("engine-int8", "ct2-int8"),
           "fp32-es / ct2-float32": ("engine-fp32-es", "ct2-float32"),
-          "int8-es / ct2-int8": ("engine-int8-es", "ct2-int8"),
-          "fp32 / fp32-concat": ("engine-fp32", "engine-fp32-concat"),
-          "int8 / int8-concat": ("engine-int8", "engine-int8-concat")}
+          "int8-es / ct2-int8": ("engine-int8-es", "ct2-int8")}
 
 # texts, length cap -> (translations, target tokens computed: generated ids, eos included)
 Translate = Callable[[list[str], int], tuple[list[str], int]]
@@ -85,12 +79,13 @@ def make_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 
 def length_cap(longest_source: int, model_max: int) -> int:
-    """The engine's default length rule (``LengthLimits``) for a batch's longest source."""
+    """The engine's default length rule (``length_limits``) for a batch's longest source."""
     import numpy as np
 
-    from service.inference.translator import LengthLimits
+    from service.inference.options import DecodeOptions
+    from service.inference.translator import length_limits
 
-    return int(LengthLimits().for_sources(np.array([longest_source]), model_max)[0])
+    return int(length_limits(np.array([longest_source]), DecodeOptions(), model_max)[0])
 
 
 def engine_runner(bundle: Path, beam: int, threads: int, early_stopping: bool = False
@@ -241,8 +236,7 @@ def run_system(args: argparse.Namespace) -> dict[str, Any]:
     system = args.only
     translate: Translate
     if system.startswith("engine"):
-        root = args.work / "concat" if system.endswith("-concat") else args.bundle
-        bundle = root / "int8" if "int8" in system else root
+        bundle = args.bundle / "int8" if "int8" in system else args.bundle
         translate = engine_runner(bundle, args.beam, args.threads, system.endswith("-es"))
     else:
         from transformers import AutoTokenizer
@@ -291,11 +285,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def convert_models(args: argparse.Namespace, folder: Path, systems: list[str]) -> None:
-    """What the systems need besides the bundle: a concat-cache export, a CTranslate2 model."""
-    if any(s.endswith("-concat") for s in systems):
-        from training.export.__main__ import main as export
-
-        export([str(args.weights), str(folder / "concat"), "--int8", "--cache", "concat"])
+    """What the systems need besides the bundle: a CTranslate2 model."""
     if any(s.startswith("ct2") for s in systems):
         from transformers import AutoTokenizer
 

@@ -39,7 +39,7 @@ from bench.data import sample_verses
 from bench.protocol import percentile, poisson
 from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop
-from service.inference.translator import make_options
+from service.inference.options import DecodeOptions
 
 MODES = ("request", "continuous")
 FIT_SIZES = (1, 2, 4, 8, 16, 32, 48)
@@ -211,7 +211,7 @@ def measure_costs(translator: Translator, text: str, source_tokens: int, beam: i
     of 1 and 16 copies. Each step is timed alone and each size's step cost is the median of
     its ``steps``; an encoder cost is the fastest of ``repeats`` calls: one preemption on a
     shared machine moves neither."""
-    options = make_options(beam, 1, 1.0, 0, 0)
+    options = DecodeOptions(beam_size=beam)
     step_ms, encode_ms = [], {}
     for size in FIT_SIZES:
         encodes = []

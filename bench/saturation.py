@@ -23,13 +23,12 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from bench.data import load_test_split
 from bench.engines import timed_pass
 from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop
-from service.inference.translator import make_options
+from service.inference.options import DecodeOptions
 
 
 def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int,
@@ -40,10 +39,9 @@ def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int,
     ``encoder`` (a thread), requests are encoded during the step before they join
     (``DecodeLoop.step_and_admit``, as the service does), else before their first step.
     ``outputs``, when given, receives each text's translation by index."""
-    options = make_options(beam, 1, 1.0, 0, 0)
+    options = DecodeOptions(beam_size=beam)
     loop = DecodeLoop(translator)
     rows, cache = [], []
-    mask_name = translator.manifest.decoder.cache_mask
     started = time.perf_counter()
     joining = [Arrival(key, [texts[key]], options) for key in range(inflight)]
     sent, done = inflight, 0
@@ -58,11 +56,9 @@ def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int,
             outputs.update((key, result[0].text) for key, result in finished
                            if not isinstance(result, Exception))
         for search in loop.searches.values():
-            if search.carried and mask_name:
-                value = search.carried[mask_name]  # a numpy array, or an OrtValue (bound)
-                shape = value.shape() if isinstance(value, ort.OrtValue) else value.shape
-                rows.append(shape[0])
-                cache.append(shape[1])
+            if search.state is not None and search.state.cache_mask is not None:
+                rows.append(search.state.cache_mask.shape[0])
+                cache.append(search.state.cache_mask.shape[1])
         joining = [Arrival(key, [texts[key]], options)
                    for key in range(sent, min(sent + len(finished), len(texts)))]
         sent += len(joining)
@@ -85,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      "step before it")
     cli.add_argument("--io-binding", action="store_true",
                      help="keep the decoder state in ONNX Runtime values between steps, as on "
-                     "a GPU (bundles exported with --cache concat)")
+                     "a GPU")
     cli.add_argument("--profile", action="store_true",
                      help="then profile a second continuous run (cProfile, top functions)")
     return cli.parse_args(argv)

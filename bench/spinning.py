@@ -1,9 +1,9 @@
-"""``python -m bench.spinning``: ONNX Runtime intra-op thread spinning on vs off, same process.
+"""``python -m bench.spinning``: the decoder's intra-op threads spinning on vs off, same process.
 
 Translates the same test sentences one at a time (median ms) and as one batch (seconds) with
-each shipped bundle, greedy and beam 4, alternating sessions created with spinning allowed in
-every session (ONNX Runtime's default) and in none (``allow_spinning=0``; the engine's own
-default, the decoder alone spinning, is measured by ``bench.engines``' ``-nospin`` systems).
+each shipped bundle, greedy and beam 4, alternating translators loaded with
+``decoder_spinning=True`` (the engine's default; the encoder's threads always sleep) and
+``False`` (no session spins).
 """
 
 from __future__ import annotations
@@ -14,30 +14,14 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import onnxruntime as ort
-
-import service.inference.session as session
 from service.inference import Translator
 from training.data import read_examples
 
-ENGINE_OPTIONS = session.session_options
 
-
-def every_session(spin: bool) -> Callable[..., ort.SessionOptions]:
-    """``session_options`` with spinning forced to ``spin`` in every session, encoder and
-    decoder alike (whatever the engine asks for)."""
-
-    def options(threads: int | None, spinning: bool = False) -> ort.SessionOptions:
-        return ENGINE_OPTIONS(threads, spin)
-
-    return options
-
-
-def measure(bundle: Path, sentences: list[str], beam: int) -> dict[str, float]:
-    translator = Translator.load(bundle)
+def measure(bundle: Path, sentences: list[str], beam: int, *, spin: bool) -> dict[str, float]:
+    translator = Translator.load(bundle, decoder_spinning=spin)
     translator.translate(sentences[:2], beam_size=beam)
     times = []
     for sentence in sentences:
@@ -62,13 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     sentences = random.Random(0).sample(verses, min(args.sentences, len(verses)))
     for round_ in range(args.rounds):
         for spin in (True, False):
-            session.session_options = every_session(spin)
             for name in args.bundles.split(","):
                 for beam in (1, 4):
                     row = {"round": round_, "spin": spin, "bundle": name, "beam": beam,
-                           **measure(args.models / name, sentences, beam)}
+                           **measure(args.models / name, sentences, beam, spin=spin)}
                     print(json.dumps(row), flush=True)
-    session.session_options = ENGINE_OPTIONS
     return 0
 
 

@@ -7,10 +7,10 @@ imported only to compare the state contract with the graphs.
 Decoder state contract: every decoder input besides ``input_ids (batch, 1)`` and
 ``encoder_attention_mask (batch, src_len)`` is either *static* (an encoder output, fixed for a
 sequence, e.g. cross-attention keys or the RNN memory) or *state* (fed back from the matching
-output every step, starting empty along ``grow_axis`` or from an encoder output; or, for
-``in_place`` state, a preallocated buffer into which the host writes each step's new entry).
-Every such tensor has the batch on axis 0, so beam reordering is a gather on axis 0 for all of
-them.
+output every step, starting as zeros or from an encoder output). State that grows is a
+buffer with spare capacity along ``grow_axis``: the key/value caches the graph writes in place
+(``graph_writes``) and the cache mask that marks their real entries. Every such tensor has the
+batch on axis 0, so beam reordering is a gather on axis 0 for all of them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "model.json"
 GRAPH_FILES = ("encoder.onnx", "decoder.onnx")
 
@@ -47,18 +47,16 @@ class StateSpec:
     output: str
     dtype: str
     shape: list[int | str]
-    init: str  # "empty" (zero length along grow_axis) or "encoder:<output name>"
-    grow_axis: int | None = None
+    init: str  # "empty" (zeros; capacity axes sized by the engine) or "encoder:<output name>"
+    grow_axis: int | None = None  # the capacity axis of a buffer that fills step by step
     batch_axis: int = 0
-    # Written in place: the input is a buffer with spare capacity along ``grow_axis`` (entries
-    # past each row's length are masked by the cache mask) and the output is only the new entry
-    # (length 1 on ``grow_axis``), which the host writes at each row's next free index. Without
-    # it the graph returns the whole grown tensor, which copies the cache at every step.
+    # A buffer with spare capacity along ``grow_axis``; entries past each row's length (its
+    # count of cache-mask ones) are masked.
     in_place: bool = False
-    # With ``in_place``: the graph itself writes the new entry at each row's length (the cache
-    # mask's count of ones) and its output is the whole buffer, which the engine binds to the
-    # input's memory (ONNX Runtime's ``GroupQueryAttention`` then writes in place and reads
-    # only each row's own entries). The buffer needs a free column in every row before a step.
+    # With ``in_place``: the graph writes the step's entry at each row's length and outputs the
+    # whole buffer, which the engine binds to the input's memory (ONNX Runtime's
+    # ``GroupQueryAttention`` writes in place). Without it (the cache mask) the output is the
+    # new entry ``(batch, 1)``, which the engine writes.
     graph_writes: bool = False
 
 
@@ -95,7 +93,7 @@ class DecoderContract:
     # The int64 state input that marks real (1) and padded (0) cache entries along grow_axis,
     # so rows with caches of different lengths can share a step (continuous batching).
     cache_mask: str | None = None
-    top_k: TopKSpec | None = None  # absent in bundles exported before the head existed
+    top_k: TopKSpec | None = None  # null: no head (the engine reduces the log-probs itself)
     # The encoder mask and static tensors may have one row per input while the step has
     # ``G`` consecutive rows per input (its beams): rows = inputs * G, G inferred by the graph.
     grouped_static: bool = False
@@ -155,22 +153,65 @@ def _specs(rows: list[dict[str, Any]], cls: type) -> list[Any]:
     return [cls(**row) for row in rows]
 
 
+REQUIRED = {
+    "manifest": ("name", "architecture", "source_lang", "target_lang", "special_tokens",
+                 "vocab_size", "max_positions", "dtype", "opset", "encoder_inputs",
+                 "encoder_outputs", "decoder", "versions", "files", "metadata"),
+    "decoder": ("log_probs", "state", "static", "inputs", "cache_mask", "top_k",
+                "grouped_static"),
+    "state": ("input", "output", "dtype", "shape", "init", "grow_axis", "batch_axis",
+              "in_place", "graph_writes"),
+    "static": ("input", "source", "dtype", "shape", "batch_axis"),
+    "top_k": ("input", "values", "indices"),
+}
+
+
+def _require(raw: dict[str, Any], kind: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise KeyError(f"{kind} must be an object")
+    missing = [key for key in REQUIRED[kind] if key not in raw]
+    if missing:
+        raise KeyError(f"{kind} lacks {', '.join(missing)}")
+    return raw
+
+
 def parse_manifest(raw: dict[str, Any]) -> Manifest:
-    """Build a :class:`Manifest` from ``model.json`` content (no file checks)."""
-    raw = dict(raw)
-    decoder = dict(raw.pop("decoder"))
+    """Build a :class:`Manifest` from ``model.json`` content (no file checks); a missing field
+    raises ``KeyError`` naming it."""
+    raw = dict(_require(raw, "manifest"))
+    decoder = dict(_require(raw.pop("decoder"), "decoder"))
     contract = DecoderContract(
-        log_probs=decoder["log_probs"], state=_specs(decoder["state"], StateSpec),
-        static=_specs(decoder["static"], StaticSpec), inputs=_specs(decoder["inputs"], TensorSpec),
-        cache_mask=decoder.get("cache_mask"),
-        top_k=TopKSpec(**decoder["top_k"]) if decoder.get("top_k") else None,
-        grouped_static=bool(decoder.get("grouped_static", False)))
+        log_probs=decoder["log_probs"],
+        state=[StateSpec(**_require(row, "state")) for row in decoder["state"]],
+        static=[StaticSpec(**_require(row, "static")) for row in decoder["static"]],
+        inputs=_specs(decoder["inputs"], TensorSpec), cache_mask=decoder["cache_mask"],
+        top_k=TopKSpec(**_require(decoder["top_k"], "top_k")) if decoder["top_k"] else None,
+        grouped_static=bool(decoder["grouped_static"]))
     return Manifest(decoder=contract, encoder_inputs=_specs(raw.pop("encoder_inputs"), TensorSpec),
                     encoder_outputs=_specs(raw.pop("encoder_outputs"), TensorSpec), **raw)
 
 
+def layout_problems(contract: DecoderContract) -> list[str]:
+    """What in the state contract the engine cannot serve: growing state must be a buffer
+    (``in_place``), written by the graph except the cache mask, and masked."""
+    mask = contract.cache_mask
+    if mask is not None and mask not in {s.input for s in contract.state}:
+        return [f"cache_mask {mask!r} is not a state input"]
+    problems = []
+    for spec in contract.state:
+        if spec.grow_axis is None:
+            continue
+        if not spec.in_place:
+            problems.append(f"state {spec.input!r} grows but is not in_place")
+        elif spec.graph_writes == (spec.input == contract.cache_mask):
+            problems.append(f"state {spec.input!r}: only the cache buffers are graph_writes")
+        if contract.cache_mask is None:
+            problems.append(f"state {spec.input!r} grows without a cache_mask")
+    return problems
+
+
 def read_manifest(directory: Path) -> Manifest:
-    """Read and check ``model.json``: present, parseable, a known format version."""
+    """Read and check ``model.json``: present, parseable, format version 2, complete."""
     path = directory / MANIFEST
     if not path.is_file():
         raise BundleError(f"bundle {directory}: {MANIFEST} is missing (export it with "
@@ -182,11 +223,17 @@ def read_manifest(directory: Path) -> Manifest:
     version = raw.get("format_version")
     if version != FORMAT_VERSION:
         raise BundleError(f"bundle {directory}: format version {version!r} is not supported "
-                          f"(this server reads version {FORMAT_VERSION}); re-export the model")
+                          f"(this server reads version {FORMAT_VERSION}); export the model "
+                          "again with `python -m training.export`")
     try:
-        return parse_manifest(raw)
+        manifest = parse_manifest(raw)
     except (KeyError, TypeError) as err:
         raise BundleError(f"bundle {directory}: {MANIFEST} is incomplete ({err})") from None
+    problems = layout_problems(manifest.decoder)
+    if problems:
+        raise BundleError(f"bundle {directory}: {'; '.join(problems)}; export the model again "
+                          "with `python -m training.export`")
+    return manifest
 
 
 def verify_files(directory: Path, manifest: Manifest) -> None:
@@ -221,7 +268,7 @@ def check_contract(directory: Path, manifest: Manifest, encoder: Any, decoder: A
 
     enc_in, enc_out = names(encoder.get_inputs()), names(encoder.get_outputs())
     dec_in, dec_out = names(decoder.get_inputs()), names(decoder.get_outputs())
-    if manifest.decoder.top_k is not None:  # an input with a default, or required (IO binding)
+    if manifest.decoder.top_k is not None:  # an input with a default, or required
         dec_in.discard(manifest.decoder.top_k.input)
     want_in, want_out = expected_decoder_io(manifest)
     problems = []
@@ -237,9 +284,6 @@ def check_contract(directory: Path, manifest: Manifest, encoder: Any, decoder: A
     sources |= {s.init.split(":", 1)[1] for s in manifest.decoder.state if s.init != "empty"}
     if not sources <= enc_out:
         problems.append(f"encoder lacks {sorted(sources - enc_out)}")
-    mask = manifest.decoder.cache_mask
-    if mask is not None and mask not in {s.input for s in manifest.decoder.state}:
-        problems.append(f"cache_mask {mask!r} is not a state input")
     if problems:
         raise BundleError(f"bundle {directory}: state contract does not match the graphs: "
                           + "; ".join(problems))

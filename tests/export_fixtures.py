@@ -14,7 +14,7 @@ from service.bundle import MANIFEST, read_manifest, sha256_of
 from tests.conftest import synthetic_pairs
 from training.checkpoint import save_model_dir
 from training.export.__main__ import main as export_main
-from training.export.top_k import add_top_k_head, with_top_k
+from training.export.head import add_top_k_head, with_top_k
 from training.models import ModelConfig, build_model
 from training.models.config import Architecture
 from training.tokenizer import train_tokenizer
@@ -101,16 +101,8 @@ def trained_bundle(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return export(root / "run" / "best", root / "bundle", "--int8")
 
 
-@pytest.fixture(scope="session")
-def trained_concat_bundle(trained_bundle: Path) -> Path:
-    """The same trained Transformer with the cache grown by the graph (``--cache concat``,
-    the layout of bundles exported before in-place caches, and the one IO binding needs)."""
-    return export(trained_bundle.parent / "run" / "best", trained_bundle.parent / "concat",
-                  "--cache", "concat")
-
-
 def strip_head(bundle: Path) -> None:
-    """Make ``bundle`` look exported before the head: graph and manifest without it."""
+    """Remove the top-k head from ``bundle``'s decoder graph (the manifest is left as is)."""
     manifest = read_manifest(bundle)
     path = bundle / "decoder.onnx"
     model = onnx.load(str(path))
@@ -127,16 +119,13 @@ def strip_head(bundle: Path) -> None:
         for index in reversed(found):
             del items[index]
     onnx.save(model, str(path))
-    files = {**manifest.files, "decoder.onnx": sha256_of(path)}
-    old = replace(manifest, decoder=replace(manifest.decoder, top_k=None), files=files)
-    (bundle / MANIFEST).write_text(old.to_json(), encoding="utf-8")
 
 
 def force_blocked_head(bundle: Path) -> None:
     """Give ``bundle``'s decoder the blocked top-k head whatever its vocabulary size (the test
     models' vocabularies are below ``BLOCKED_MIN_VOCAB``), checksums updated."""
-    strip_head(bundle)
     manifest = read_manifest(bundle)
+    strip_head(bundle)
     add_top_k_head(bundle / "decoder.onnx", manifest.decoder.log_probs, min_vocab=1,
                    required=manifest.decoder.graph_writes)
     files = {**manifest.files, "decoder.onnx": sha256_of(bundle / "decoder.onnx")}

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 
 from service.inference.beam import beam_search
-from service.inference.search import SearchOptions
+from service.inference.options import DecodeOptions
+from service.inference.search import Candidates, top_k
 from training.models.protocol import Seq2SeqModel, State
 
 
@@ -51,8 +52,11 @@ class _NumpyAdapter:
         log_probs, state = self.model.step(torch.from_numpy(tokens), state)
         return log_probs.numpy(), state
 
-    def reorder(self, state: State, index: np.ndarray, *, inputs_changed: bool = True,
-                group: int = 1) -> State:
+    def step_top_k(self, tokens: np.ndarray, state: State, k: int) -> tuple[Candidates, State]:
+        log_probs, state = self.step(tokens, state)
+        return top_k(log_probs, k), state
+
+    def reorder(self, state: State, index: np.ndarray) -> State:
         return self.model.reorder(state, torch.from_numpy(index))
 
 
@@ -63,7 +67,7 @@ def beam_decode(model: Seq2SeqModel, src_ids: Tensor, src_mask: Tensor, *, beam:
     """Best beam hypothesis per input (at most ``max_len`` ids, eos off), with exactly the
     serving engine's search (``service.inference.beam``) so scores agree across runtimes."""
     state = model.encode(src_ids, src_mask)
-    options = SearchOptions(beam_size=beam, length_penalty=length_penalty)
+    options = DecodeOptions(beam_size=beam, length_penalty=length_penalty)
     results = beam_search(_NumpyAdapter(model), state, batch=src_ids.size(0), start_id=start_id,
                           eos_id=eos_id, max_length=np.full(src_ids.size(0), max_len),
                           options=options)

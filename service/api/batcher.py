@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from itertools import count
 from typing import TypeVar
 
-from service.api.engine import DecodeOptions
 from service.api.scheduling import BatchReport, Request, Result, Strategy, Waiting
+from service.inference.options import DecodeOptions
 from service.inference.translator import Translation
 
-__all__ = ["Batcher", "BatcherClosedError", "DeadlineExceededError", "DecodeOptions",
+__all__ = ["Batcher", "BatcherClosedError", "DeadlineExceededError",
            "QueueFullError"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")

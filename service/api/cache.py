@@ -11,7 +11,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from service.api.batcher import DecodeOptions
+from service.inference.options import DecodeOptions
 from service.inference.translator import Translation
 
 Key = tuple[str, DecodeOptions, str]

@@ -10,17 +10,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from service.inference.continuous import Arrival, DecodeLoop
-from service.inference.translator import Translation, Translator, make_options
+from service.inference.options import DecodeOptions
+from service.inference.translator import Translation, Translator
 
-
-@dataclass(frozen=True, kw_only=True)
-class DecodeOptions:
-    """Decoding options; requests share an engine call only when these are equal."""
-
-    beam_size: int = 4
-    num_hypotheses: int = 1
-    length_penalty: float = 1.0
-    max_length: int | None = None
+__all__ = ["Admission", "DecodeOptions", "Engine", "Outcome", "RunningLoop", "TranslatorEngine",
+           "TranslatorLoop"]
 
 
 @dataclass(frozen=True)
@@ -86,9 +80,7 @@ class TranslatorEngine:
 
     def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
         """Blocking batched translation (scores always on; the service hides them)."""
-        return self.translator.translate(
-            texts, beam_size=options.beam_size, num_hypotheses=options.num_hypotheses,
-            length_penalty=options.length_penalty, max_length=options.max_length)
+        return self.translator.translate(texts, options)
 
     def decode_steps(self) -> int:
         """Decoder calls so far."""
@@ -114,8 +106,7 @@ class TranslatorLoop:
 
     def admit(self, admissions: list[Admission]) -> list[Outcome]:
         """Encode the admissions and join them before the next step."""
-        arrivals, refused = _arrivals(admissions)
-        return refused + self.decode_loop.admit(arrivals)
+        return self.decode_loop.admit(_arrivals(admissions))
 
     def step(self) -> list[Outcome]:
         """One decoder step of every running search."""
@@ -123,25 +114,13 @@ class TranslatorLoop:
 
     def step_and_admit(self, admissions: list[Admission], encoder: Executor) -> list[Outcome]:
         """One decoder step while ``encoder`` encodes the admissions; they join after it."""
-        arrivals, refused = _arrivals(admissions)
-        return refused + self.decode_loop.step_and_admit(arrivals, encoder)
+        return self.decode_loop.step_and_admit(_arrivals(admissions), encoder)
 
     def cancel(self, key: int) -> None:
         """Forget a request and free its rows."""
         self.decode_loop.cancel(key)
 
 
-def _arrivals(admissions: list[Admission]) -> tuple[list[Arrival], list[Outcome]]:
-    """The admissions as the decode loop's arrivals, and those whose options are invalid."""
-    arrivals: list[Arrival] = []
-    refused: list[Outcome] = []
-    for admission in admissions:
-        options = admission.options
-        try:
-            search = make_options(options.beam_size, options.num_hypotheses,
-                                  options.length_penalty, 0, 0)
-        except ValueError as err:
-            refused.append((admission.key, err))
-            continue
-        arrivals.append(Arrival(admission.key, admission.texts, search, options.max_length))
-    return arrivals, refused
+def _arrivals(admissions: list[Admission]) -> list[Arrival]:
+    """The admissions as the decode loop's arrivals (options were checked when made)."""
+    return [Arrival(a.key, a.texts, a.options) for a in admissions]

@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
-from service.api.batcher import Batcher, DecodeOptions
+from service.api.batcher import Batcher
 from service.api.engine import Engine, TranslatorEngine
 from service.api.errors import ApiError
 from service.api.iteration_level import IterationLevel
@@ -28,6 +28,7 @@ from service.api.request_level import RequestLevel
 from service.api.scheduling import BatchReport, Strategy
 from service.api.settings import Settings
 from service.bundle import MANIFEST, BundleError, Manifest, read_manifest
+from service.inference.options import DecodeOptions
 from service.inference.translator import Translator
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from service.api.engine import DecodeOptions, Engine
+from service.api.engine import Engine
 from service.api.scheduling import (
     BatchReport,
     Request,
@@ -30,6 +30,7 @@ from service.api.scheduling import (
     Waiting,
     approx_tokens,
 )
+from service.inference.options import DecodeOptions
 
 WaitPolicy = Literal["adaptive", "always"]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from service.api.engine import DecodeOptions
+from service.inference.options import DecodeOptions
 from service.inference.translator import Translation
 
 

@@ -29,8 +29,6 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--max-length", type=int, help="absolute cap on generated tokens")
     run.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     run.add_argument("--provider", action="append", help="e.g. CPUExecutionProvider")
-    run.add_argument("--decoder-spinning", action=argparse.BooleanOptionalAction, default=True,
-                     help="let the decoder's idle threads spin between steps (default: on)")
     return cli
 
 
@@ -44,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         translator = Translator.load(args.bundle, providers=args.provider, threads=args.threads,
-                                     max_batch_tokens=args.batch_tokens,
-                                     decoder_spinning=args.decoder_spinning)
+                                     max_batch_tokens=args.batch_tokens)
     except BundleError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from service.inference.options import DecodeOptions
 from service.inference.search import (
     Candidates,
     Decoder,
     FinishReason,
     Hypothesis,
-    SearchOptions,
     next_candidates,
     normalise,
 )
@@ -84,7 +84,7 @@ def _finish(finished: list[Hypothesis], beam: int, history: list[int], token: in
 
 
 def _is_done(finished: list[Hypothesis], best_running: float | None, length: int,
-             options: SearchOptions) -> bool:
+             options: DecodeOptions) -> bool:
     """No running beam can still beat the worst of ``beam`` finished hypotheses."""
     if len(finished) < options.beam_size:
         return False
@@ -94,7 +94,7 @@ def _is_done(finished: list[Hypothesis], best_running: float | None, length: int
 
 
 def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_id: int,
-                max_length: np.ndarray, options: SearchOptions) -> list[list[Hypothesis]]:
+                max_length: np.ndarray, options: DecodeOptions) -> list[list[Hypothesis]]:
     """Up to ``num_hypotheses`` best hypotheses per input, best first, in input order.
 
     The first step runs one row per input (its beams are all the same until then) and the
@@ -111,7 +111,7 @@ def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_
     beams, index = select_step(copies, beams, finished, results, eos_id=eos_id,
                                options=options)
     if len(beams.origin):
-        state = decoder.reorder(state, index // width, group=width)
+        state = decoder.reorder(state, index // width)
     while len(beams.origin):
         beams, state = beam_step(decoder, state, beams, finished, results, eos_id=eos_id,
                                  options=options)
@@ -119,22 +119,20 @@ def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_
 
 
 def beam_step(decoder: Decoder, state: Any, beams: Beams, finished: Hypotheses,
-              results: Hypotheses, *, eos_id: int, options: SearchOptions) -> tuple[Beams, Any]:
+              results: Hypotheses, *, eos_id: int, options: DecodeOptions) -> tuple[Beams, Any]:
     """One decoder call for every running beam: finished inputs move to ``results`` (keyed by
     ``beams.origin``) and leave the batch; returns the remaining beams and their state."""
     found, state = next_candidates(decoder, beams.tokens, state, beams.histories,
                                    np.repeat(beams.steps, options.beam_size),
                                    k=2 * options.beam_size, eos_id=eos_id, options=options)
-    inputs = len(beams.origin)
     beams, index = select_step(found, beams, finished, results, eos_id=eos_id, options=options)
     if len(beams.origin):
-        state = decoder.reorder(state, index, inputs_changed=len(beams.origin) < inputs,
-                                group=options.beam_size)
+        state = decoder.reorder(state, index)
     return beams, state
 
 
 def select_step(found: Candidates, beams: Beams, finished: Hypotheses,
-                results: Hypotheses, *, eos_id: int, options: SearchOptions
+                results: Hypotheses, *, eos_id: int, options: DecodeOptions
                 ) -> tuple[Beams, np.ndarray]:
     """From one step's candidates ``(inputs * K, k)`` (``k >= 2 * K`` allowed tokens of each
     row, or all of them): the next beams, and the state rows ``(next inputs * K,)`` they
@@ -147,7 +145,7 @@ def select_step(found: Candidates, beams: Beams, finished: Hypotheses,
 
 def _advance(beams: Beams, candidates: np.ndarray, top: np.ndarray, ids: np.ndarray,
              finished: Hypotheses, results: Hypotheses, *, eos_id: int,
-             options: SearchOptions) -> tuple[Beams, np.ndarray]:
+             options: DecodeOptions) -> tuple[Beams, np.ndarray]:
     """Finish, select and drop: the next running beams and the state rows they continue."""
     width, per_row = options.beam_size, ids.shape[1]
     keep_inputs, rows, tokens, scores, histories = [], [], [], [], []

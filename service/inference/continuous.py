@@ -3,10 +3,9 @@
 A :class:`DecodeLoop` keeps one running beam search per set of search options (greedy is beam
 1, which gives the same tokens and scores as :func:`greedy_search`). Its driver calls, between
 two steps, :meth:`DecodeLoop.admit` — new requests' sentences are encoded and **join** the
-running batch: encoder outputs and masks padded to the batch's source width
-(``slab.StaticSlab``), growing caches left-padded and masked (``OnnxModel.merge_carried``), or
-for in-place caches written behind the running rows in the same buffers (column_cache.py) —
-and :meth:`DecodeLoop.cancel`, then :meth:`DecodeLoop.step`: one decoder step per search.
+running batch (their rows are appended to the batch's ``KVCache``, the narrower side's caches
+and sources zero-padded and masked) — and :meth:`DecodeLoop.cancel`, then
+:meth:`DecodeLoop.step`: one decoder step per search.
 :meth:`DecodeLoop.step_and_admit` does both at once: the arrivals are tokenized and encoded in
 another thread during the step (:meth:`DecodeLoop.encode` touches no loop state) and join after
 it (:meth:`DecodeLoop.join`). Inputs that finish leave at once, and a request whose sentences
@@ -20,165 +19,100 @@ in the last bits, see ``tests/service/inference/test_continuous.py``).
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from service.inference.batching import pad_batch
 from service.inference.beam import Beams, Hypotheses, concat_beams, select_step, start_beams
-from service.inference.column_cache import COLUMN_STEP
-from service.inference.device import DeviceModel
-from service.inference.device_rows import DeviceSlab
-from service.inference.onnx_decoder import OnnxModel, OnnxState
-from service.inference.search import Hypothesis, SearchOptions, next_candidates
-from service.inference.slab import StaticSlab
-from service.inference.translator import LengthLimits, Prepared, Translation, Translator
+from service.inference.kv_cache import COLUMN_STEP, KVCache
+from service.inference.onnx_decoder import OnnxModel
+from service.inference.options import DecodeOptions
+from service.inference.search import Hypothesis, next_candidates
+from service.inference.translator import Sentences, Translation, Translator, length_limits
 
 
 def encode_sources(model: OnnxModel, sources: list[list[int]], beam: int, pad_id: int
-                   ) -> OnnxState:
+                   ) -> KVCache:
     """The step-0 state of ``sources`` (token ids, eos included) for a search of ``beam``
     beams: ``beam`` rows per source, in source order. Reads nothing of a running search, so it
     may run in another thread while the decoder steps (:meth:`DecodeLoop.step_and_admit`)."""
     ids, mask = pad_batch(sources, pad_id)
-    # joining rows hold no cache entries yet: the narrowest buffer never widens the running
-    # one (in-place caches; column_cache.append_rows)
+    # joining rows hold no cache entries yet: the narrowest buffer never widens the running one
     state = model.encode(ids, mask, max_length=COLUMN_STEP)
-    return model.reorder(state, np.repeat(np.arange(len(sources)), beam), group=beam)
+    return model.reorder(state, np.repeat(np.arange(len(sources)), beam))
 
 
 class RunningSearch:
     """A beam search over a batch whose inputs change between steps.
 
-    Inputs are identified by integer keys. State rows: ``K`` per input (``K`` = beam size),
-    in the order of ``beams.origin``; static tensors live in a :class:`StaticSlab` (one row per
-    input when its beams share them, ``DecoderContract.grouped_static``; else one per beam),
-    carried state (caches) in plain arrays. The rows a step keeps (``_pending``) and the rows that
-    join (``_joining``) are applied together just before the next decoder call, so that each
-    running cache is copied once per step, not once to reorder and once more to join.
-    """
+    Inputs are identified by integer keys; ``K`` state rows per input (``K`` = beam size), in
+    the order of ``beams.origin``, in one :class:`KVCache`: the rows of finished or cancelled
+    inputs leave it after each step and the rows of new inputs are appended to it."""
 
-    def __init__(self, model: OnnxModel | DeviceModel, options: SearchOptions, *,
-                 start_id: int, eos_id: int) -> None:
+    def __init__(self, model: OnnxModel, options: DecodeOptions, *, start_id: int,
+                 eos_id: int) -> None:
         self.model = model
         self.options = options
         self.start_id, self.eos_id = start_id, eos_id
         self.beams: Beams | None = None
-        self.slab: StaticSlab | DeviceSlab = model.new_slab()
-        # an input's beams share one slab row when the graph allows it (OnnxState.group)
-        self.shared = options.beam_size if model.grouped_static else 1
-        self.carried: dict[str, Any] = {}  # numpy arrays, or OrtValues on the device
-        self._pending: np.ndarray | None = None  # rows of ``carried`` the next step keeps
-        self._joining: list[dict[str, Any]] = []  # carried state of joined rows
-        self.order: np.ndarray | None = None  # array row of each beam row (OnnxState.order)
+        self.state: KVCache | None = None
         self.finished: Hypotheses = {}
-
-    @property
-    def slab_rows(self) -> int:
-        """Slab rows per input: 1 when its beams share them, else one per beam."""
-        return self.options.beam_size // self.shared
 
     def __len__(self) -> int:
         """Inputs still decoding."""
         return 0 if self.beams is None else len(self.beams.origin)
 
-    def add(self, keys: list[int], state: OnnxState, max_length: np.ndarray) -> None:
+    def add(self, keys: list[int], state: KVCache, max_length: np.ndarray) -> None:
         """Append inputs to the running batch: ``state`` from :func:`encode_sources` (one row
         per beam, in input order), ``max_length`` ``(len(keys),)`` caps each one's generated
         tokens."""
-        width = self.options.beam_size
-        assert state.order is None  # rows in input order: added behind the running ones
-        assert state.group == self.shared
-        beams = start_beams(np.array(keys, dtype=np.int64), max_length, width, self.start_id)
+        beams = start_beams(np.array(keys, dtype=np.int64), max_length, self.options.beam_size,
+                            self.start_id)
         for key in keys:
             self.finished[key] = []
-        self.slab.append(state.mask, state.static)
-        if self.beams is None:
-            self.beams, self.carried = beams, state.carried
+        if self.beams is None or self.state is None:
+            self.beams, self.state = beams, state
         else:
-            if self.order is not None:  # joined rows go behind the running ones
-                self.order = np.concatenate([self.order, np.arange(
-                    len(self.order), len(self.order) + len(beams.tokens))])
             self.beams = concat_beams(self.beams, beams)
-            self._joining.append(state.carried)
+            self.state = self.model.join(self.state, state)
 
     def drop(self, keys: set[int]) -> None:
         """Remove the given inputs (a cancelled request) from the batch."""
         if self.beams is None:
             return
-        self._apply_pending()  # ``_keep`` below selects among the rows as they are now
         keep = np.flatnonzero(~np.isin(self.beams.origin, list(keys)))
         for key in keys:
             self.finished.pop(key, None)
         if len(keep) < len(self.beams.origin):
-            self._keep(keep, self.beams.select(keep), self.beams.rows_of(keep))
+            self._keep(self.beams.select(keep), self.beams.rows_of(keep))
 
     def step(self) -> Hypotheses:
         """One decoder call; the hypotheses of the inputs that finished in it, by key."""
-        if self.beams is None:
+        if self.beams is None or self.state is None:
             return {}
-        self._apply_pending()
-        mask, static = self.slab.view()
         width = self.options.beam_size
-        found, state = next_candidates(self.model, self.beams.tokens,
-                                       OnnxState(mask, static, self.carried, self.order,
-                                                 self.shared),
-                                       self.beams.histories, np.repeat(self.beams.steps, width),
-                                       k=2 * width, eos_id=self.eos_id, options=self.options)
-        self.carried = state.carried
+        found, self.state = next_candidates(self.model, self.beams.tokens, self.state,
+                                            self.beams.histories,
+                                            np.repeat(self.beams.steps, width), k=2 * width,
+                                            eos_id=self.eos_id, options=self.options)
         results: Hypotheses = {}
         beams, index = select_step(found, self.beams, self.finished, results,
                                    eos_id=self.eos_id, options=self.options)
-        self._keep(index[:: self.options.beam_size] // self.options.beam_size, beams, index)
+        self._keep(beams, index)
         return results
 
-    def _keep(self, kept: np.ndarray, beams: Beams, rows: np.ndarray) -> None:
-        """Continue with ``beams`` (the inputs at old positions ``kept``, ascending) whose state
-        rows are the old rows ``rows``: fill the slab rows of departed inputs with those of the
-        last inputs, reorder beams and carried state to match, trim the cache."""
-        width = self.options.beam_size
-        count = len(kept)
-        if not count:
-            self.beams, self.carried, self.slab.rows = None, {}, 0
-            self._pending, self._joining, self.order = None, [], None
+    def _keep(self, beams: Beams, rows: np.ndarray) -> None:
+        """Continue with ``beams``, whose state rows are the old rows ``rows``; shrink the
+        buffers when inputs left."""
+        assert self.state is not None and self.beams is not None
+        if not len(beams.origin):
+            self.beams, self.state = None, None
             return
-        before = 0 if self.beams is None else len(self.beams.origin)
-        layout = np.arange(count)  # layout[p]: old input now at slab position p
-        if count < before:
-            gone = np.setdiff1d(np.arange(before), kept)
-            holes = gone[gone < count]
-            movers = kept[kept >= count]
-            layout[holes] = movers
-            self.slab.compact(_block_rows(movers, self.slab_rows),
-                              _block_rows(holes, self.slab_rows), count * self.slab_rows)
-        rank = np.empty(kept.max() + 1, dtype=np.int64)
-        rank[kept] = np.arange(count)
-        order = rank[layout]  # position in ``beams`` of the input at each slab position
-        self.beams = beams.select(order)
-        index = rows.reshape(count, width)[order].reshape(-1)
-        parents = index if self.order is None else self.order[index]
-        self.order, source = self.model.place_rows(parents, width, np.arange(count))
-        # greedy with no departures keeps every row as it is: nothing to copy
-        self._pending = None if _is_identity(source, before * width) else source
-
-    def _apply_pending(self) -> None:
-        """Gather the kept rows and append the joined ones (one copy), then trim the cache."""
-        if self._pending is None and not self._joining:
-            return
-        self.carried = self.model.trim_cache(
-            self.model.select_and_join(self.carried, self._pending, self._joining))
-        self._pending, self._joining = None, []
-
-
-def _is_identity(index: np.ndarray, rows: int) -> bool:
-    """Whether gathering ``index`` from ``rows`` rows would return them unchanged."""
-    return len(index) == rows and bool((index == np.arange(rows)).all())
-
-
-def _block_rows(inputs: np.ndarray, width: int) -> np.ndarray:
-    """State rows ``(len(inputs) * width,)`` of the given input positions."""
-    return (inputs[:, None] * width + np.arange(width)).reshape(-1)
+        left = len(beams.origin) < len(self.beams.origin)
+        self.beams, self.state = beams, self.model.reorder(self.state, rows)
+        if left:
+            self.state.trim()
 
 
 @dataclass
@@ -186,8 +120,8 @@ class LoopRequest:
     """A request inside the loop: its texts, options, sentences and their results so far."""
 
     texts: list[str]
-    options: SearchOptions
-    prepared: Prepared
+    options: DecodeOptions  # of its search: without the length cap
+    sentences: Sentences
     jobs: list[int]
     done: dict[int, list[Hypothesis]] = field(default_factory=dict)
 
@@ -197,23 +131,23 @@ Outcome = tuple[int, list[Translation] | Exception]  # request key and its resul
 
 @dataclass(frozen=True)
 class Arrival:
-    """A request to admit: its key, texts, search options and absolute length cap."""
+    """A request to admit: its key, texts and decoding options."""
 
     key: int
     texts: list[str]
-    options: SearchOptions
-    max_length: int | None = None
+    options: DecodeOptions
 
 
 @dataclass
 class Encoded:
     """Arrivals tokenized and encoded, not yet joined (:meth:`DecodeLoop.encode`): per options,
     the arrivals with their sentences and length caps, and the step-0 state of all their
-    sentences (``encode_sources``); requests answered without decoding (errors, no text)."""
+    sentences (``encode_sources``); requests answered without decoding (errors, no text).
+    Options are those of a search: arrivals that differ only in ``max_length`` share one."""
 
-    groups: dict[SearchOptions, list[tuple[Arrival, Prepared, np.ndarray]]] = field(
+    groups: dict[DecodeOptions, list[tuple[Arrival, Sentences, np.ndarray]]] = field(
         default_factory=dict)
-    states: dict[SearchOptions, OnnxState] = field(default_factory=dict)
+    states: dict[DecodeOptions, KVCache] = field(default_factory=dict)
     answered: list[Outcome] = field(default_factory=list)
 
 
@@ -225,7 +159,7 @@ class DecodeLoop:
             raise ValueError(f"{translator.manifest.name}: bundle cannot join running batches "
                              "(no cache mask); re-export it with `python -m training.export`")
         self.translator = translator
-        self.searches: dict[SearchOptions, RunningSearch] = {}
+        self.searches: dict[DecodeOptions, RunningSearch] = {}
         self.requests: dict[int, LoopRequest] = {}
         self.owner_of_job: dict[int, int] = {}
         self._next_job = 0
@@ -247,8 +181,7 @@ class DecodeLoop:
         nothing running (or no arrivals) they are admitted first and take this step.
 
         On a CPU the step leaves enough of the cores idle that the encoder's call costs little
-        extra time (docs/benchmarks.md, ninth session), where admitting before the step adds
-        all of it."""
+        extra time, where admitting before the step adds all of it."""
         if not arrivals or not self.running:
             return self.admit(arrivals) + self.step()
         encoded = encoder.submit(self.encode, arrivals)
@@ -267,24 +200,22 @@ class DecodeLoop:
         encoded = Encoded()
         for arrival in arrivals:
             try:
-                prepared = translator.prepare(arrival.texts)
+                sentences = translator.prepare(arrival.texts)
             except ValueError as err:
                 encoded.answered.append((arrival.key, err))
                 continue
-            if not prepared.sources:
+            if not sentences.sources:
                 encoded.answered.append(
-                    (arrival.key, translator.assemble(arrival.texts, prepared, [])))
+                    (arrival.key, translator.assemble(arrival.texts, sentences, [])))
                 continue
-            lengths = np.array([len(source) for source in prepared.sources])
-            limit = LengthLimits(max_length=arrival.max_length).for_sources(
-                lengths, translator.manifest.max_positions)
-            encoded.groups.setdefault(arrival.options, []).append((arrival, prepared, limit))
+            lengths = np.array([len(source) for source in sentences.sources])
+            limit = length_limits(lengths, arrival.options, translator.manifest.max_positions)
+            search = replace(arrival.options, max_length=None)
+            encoded.groups.setdefault(search, []).append((arrival, sentences, limit))
         for options, parts in encoded.groups.items():
-            sources = [source for _, prepared, _ in parts for source in prepared.sources]
-            state = encode_sources(translator.model, sources, options.beam_size,
-                                   special["pad"])
-            device = translator.device_model  # IO binding: the rows join on the device
-            encoded.states[options] = state if device is None else device.upload(state)
+            sources = [source for _, sentences, _ in parts for source in sentences.sources]
+            encoded.states[options] = encode_sources(translator.model, sources,
+                                                     options.beam_size, special["pad"])
         return encoded
 
     def join(self, encoded: Encoded) -> list[Outcome]:
@@ -292,10 +223,10 @@ class DecodeLoop:
         requests answered without decoding."""
         for options, parts in encoded.groups.items():
             keys: list[int] = []
-            for arrival, prepared, _ in parts:
-                jobs = list(range(self._next_job, self._next_job + len(prepared.sources)))
+            for arrival, sentences, _ in parts:
+                jobs = list(range(self._next_job, self._next_job + len(sentences.sources)))
                 self._next_job += len(jobs)
-                self.requests[arrival.key] = LoopRequest(arrival.texts, options, prepared, jobs)
+                self.requests[arrival.key] = LoopRequest(arrival.texts, options, sentences, jobs)
                 self.owner_of_job.update((job, arrival.key) for job in jobs)
                 keys += jobs
             self._search_for(options).add(keys, encoded.states[options],
@@ -331,14 +262,13 @@ class DecodeLoop:
             return None
         del self.requests[key]
         ordered = [request.done[j] for j in request.jobs]
-        return key, self.translator.assemble(request.texts, request.prepared, ordered)
+        return key, self.translator.assemble(request.texts, request.sentences, ordered)
 
-    def _search_for(self, options: SearchOptions) -> RunningSearch:
+    def _search_for(self, options: DecodeOptions) -> RunningSearch:
         search = self.searches.get(options)
         if search is None:
             special = self.translator.manifest.special_tokens
-            model = self.translator.device_model or self.translator.model
-            search = RunningSearch(model, options, start_id=special["decoder_start"],
-                                   eos_id=special["eos"])
+            search = RunningSearch(self.translator.model, options,
+                                   start_id=special["decoder_start"], eos_id=special["eos"])
             self.searches[options] = search
         return search

@@ -1,15 +1,15 @@
 """Batched greedy and beam search in pure numpy over a step function and an explicit state.
 
-The decoder is anything with ``step(tokens, state) -> (log_probs, state)`` and
-``reorder(state, index) -> state`` (STYLE.md 1-2); ``tokens`` is ``(rows,)`` int64, log-probs
-are ``(rows, vocab)`` float32, and ``index`` selects rows on axis 0. Finished inputs leave the
-batch at every step (STYLE.md 3), so the state shrinks as the batch completes.
+The decoder is anything with ``step(tokens, state) -> (log_probs, state)``,
+``step_top_k(tokens, state, k) -> (Candidates, state)`` and ``reorder(state, index) -> state``
+over a state the search never looks into (STYLE.md 1-2); ``tokens`` is ``(rows,)`` int64,
+log-probs are ``(rows, vocab)`` float32, and ``index`` selects rows on axis 0. Finished
+inputs leave the batch at every step (STYLE.md 3), so the state shrinks as the batch completes.
 
 The searches only ever look at each row's best few tokens (:class:`Candidates`): one for
 greedy, ``2 * beam`` for beam search (the ``2 * beam`` best continuations of an input over all
-its beams are among its beams' own ``2 * beam`` best). A decoder that also has
-``step_top_k(tokens, state, k) -> (Candidates, state)`` (an in-graph top-k) is asked for
-those directly; with ``no_repeat_ngram_size`` the full log-probs are needed to ban tokens.
+its beams are among its beams' own ``2 * beam`` best), and asks ``step_top_k`` for them (an
+in-graph top-k); with ``no_repeat_ngram_size`` the full log-probs are needed to ban tokens.
 
 Semantics (the same as ``transformers``' ``generate`` for encoder-decoder models):
 - ``max_length`` counts generated tokens, eos included; a row that reaches it stops with
@@ -23,8 +23,6 @@ Semantics (the same as ``transformers``' ``generate`` for encoder-decoder models
   ``early_stopping=True``, as soon as it has ``beam`` finished hypotheses.
 - ``no_repeat_ngram_size=n`` forbids any n-gram from appearing twice in a hypothesis.
 
-Per-input tensors (cross-attention keys/values, RNN memory) are identical across an input's
-beams, so beam reordering only gathers them when an input has left the batch.
 """
 
 from __future__ import annotations
@@ -34,35 +32,26 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from service.inference.options import DecodeOptions
+
 NEG_INF = -np.inf
 FinishReason = Literal["eos", "length"]
 
 
 class Decoder(Protocol):
-    """What the search needs from a model."""
+    """What the search needs from a model; the state is opaque to it."""
 
-    def step(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]: ...
-
-    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True,
-                group: int = 1) -> Any:
-        """Select rows; ``inputs_changed=False`` promises that every new row comes from a row
-        of the same input (beams reordered, none dropped), so per-input tensors can stay;
-        ``group``: rows come in groups of that many per input (its beams), and each new
-        group's rows continue rows of one old group."""
+    def step(self, tokens: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """``(rows,)`` tokens -> ``(rows, vocab)`` log-probs and the next state."""
         ...
 
+    def step_top_k(self, tokens: np.ndarray, state: Any, k: int) -> tuple[Candidates, Any]:
+        """``(rows,)`` tokens -> each row's ``k`` best next tokens and the next state."""
+        ...
 
-@dataclass(frozen=True, kw_only=True)
-class SearchOptions:
-    """Decoding options; see the module docstring for their exact meaning."""
-
-    beam_size: int = 1
-    num_hypotheses: int = 1
-    length_penalty: float = 1.0
-    length_penalty_form: Literal["average", "gnmt"] = "average"
-    min_length: int = 0
-    no_repeat_ngram_size: int = 0
-    early_stopping: bool = False
+    def reorder(self, state: Any, index: np.ndarray) -> Any:
+        """The rows ``index`` (axis 0) of ``state``: selected, repeated or dropped."""
+        ...
 
 
 @dataclass
@@ -114,26 +103,24 @@ def top_k(log_probs: np.ndarray, k: int) -> Candidates:
 
 def next_candidates(decoder: Decoder, tokens: np.ndarray, state: Any,
                     histories: list[list[int]], steps: np.ndarray, *, k: int, eos_id: int,
-                    options: SearchOptions) -> tuple[Candidates, Any]:
+                    options: DecodeOptions) -> tuple[Candidates, Any]:
     """One decoder call: each row's ``k`` best allowed next tokens and the next state;
     ``steps`` ``(rows,)`` counts the tokens each row has generated (for ``min_length``)."""
-    step_top_k = getattr(decoder, "step_top_k", None)
-    if step_top_k is None or options.no_repeat_ngram_size:
+    if options.no_repeat_ngram_size:
         log_probs, state = decoder.step(tokens, state)
         log_probs = ban_tokens(log_probs, histories, steps, eos_id=eos_id, options=options)
         return top_k(log_probs, k), state
     early = np.asarray(steps) < options.min_length  # rows that may not end yet
     if not early.any():
-        result: tuple[Candidates, Any] = step_top_k(tokens, state, k)
-        return result
-    found, state = step_top_k(tokens, state, k + 1)  # one spare for a banned eos
+        return decoder.step_top_k(tokens, state, k)
+    found, state = decoder.step_top_k(tokens, state, k + 1)  # one spare for a banned eos
     values = np.where(early[:, None] & (found.ids == eos_id), NEG_INF, found.values)
     order = np.argsort(-values, axis=1, kind="stable")[:, :k]
     return Candidates(np.take_along_axis(values, order, axis=1),
                       np.take_along_axis(found.ids, order, axis=1)), state
 
 
-def normalise(score: float | np.ndarray, length: int, options: SearchOptions) -> Any:
+def normalise(score: float | np.ndarray, length: int, options: DecodeOptions) -> Any:
     """Apply the length penalty to a summed log-probability."""
     if options.length_penalty_form == "gnmt":
         return score / ((5.0 + length) / 6.0) ** options.length_penalty
@@ -141,7 +128,7 @@ def normalise(score: float | np.ndarray, length: int, options: SearchOptions) ->
 
 
 def ban_tokens(log_probs: np.ndarray, histories: list[list[int]], step: int | np.ndarray, *,
-               eos_id: int, options: SearchOptions) -> np.ndarray:
+               eos_id: int, options: DecodeOptions) -> np.ndarray:
     """Apply ``min_length`` and ``no_repeat_ngram_size`` to ``(rows, vocab)`` log-probs;
     ``step`` is the tokens generated so far, for all rows or per row ``(rows,)``."""
     if np.ndim(step):
@@ -159,7 +146,7 @@ def ban_tokens(log_probs: np.ndarray, histories: list[list[int]], step: int | np
 
 
 def greedy_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_id: int,
-                  max_length: np.ndarray, options: SearchOptions) -> list[list[Hypothesis]]:
+                  max_length: np.ndarray, options: DecodeOptions) -> list[list[Hypothesis]]:
     """Argmax decoding; returns one hypothesis per input, in input order."""
     rows = _Rows(np.arange(batch), max_length.copy())
     tokens = np.full(batch, start_id, dtype=np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
@@ -61,3 +62,19 @@ def create_session(path: Path, providers: list[str], threads: int | None,
             raise ProviderError(message)
         log.warning(message)
     return session
+
+
+def with_required_input(path: Path, name: str) -> bytes:
+    """The model at ``path`` with the initializer ``name`` removed, so that the graph input of
+    that name must be fed: IO binding cannot bind an input that has a default."""
+    try:
+        onnx = importlib.import_module("onnx")
+    except ImportError:
+        raise ImportError("IO binding of this bundle needs the `onnx` package: install it "
+                          "(`pip install onnx`, part of the `gpu` extra)") from None
+    model = onnx.load(str(path))
+    kept = [init for init in model.graph.initializer if init.name != name]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    data: bytes = model.SerializeToString()
+    return data

@@ -12,10 +12,11 @@ import numpy as np
 from service.bundle import Manifest, check_contract, load_bundle_manifest
 from service.inference.batching import pad_batch, token_budget_batches
 from service.inference.beam import beam_search
-from service.inference.device import DeviceModel, resolve_io_binding, with_required_input
+from service.inference.memory import HostMemory, OrtMemory
 from service.inference.onnx_decoder import OnnxModel
-from service.inference.search import Hypothesis, SearchOptions, greedy_search
-from service.inference.session import create_session, resolve_providers
+from service.inference.options import DecodeOptions
+from service.inference.search import Hypothesis, greedy_search
+from service.inference.session import CUDA, create_session, resolve_providers, with_required_input
 from service.inference.text import Segmented, segment
 from service.inference.tokenizer import load_tokenizer
 
@@ -49,7 +50,7 @@ class Translation:
 
 
 @dataclass(frozen=True)
-class Prepared:
+class Sentences:
     """Texts split into sentences and tokenized: ``sources[i]`` belongs to ``owners[i]``;
     ``layouts[j]`` puts text ``j``'s translated sentences back between its separators."""
 
@@ -59,76 +60,76 @@ class Prepared:
     layouts: list[Segmented]
 
 
-@dataclass(frozen=True, kw_only=True)
-class LengthLimits:
-    """``max_length`` caps generated tokens absolutely; otherwise ``a * source + b``."""
+def length_limits(lengths: np.ndarray, options: DecodeOptions, model_max: int) -> np.ndarray:
+    """Each input's cap on generated tokens ``(inputs,)``: ``options.max_length``, else
+    ``2 * source + 10`` tokens, within ``[1, model_max]``."""
+    limit = (np.full(len(lengths), options.max_length) if options.max_length is not None
+             else (2 * lengths + 10).astype(np.int64))
+    return np.clip(limit, 1, model_max)
 
-    max_length: int | None = None
-    a: float = 2.0
-    b: int = 10
 
-    def for_sources(self, lengths: np.ndarray, model_max: int) -> np.ndarray:
-        limit = (np.full(len(lengths), self.max_length) if self.max_length is not None
-                 else (self.a * lengths + self.b).astype(np.int64))
-        return np.clip(limit, 1, model_max)
+def decode_options(options: DecodeOptions | None, fields: dict[str, Any]) -> DecodeOptions:
+    """``options``, or options made of the keyword ``fields`` (not both)."""
+    if options is not None and fields:
+        raise TypeError(f"pass either options or {', '.join(sorted(fields))}, not both")
+    return options if options is not None else DecodeOptions(**fields)
 
 
 class Translator:
     """Batched greedy/beam translation with ONNX Runtime over one bundle."""
 
     def __init__(self, manifest: Manifest, model: OnnxModel, tokenizer: Any, provider: str,
-                 max_batch_tokens: int = 4096, device_model: DeviceModel | None = None) -> None:
+                 max_batch_tokens: int = 4096) -> None:
         self.manifest = manifest
         self.model = model
         self.tokenizer = tokenizer
         self.provider = provider
         self.max_batch_tokens = max_batch_tokens
-        self.device_model = device_model  # IO binding: the state stays on the device
 
     @classmethod
     def load(cls, path: str | Path, providers: list[str] | None = None,
              threads: int | None = None, require_gpu: bool = False,
-             max_batch_tokens: int = 4096, io_binding: bool | None = None,
+             max_batch_tokens: int = 4096, *, io_binding: bool | None = None,
              decoder_spinning: bool = True) -> Translator:
-        """Validate the bundle, create both sessions, load the tokenizer. ``io_binding``
-        keeps the decoder state on the device between steps (``None``: when on CUDA);
-        ``decoder_spinning`` lets the decoder's idle threads spin between steps, the encoder's
-        always sleep (docs/benchmarks.md, "Another CPU, and decoder spinning")."""
+        """Validate the bundle, create both sessions, load the tokenizer. The decoder state
+        lives in the decoder's device memory, bound with IO binding, when ``io_binding`` (by
+        default: when it runs on CUDA), else in host memory. ``decoder_spinning`` lets the
+        decoder's idle threads spin between steps (the encoder's always sleep)."""
         directory = Path(path)
         manifest = load_bundle_manifest(directory)
         chosen = resolve_providers(providers)
-        bind = resolve_io_binding(manifest, chosen, io_binding)
-        top_k = manifest.decoder.top_k
-        graph = (with_required_input(directory / "decoder.onnx", top_k.input)
-                 if bind and top_k is not None else None)
         encoder = create_session(directory / "encoder.onnx", chosen, threads, require_gpu)
-        decoder = create_session(directory / "decoder.onnx", chosen, threads, require_gpu, graph,
-                                 decoder_spinning)
+        decoder = create_session(directory / "decoder.onnx", chosen, threads, require_gpu,
+                                 spinning=decoder_spinning)
         check_contract(directory, manifest, encoder, decoder)
-        tokenizer = load_tokenizer(directory)
-        model = OnnxModel(manifest, encoder, decoder)
-        device_model = DeviceModel(model, chosen, threads) if bind else None
-        return cls(manifest, model, tokenizer, decoder.get_providers()[0], max_batch_tokens,
-                   device_model)
+        provider = decoder.get_providers()[0]
+        bind = provider == CUDA if io_binding is None else io_binding
+        top_k = manifest.decoder.top_k
+        if bind and top_k is not None and top_k.input not in {
+                arg.name for arg in decoder.get_inputs()}:
+            # IO binding cannot bind an input that has a default (ONNX Runtime's initializer)
+            decoder = create_session(directory / "decoder.onnx", chosen, threads, require_gpu,
+                                     with_required_input(directory / "decoder.onnx",
+                                                         top_k.input), decoder_spinning)
+        memory = (OrtMemory("cuda" if provider == CUDA else "cpu", chosen, threads) if bind
+                  else HostMemory())
+        model = OnnxModel(manifest, encoder, decoder, memory)
+        return cls(manifest, model, load_tokenizer(directory), provider, max_batch_tokens)
 
     @property
     def max_source_tokens(self) -> int:
         """Longest tokenized sentence (eos included) the encoder accepts."""
         return self.manifest.max_positions
 
-    def translate_ids(self, sources: list[list[int]], *, beam_size: int = 1,
-                      num_hypotheses: int = 1, length_penalty: float = 1.0,
-                      min_length: int = 0, max_length: int | None = None,
-                      no_repeat_ngram_size: int = 0, max_batch_tokens: int | None = None,
-                      early_stopping: bool = False) -> list[list[int]]:
-        """Token level: best output ids per input (eos off), in input order."""
-        options = make_options(beam_size, num_hypotheses, length_penalty, min_length,
-                               no_repeat_ngram_size, early_stopping)
-        results = self.search(sources, options, LengthLimits(max_length=max_length),
-                              max_batch_tokens)
+    def translate_ids(self, sources: list[list[int]], options: DecodeOptions | None = None,
+                      *, max_batch_tokens: int | None = None, **fields: Any) -> list[list[int]]:
+        """Token level: best output ids per input (eos off), in input order; ``options`` or
+        its fields as keywords (greedy unless ``beam_size`` is given)."""
+        chosen = decode_options(options, fields if options else {"beam_size": 1, **fields})
+        results = self.search(sources, chosen, max_batch_tokens)
         return [hyps[0].tokens for hyps in results]
 
-    def search(self, sources: list[list[int]], options: SearchOptions, limits: LengthLimits,
+    def search(self, sources: list[list[int]], options: DecodeOptions,
                max_batch_tokens: int | None = None) -> list[list[Hypothesis]]:
         """Hypotheses for token-id inputs, sorted by length into budgeted sub-batches."""
         budget = max_batch_tokens or self.max_batch_tokens
@@ -136,49 +137,42 @@ class Translator:
         lengths = [len(source) for source in sources]
         for index in token_budget_batches(lengths, max(1, budget // options.beam_size)):
             ids, mask = pad_batch([sources[i] for i in index], self.manifest.special_tokens["pad"])
-            limit = limits.for_sources(mask.sum(1), self.manifest.max_positions)
+            limit = length_limits(mask.sum(1), options, self.manifest.max_positions)
             for i, hyps in zip(index, self._search_batch(ids, mask, limit, options), strict=True):
                 results[i] = hyps
         return results
 
     def _search_batch(self, ids: np.ndarray, mask: np.ndarray, max_length: np.ndarray,
-                      options: SearchOptions) -> list[list[Hypothesis]]:
+                      options: DecodeOptions) -> list[list[Hypothesis]]:
         special = self.manifest.special_tokens
         state = self.model.encode(ids, mask, max_length=int(max_length.max()))
-        decoder: OnnxModel | DeviceModel = self.model
-        if self.device_model is not None:
-            decoder, state = self.device_model, self.device_model.upload(state)
         search = greedy_search if options.beam_size == 1 else beam_search
-        return search(decoder, state, batch=len(ids), start_id=special["decoder_start"],
+        return search(self.model, state, batch=len(ids), start_id=special["decoder_start"],
                       eos_id=special["eos"], max_length=max_length, options=options)
 
-    def translate(self, texts: list[str], *, beam_size: int = 4, num_hypotheses: int = 1,
-                  length_penalty: float = 1.0, max_length: int | None = None,
-                  min_length: int = 0, no_repeat_ngram_size: int = 0,
+    def translate(self, texts: list[str], options: DecodeOptions | None = None, *,
                   return_scores: bool = True, on_too_long: TooLong = "truncate",
-                  max_batch_tokens: int | None = None, early_stopping: bool = False
-                  ) -> list[Translation]:
-        """Text in, text out; long texts are split into sentences and re-joined.
-        ``early_stopping`` ends an input's beam search once it has ``beam_size`` finished
-        hypotheses (CTranslate2's rule, ``generate(early_stopping=True)``); by default it goes
-        on while a running beam could still win (``generate``'s default)."""
-        options = make_options(beam_size, num_hypotheses, length_penalty, min_length,
-                               no_repeat_ngram_size, early_stopping)
-        prepared = self.prepare(texts, on_too_long)
-        hyps = self.search(prepared.sources, options, LengthLimits(max_length=max_length),
-                           max_batch_tokens)
-        return self.assemble(texts, prepared, hyps, return_scores)
+                  max_batch_tokens: int | None = None, **fields: Any) -> list[Translation]:
+        """Text in, text out; long texts are split into sentences and re-joined. ``options``,
+        or its fields as keywords (``DecodeOptions``: beam 4 by default). ``early_stopping``
+        ends an input's beam search once it has ``beam_size`` finished hypotheses
+        (CTranslate2's rule); by default it goes on while a running beam could still win
+        (``generate``'s default)."""
+        chosen = decode_options(options, fields)
+        sentences = self.prepare(texts, on_too_long)
+        hyps = self.search(sentences.sources, chosen, max_batch_tokens)
+        return self.assemble(texts, sentences, hyps, return_scores)
 
-    def prepare(self, texts: list[str], on_too_long: TooLong = "truncate") -> Prepared:
+    def prepare(self, texts: list[str], on_too_long: TooLong = "truncate") -> Sentences:
         """Split and tokenize: the sentences to decode and the text each belongs to."""
         pieces, owners, layouts = self._segment(texts)
         sources, truncated = self._encode(pieces, on_too_long)
-        return Prepared(owners, sources, truncated, layouts)
+        return Sentences(owners, sources, truncated, layouts)
 
-    def assemble(self, texts: list[str], prepared: Prepared, hyps: list[list[Hypothesis]],
+    def assemble(self, texts: list[str], sentences: Sentences, hyps: list[list[Hypothesis]],
                  return_scores: bool = True) -> list[Translation]:
         """One :class:`Translation` per text from the hypotheses of its sentences."""
-        return self._assemble(texts, prepared, hyps, return_scores)
+        return self._assemble(texts, sentences, hyps, return_scores)
 
     def _segment(self, texts: list[str]) -> tuple[list[str], list[int], list[Segmented]]:
         """Sentences to translate, the input each belongs to and each input's layout: a text
@@ -208,9 +202,9 @@ class Translator:
         return [[*ids[: limit - 1], eos] if cut else ids
                 for ids, cut in zip(encoded, truncated, strict=True)], truncated
 
-    def _assemble(self, texts: list[str], prepared: Prepared, hyps: list[list[Hypothesis]],
+    def _assemble(self, texts: list[str], sentences: Sentences, hyps: list[list[Hypothesis]],
                   return_scores: bool) -> list[Translation]:
-        owners, sources, truncated = prepared.owners, prepared.sources, prepared.truncated
+        owners, sources, truncated = sentences.owners, sentences.sources, sentences.truncated
         decode = self.tokenizer.batch_decode
         best_texts = decode([h[0].tokens for h in hyps], skip_special_tokens=True)
         out = [Translation("", 0.0, "eos") for _ in texts]
@@ -220,7 +214,7 @@ class Translator:
         for owner, piece_ids in per_owner.items():
             first = hyps[piece_ids[0]]
             result = out[owner]
-            result.text = prepared.layouts[owner].join([best_texts[p] for p in piece_ids])
+            result.text = sentences.layouts[owner].join([best_texts[p] for p in piece_ids])
             result.score = float(np.mean([hyps[p][0].score for p in piece_ids]))
             lengthy = any(hyps[p][0].finish_reason == "length" for p in piece_ids)
             result.finish_reason = "length" if lengthy else "eos"
@@ -236,19 +230,3 @@ class Translator:
             if not return_scores:
                 result.score = float("nan")
         return out
-
-
-def make_options(beam_size: int, num_hypotheses: int, length_penalty: float, min_length: int,
-                 no_repeat_ngram_size: int, early_stopping: bool = False) -> SearchOptions:
-    """Validated search options; a bad value raises ``ValueError`` naming the field."""
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
-    if not 1 <= num_hypotheses <= beam_size:
-        raise ValueError(f"num_hypotheses must be between 1 and beam_size ({beam_size}), "
-                         f"got {num_hypotheses}")
-    if min_length < 0 or no_repeat_ngram_size < 0:
-        raise ValueError("min_length and no_repeat_ngram_size must not be negative")
-    return SearchOptions(beam_size=beam_size, num_hypotheses=num_hypotheses,
-                         length_penalty=length_penalty, min_length=min_length,
-                         no_repeat_ngram_size=no_repeat_ngram_size,
-                         early_stopping=early_stopping)

@@ -10,15 +10,15 @@ from bench.bundle_ab import main, rotated
 from tests.conftest import read_jsonl
 
 
-def test_bundle_ab_reports_medians_and_ratios(trained_bundle: Path, trained_concat_bundle: Path,
-                                              tmp_path: Path) -> None:
+def test_bundle_ab_reports_medians_and_ratios(trained_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "ab.jsonl"
-    assert main([str(trained_bundle), str(trained_concat_bundle), "--settings", "2x4,1x1",
+    int8 = trained_bundle / "int8"
+    assert main([str(trained_bundle), str(int8), "--settings", "2x4,1x1",
                  "--rounds", "2", "--sentences", "4", "--out", str(out)]) == 0
     rows = read_jsonl(out)
     assert [(r["bundle"], r["setting"]) for r in rows] == [
         (str(bundle), setting) for setting in ("beam2 b4", "beam1 b1")
-        for bundle in (trained_bundle, trained_concat_bundle)]
+        for bundle in (trained_bundle, int8)]
     assert all(len(r["tokens_per_s_all"]) == 2 and r["tokens_per_s"] > 0 for r in rows)
     assert [r["ratio"] for r in rows[::2]] == [1.0, 1.0]  # the first bundle is the baseline
     for baseline, other in zip(rows[::2], rows[1::2], strict=True):

@@ -21,7 +21,7 @@ from tests.conftest import REPO, read_jsonl, write_test_split
 
 
 @pytest.mark.parametrize(("fixture", "flags"), [("trained_bundle", []),
-                                               ("trained_concat_bundle", ["--io-binding"])])
+                                               ("trained_bundle", ["--io-binding"])])
 def test_both_batchers_measured_in_turns(fixture: str, flags: list[str], tmp_path: Path,
                                          request: pytest.FixtureRequest) -> None:
     bundle: Path = request.getfixturevalue(fixture)

@@ -13,7 +13,7 @@ from tests.conftest import write_test_split
 
 
 @pytest.mark.parametrize(("fixture", "flags"), [("trained_bundle", []),
-                                               ("trained_concat_bundle", ["--io-binding"])])
+                                               ("trained_bundle", ["--io-binding"])])
 def test_saturation_reports_rounds_and_ratio(fixture: str, flags: list[str], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str],
                                              request: pytest.FixtureRequest) -> None:

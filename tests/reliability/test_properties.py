@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.inference.beam import beam_search
-from service.inference.search import Hypothesis, SearchOptions, greedy_search
+from service.inference.options import DecodeOptions
+from service.inference.search import Candidates, Hypothesis, greedy_search, top_k
 from service.inference.tokenizer import load_tokenizer
 from service.inference.translator import Translator
 
@@ -46,8 +47,11 @@ class RandomTable:
             out[index] = self.log_probs(*new[index])
         return out, new
 
-    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True,
-                group: int = 1) -> Any:
+    def step_top_k(self, tokens: np.ndarray, state: Any, k: int) -> tuple[Candidates, Any]:
+        log_probs, state = self.step(tokens, state)
+        return top_k(log_probs, k), state
+
+    def reorder(self, state: Any, index: np.ndarray) -> Any:
         """Rows follow ``index``."""
         return state[index]
 
@@ -60,7 +64,7 @@ def search(kind: Any, seed: int, batch: int, max_length: int, **options: Any
         state[row] = (row, ())
     result: list[list[Hypothesis]] = kind(
         RandomTable(seed), state, batch=batch, start_id=START, eos_id=EOS,
-        max_length=np.full(batch, max_length), options=SearchOptions(**options))
+        max_length=np.full(batch, max_length), options=DecodeOptions(**options))
     return result
 
 

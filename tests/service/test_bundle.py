@@ -66,12 +66,33 @@ def test_cache_mask_must_name_a_state_input(bundle: Path) -> None:
         raw["decoder"]["cache_mask"] = "no_such_mask"
 
     edit_manifest(bundle, rename)
-    manifest = load_bundle_manifest(bundle)
     with pytest.raises(BundleError, match=r"cache_mask 'no_such_mask' is not a state input"):
-        check_contract(bundle, manifest, *sessions(bundle))
+        load_bundle_manifest(bundle)
 
 
-def test_bundles_from_before_the_cache_mask_still_load(bundle: Path) -> None:
-    edit_manifest(bundle, lambda raw: raw["decoder"].pop("cache_mask"))
-    manifest = load_bundle_manifest(bundle)
-    assert manifest.decoder.cache_mask is None and not manifest.decoder.joinable
+def test_format_1_bundles_are_refused_with_the_command_that_fixes_them(bundle: Path) -> None:
+    edit_manifest(bundle, lambda raw: raw.update(format_version=1))
+    with pytest.raises(BundleError) as refused:
+        load_bundle_manifest(bundle)
+    message = str(refused.value)
+    assert "format version 1 is not supported" in message
+    assert "`python -m training.export`" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("part", "field"), [("decoder", "cache_mask"), ("decoder", "top_k"),
+                                             ("decoder", "grouped_static"),
+                                             ("state", "graph_writes"), ("state", "in_place")])
+def test_every_field_the_engine_relies_on_is_required(bundle: Path, part: str, field: str
+                                                      ) -> None:
+    def drop(raw: dict[str, Any]) -> None:
+        (raw["decoder"] if part == "decoder" else raw["decoder"]["state"][0]).pop(field)
+
+    edit_manifest(bundle, drop)
+    with pytest.raises(BundleError, match=rf"incomplete .*{part} lacks {field}"):
+        load_bundle_manifest(bundle)
+
+
+def test_a_cache_the_engine_cannot_write_in_place_is_refused(bundle: Path) -> None:
+    edit_manifest(bundle, lambda raw: raw["decoder"]["state"][0].update(in_place=False))
+    with pytest.raises(BundleError, match=r"grows but is not in_place; export the model again"):
+        load_bundle_manifest(bundle)

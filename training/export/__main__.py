@@ -1,4 +1,4 @@
-"""``python -m training.export SRC OUT [--int8] [--fp16] [--cache LAYOUT] [--opset N] [--force]``.
+"""``python -m training.export SRC OUT [--int8] [--fp16] [--opset N] [--force]``.
 
 SRC is this project's model directory or any local MarianMT checkpoint. OUT receives the fp32
 bundle; ``--int8`` and ``--fp16`` add complete variant bundles in ``OUT/int8`` and ``OUT/fp16``.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from training.errors import run_cli
 from training.export.bundle_writer import base_manifest, write_fp32, write_variant
-from training.export.graphs import CACHE_LAYOUTS, DEFAULT_OPSET, plan_for
+from training.export.graphs import DEFAULT_OPSET, plan_for
 from training.export.sources import load_source
 from training.export.variants import convert_fp16, quantize_int8
 from training.io import atomic_directory
@@ -26,10 +26,6 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("out", type=Path, help="bundle directory to create")
     cli.add_argument("--int8", action="store_true", help="add a dynamic-int8 bundle (CPU)")
     cli.add_argument("--fp16", action="store_true", help="add an fp16 bundle (CUDA)")
-    cli.add_argument("--cache", choices=CACHE_LAYOUTS, default="in-place",
-                     help="Transformer self-attention cache: written in place by the host "
-                     "(default; no per-step copy) or grown by the graph (`concat`, which the "
-                     "IO-binding path on CUDA needs)")
     cli.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                      help=f"ONNX opset (default {DEFAULT_OPSET})")
     cli.add_argument("--name", help="model name (default: OUT's folder name)")
@@ -43,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parser().parse_args(argv)
     source = load_source(args.src)
-    plan = plan_for(source, args.cache)
+    plan = plan_for(source)
     langs = (args.src_lang or source.metadata.get("src_lang", "und"),
              args.tgt_lang or source.metadata.get("tgt_lang", "und"))
     manifest = base_manifest(source, plan, name=args.name or args.out.name, langs=langs,

@@ -16,9 +16,9 @@ import transformers
 from service.bundle import GRAPH_FILES, MANIFEST, Manifest, sha256_of
 from training.errors import UserError
 from training.export.graphs import ENCODER_INPUTS, EXPORT_REVISION, GraphPlan, export_graphs
+from training.export.head import add_top_k_head, with_top_k
 from training.export.parity import max_differences
 from training.export.sources import Source
-from training.export.top_k import add_top_k_head, with_top_k
 
 TOLERANCE = 1e-4
 

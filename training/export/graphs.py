@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,8 +37,6 @@ class GraphPlan:
         return [s.input for s in self.contract.state] + [s.input for s in self.contract.static]
 
 
-CacheLayout = Literal["in-place", "concat"]
-CACHE_LAYOUTS: tuple[CacheLayout, ...] = ("in-place", "concat")
 # Opset 20 has ONNX's own ``Gelu``, which torch emits for the Transformer's activation and ONNX
 # Runtime runs as one kernel. At 18 torch writes erf-GELU as five nodes (Div, Erf, Add, Mul,
 # Mul) that ONNX Runtime 1.32 does not fuse back: on the OPUS-shape bench model, opset 20 is
@@ -52,16 +50,14 @@ DEFAULT_OPSET = 20
 EXPORT_REVISION = 3
 
 
-def marian_plan(model: Any, cache: CacheLayout = "in-place") -> GraphPlan:
-    """Cross K/V from the encoder; a self-attention K/V cache along axis 2, either written in
-    place (a buffer of ``cache_len`` capacity in and out, the graph writing each row's new
-    entry; the host writes the mask's) or grown by the graph (``past_len`` in, ``past_len + 1``
-    out)."""
+def marian_plan(model: Any) -> GraphPlan:
+    """Cross K/V from the encoder; a self-attention K/V cache along axis 2 written in place (a
+    buffer of ``cache_len`` capacity in and out, the graph writing each row's new entry; the
+    host writes the mask's)."""
     cfg = model.config
     heads, layers = cfg.decoder_attention_heads, cfg.decoder_layers
     head_dim = cfg.d_model // heads
-    in_place = cache == "in-place"
-    length = "cache_len" if in_place else "past_len"
+    length = "cache_len"
     kv = ["batch", heads, "src_len", head_dim]
     outputs, state, static = [], [], []
     for i in range(layers):
@@ -70,13 +66,13 @@ def marian_plan(model: Any, cache: CacheLayout = "in-place") -> GraphPlan:
             static.append(StaticSpec(f"cross_{part}_{i}", f"cross_{part}_{i}", F32, kv))
             state.append(StateSpec(f"past_{part}_{i}", f"present_{part}_{i}", F32,
                                    ["batch", heads, length, head_dim], "empty", grow_axis=2,
-                                   in_place=in_place, graph_writes=in_place))
-    state += [StateSpec("past_mask", "new_mask" if in_place else "present_mask", I64,
-                        ["batch", length], "empty", grow_axis=1, in_place=in_place),
+                                   in_place=True, graph_writes=True))
+    state += [StateSpec("past_mask", "new_mask", I64, ["batch", length], "empty", grow_axis=1,
+                        in_place=True),
               StateSpec("position", "next_position", I64, ["batch"], "empty")]
     contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS),
                                cache_mask="past_mask", grouped_static=True)
-    decoder = MarianDecoderStepGraph(model, in_place=in_place).eval()
+    decoder = MarianDecoderStepGraph(model).eval()
     return GraphPlan(MarianEncoderGraph(model).eval(), decoder, outputs, contract)
 
 
@@ -95,10 +91,9 @@ def rnn_plan(model: Any) -> GraphPlan:
                      contract)
 
 
-def plan_for(source: Source, cache: CacheLayout = "in-place") -> GraphPlan:
-    """The graph plan of either architecture (``cache`` applies to Transformers; the RNN state
-    does not grow)."""
-    return rnn_plan(source.module) if is_rnn(source) else marian_plan(source.module, cache)
+def plan_for(source: Source) -> GraphPlan:
+    """The graph plan of either architecture."""
+    return rnn_plan(source.module) if is_rnn(source) else marian_plan(source.module)
 
 
 def example_source(batch: int = 2, length: int = 5) -> tuple[Tensor, Tensor]:
@@ -119,7 +114,6 @@ def export_graphs(plan: GraphPlan, out: Path, *, opset: int, max_positions: int)
     are traced with two step rows per input)."""
     dims = {"batch": Dim("batch", min=1, max=4096), "src_len": Dim("src_len", min=1, max=4096),
             "inputs": Dim("inputs", min=1, max=4096),
-            "past_len": Dim("past_len", min=0, max=max(2, max_positions - 1)),
             "cache_len": Dim("cache_len", min=1, max=max(3, max_positions))}
     ids, mask = example_source()
     with torch.no_grad():
@@ -157,7 +151,7 @@ def example_state(spec: StateSpec, encoded: dict[str, Tensor], past: int = 3, gr
     if spec.init != "empty":
         return encoded[spec.init.split(":", 1)[1]].repeat_interleave(group, dim=0)
     batch = next(iter(encoded.values())).size(0) * group
-    grows = {"past_len", "cache_len"}
+    grows = {"cache_len"}
     shape = [int(batch if d == "batch" else past if d in grows else d) for d in spec.shape]
     if spec.dtype == I64 and grows & set(spec.shape):
         mask = torch.ones(*shape, dtype=torch.long)

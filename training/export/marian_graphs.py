@@ -122,26 +122,24 @@ class MarianEncoderGraph(nn.Module):
 
 class MarianDecoderStepGraph(nn.Module):
     """One decoder step: new token, mask, past self K/V, cache mask, position, cross K/V ->
-    log-probs, present K/V, the cache mask one longer, the next position.
+    log-probs, present K/V, the cache mask's new entry, the next position.
 
     The cache mask and the per-row position let rows that started at different steps share a
-    call (continuous batching): a row that joins late has its cache left-padded with masked
-    entries, and its own position drives the positional embedding.
+    call (continuous batching): each row's own position drives the positional embedding.
 
-    With ``in_place`` the past K/V and mask are buffers of any capacity ``C`` whose first
-    entries (as many as the row's mask ones) are the row's, and every row has a free column.
+    The past K/V and mask are buffers of any capacity ``C`` whose first entries (as many as
+    the row's mask ones) are the row's, and every row has a free column.
     The self-attention is :func:`cached_attention` (ONNX Runtime's ``GroupQueryAttention``):
     it reads only the row's entries and returns the K/V buffers with the step's entry written
     after them, in place when the engine binds those outputs to the inputs' memory; the step
     returns the mask's new entry ``(B, 1)`` for the host to write. Nothing is concatenated, so
-    the cache is not copied (service/inference/column_cache.py).
+    the cache is not copied (service/inference/kv_cache.py).
 
     The encoder's mask and cross K/V may have fewer rows ``I`` than the step (``B = I * G``):
     each input's ``G`` consecutive rows (its beams) share them (:func:`attend_grouped`)."""
 
-    def __init__(self, model: MarianMTModel, *, in_place: bool = False) -> None:
+    def __init__(self, model: MarianMTModel) -> None:
         super().__init__()
-        self.in_place = in_place
         self.decoder = model.model.decoder
         self.lm_head = model.lm_head
         # Marian's final logits bias is a buffer that training leaves at zero: adding it
@@ -159,10 +157,9 @@ class MarianDecoderStepGraph(nn.Module):
         """input_ids ``(B, 1)``, mask ``(I, S)``, state = ``past_key_i, past_value_i`` for each
         layer, ``past_mask`` ``(B, P)`` (1 = real cache entry), ``position`` ``(B,)``, then
         ``cross_key_i, cross_value_i`` ``(I, H, S, K)`` (``B = I * G``). Returns ``(B, V)``
-        log-probs, then ``present_key_i, present_value_i`` ``(B, H, P+1, K)``, ``(B, P+1)``
-        mask, ``(B,)`` next position (in place: K/V ``(B, H, C, K)``, the buffers with the new
-        entry written at each row's length by the graph, and the mask's new entry ``(B, 1)``,
-        which the host writes)."""
+        log-probs, then ``present_key_i, present_value_i`` ``(B, H, C, K)`` (the buffers with
+        the new entry written at each row's length), the mask's new entry ``(B, 1)`` (which the
+        host writes) and the ``(B,)`` next position."""
         dec = self.decoder
         past = state[: 2 * self.layers]
         past_mask, position = state[2 * self.layers], state[2 * self.layers + 1]
@@ -172,12 +169,8 @@ class MarianDecoderStepGraph(nn.Module):
         positions = dec.embed_positions.weight[position]
         x = dec.embed_tokens(input_ids[:, 0]) * dec.embed_scale + positions
         bias = padding_bias(encoder_attention_mask, x.dtype)
-        new_mask = torch.ones_like(position).unsqueeze(1)
-        if self.in_place:  # each row's entries are its first ones: their count is its length
-            mask_out, cache = new_mask, past_mask.sum(dim=1)
-        else:
-            mask_out = torch.cat([past_mask, new_mask], dim=1)
-            cache = padding_bias(mask_out, x.dtype)
+        mask_out = torch.ones_like(position).unsqueeze(1)
+        cache = past_mask.sum(dim=1)  # each row's entries are its first ones: their count
         presents: list[Tensor] = []
         for index, layer in enumerate(dec.layers):
             context, k, v = self.self_attend(x, index, past[2 * index], past[2 * index + 1],
@@ -197,12 +190,7 @@ class MarianDecoderStepGraph(nn.Module):
     def self_attend(self, x: Tensor, index: int, past_key: Tensor, past_value: Tensor,
                     cache: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Layer ``index``'s self-attention for the step's ``(B, D)`` input -> context
-        ``(B, D)`` and the present key/value. ``cache``: each row's length ``(B,)`` in the
-        in-place buffers ``(B, H, C, K)``, or the additive bias ``(B, 1, 1, P+1)`` of the grown
-        cache ``(B, H, P, K)``."""
+        ``(B, D)`` and the present key/value buffers ``(B, H, C, K)``. ``cache``: each row's
+        length ``(B,)``."""
         q, k, v = self.self_qkv[index](x)
-        if self.in_place:
-            return cached_attention(q, k, v, past_key, past_value, cache)
-        q, k, v = (step_heads(part, self.heads) for part in (q, k, v))
-        k, v = torch.cat([past_key, k], dim=2), torch.cat([past_value, v], dim=2)
-        return merge_step_heads(attention(q, k, v, cache)), k, v
+        return cached_attention(q, k, v, past_key, past_value, cache)

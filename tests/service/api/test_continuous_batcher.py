@@ -221,9 +221,8 @@ def test_the_service_overlaps_the_encoder(trained_bundle: Path, tmp_path: Path) 
     assert isinstance(strategy, IterationLevel) and strategy.overlap_encoder
 
 
-def test_a_loop_on_the_device_answers_each_request_as_alone(trained_concat_bundle: Path
-                                                            ) -> None:
-    bound = Translator.load(trained_concat_bundle, threads=1, io_binding=True)
+def test_a_loop_on_the_device_answers_each_request_as_alone(trained_bundle: Path) -> None:
+    bound = Translator.load(trained_bundle, threads=1, io_binding=True)
     requests = [(TEXTS[0:2], GREEDY), (TEXTS[2:3], BEAM), (TEXTS[3:6], BEAM)]
 
     async def run() -> list[list[str]]:

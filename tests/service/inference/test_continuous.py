@@ -3,7 +3,6 @@ they get alone (same tokens; scores equal up to float summation order)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,50 +12,46 @@ import pytest
 
 from service.inference import Translator
 from service.inference.continuous import Arrival, DecodeLoop
-from service.inference.onnx_decoder import OnnxModel, OnnxState
-from service.inference.search import SearchOptions
-from service.inference.slab import StaticSlab
+from service.inference.memory import OrtMemory
+from service.inference.onnx_decoder import OnnxModel
+from service.inference.options import DecodeOptions
 from service.inference.translator import Translation
 from tests.conftest import synthetic_pairs
 
 TEXTS = [src for src, _ in synthetic_pairs(16, seed=11)]
-GREEDY = SearchOptions(beam_size=1)
-BEAM = SearchOptions(beam_size=4, num_hypotheses=2)
+GREEDY = DecodeOptions(beam_size=1)
+BEAM = DecodeOptions(beam_size=4, num_hypotheses=2)
 
 
 @dataclass
 class Planned:
     step: int
     texts: list[str]
-    options: SearchOptions
+    options: DecodeOptions
     max_length: int | None = None
 
 
 PLAN = [Planned(0, TEXTS[0:3], GREEDY), Planned(0, TEXTS[3:5], BEAM),
         Planned(1, TEXTS[5:6], GREEDY, max_length=4), Planned(2, TEXTS[6:8], BEAM),
         Planned(3, [" ".join(TEXTS[8:11])], GREEDY), Planned(4, TEXTS[11:12], BEAM),
-        Planned(6, TEXTS[12:14], SearchOptions(beam_size=4, length_penalty=0.6))]
+        Planned(6, TEXTS[12:14], DecodeOptions(beam_size=4, length_penalty=0.6))]
 CANCELLED = Planned(1, TEXTS[14:16], GREEDY)
 
 
-@pytest.fixture(scope="module", params=["trained_bundle", "trained_concat_bundle", "lstm_bundle",
-                                        "trained_concat_bundle+io_binding",
-                                        "lstm_bundle+io_binding"])
+@pytest.fixture(scope="module", params=["trained_bundle", "lstm_bundle",
+                                        "trained_bundle+io_binding", "lstm_bundle+io_binding"])
 def translator(request: pytest.FixtureRequest) -> Translator:
-    """Each architecture and cache form; ``+io_binding``: the loop keeps its state in ONNX
-    Runtime values (``DeviceModel``; over host memory here, on the GPU with CUDA)."""
+    """Each architecture; ``+io_binding``: the loop keeps its state in ONNX Runtime values
+    (``OrtMemory``; CPU values here, on the GPU with CUDA)."""
     fixture, _, binding = request.param.partition("+")
-    loaded = Translator.load(request.getfixturevalue(fixture), io_binding=bool(binding) or None)
-    assert (loaded.device_model is not None) == bool(binding)
+    loaded = Translator.load(request.getfixturevalue(fixture), io_binding=bool(binding))
+    assert isinstance(loaded.model.memory, OrtMemory) == bool(binding)
     return loaded
 
 
 def alone(translator: Translator, arrival: Planned) -> list[Translation]:
-    options = arrival.options
-    return translator.translate(arrival.texts, beam_size=options.beam_size,
-                                num_hypotheses=options.num_hypotheses,
-                                length_penalty=options.length_penalty,
-                                max_length=arrival.max_length)
+    return translator.translate(arrival.texts,
+                                replace(arrival.options, max_length=arrival.max_length))
 
 
 def run_plan(loop: DecodeLoop, plan: list[Planned], cancel: tuple[int, int] | None = None,
@@ -67,7 +62,7 @@ def run_plan(loop: DecodeLoop, plan: list[Planned], cancel: tuple[int, int] | No
     results: dict[int, list[Translation]] = {}
     spread, step = 0, 0
     while step < 200:
-        arrivals = [Arrival(key, a.texts, a.options, a.max_length)
+        arrivals = [Arrival(key, a.texts, replace(a.options, max_length=a.max_length))
                     for key, a in enumerate(plan) if a.step == step]
         if cancel is not None and cancel[1] == step:
             loop.cancel(cancel[0])
@@ -142,112 +137,42 @@ def test_cancel_frees_rows_and_the_loop_drains(translator: Translator) -> None:
     search = next(iter(loop.searches.values()))
     # an input's beams share one row of encoder outputs (Transformers), else have one each
     per_input = 1 if translator.manifest.decoder.grouped_static else BEAM.beam_size
-    assert search.slab.rows == before * per_input == 6 * per_input
+    assert search.state is not None
+    assert len(search.state.mask) == before * per_input == 6 * per_input
     loop.cancel(0)
     assert loop.running == before - 4
-    assert search.slab.rows == 2 * per_input
+    assert len(search.state.mask) == 2 * per_input
     while loop.running:
         outcomes = loop.step()
         assert all(key == 1 for key, _ in outcomes)
     assert not loop.searches and not loop.requests
 
 
-def join_after_two_steps(translator: Translator) -> tuple[OnnxState, dict[str, np.ndarray], str]:
-    """A one-row batch after two steps, the carried state with a fresh row joined to it, and
-    the name of the cache mask."""
-    model = translator.model
+def test_joining_rows_start_at_column_zero_with_their_own_position(trained_bundle: Path
+                                                                   ) -> None:
+    model = Translator.load(trained_bundle).model
     running = model.encode(np.array([[5, 6, 7, 8, 1]]), np.ones((1, 5), dtype=np.int64))
     _, running = model.step(np.array([3]), running)
     _, running = model.step(np.array([9]), running)
+    written = running.carried["past_key_0"][0, :, :2].copy()
+    assert written.any()  # the two entries were written
     joining = model.encode(np.array([[5, 1]]), np.ones((1, 2), dtype=np.int64))
-    cache = translator.manifest.decoder.cache_mask
-    assert cache is not None
-    return running, model.merge_carried(running.carried, joining.carried), cache
+    joined = model.join(running, joining)
+    assert joined.cache_mask is not None
+    capacity = joined.cache_mask.shape[1]
+    assert joined.cache_mask.tolist() == [[1, 1] + [0] * (capacity - 2), [0] * capacity]
+    assert joined.carried["position"].tolist() == [2, 0]
+    np.testing.assert_array_equal(joined.carried["past_key_0"][0, :, :2], written)
+    assert joined.mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
 
 
-def test_joining_rows_get_a_masked_cache_and_their_own_position(trained_concat_bundle: Path
-                                                                ) -> None:
-    translator = Translator.load(trained_concat_bundle)
-    model = translator.model
-    running, carried, cache = join_after_two_steps(translator)
-    assert carried[cache].tolist() == [[1, 1], [0, 0]]  # the newcomer's past is padding
-    assert carried["position"].tolist() == [2, 0]
-    assert carried["past_key_0"].shape[:3] == (2, running.carried["past_key_0"].shape[1], 2)
-    assert not carried["past_key_0"][1].any()
-    trimmed = model.trim_cache({name: value[1:] for name, value in carried.items()})
-    assert trimmed[cache].shape == (1, 0)  # only padding left: cut
-
-
-def test_in_place_joining_rows_start_at_column_zero(trained_bundle: Path) -> None:
-    translator = Translator.load(trained_bundle)
-    assert translator.manifest.decoder.in_place
-    running, carried, cache = join_after_two_steps(translator)
-    capacity = carried[cache].shape[1]
-    assert carried[cache].tolist() == [[1, 1] + [0] * (capacity - 2), [0] * capacity]
-    assert carried["position"].tolist() == [2, 0]
-    assert running.carried["past_key_0"][0, :, :2].any()  # the two entries were written
-    np.testing.assert_array_equal(carried["past_key_0"][0], running.carried["past_key_0"][0])
-
-
-def test_bundles_without_cache_mask_are_refused(trained_concat_bundle: Path, lstm_bundle: Path
+def test_bundles_without_cache_mask_are_refused(trained_bundle: Path, lstm_bundle: Path
                                                 ) -> None:
-    translator = Translator.load(trained_concat_bundle)
+    translator = Translator.load(trained_bundle)
     old = replace(translator.manifest,
                   decoder=replace(translator.manifest.decoder, cache_mask=None))
     assert not old.decoder.joinable  # a growing cache without a mask cannot be padded
     model = OnnxModel(old, translator.model.encoder, translator.model.decoder)
-    with pytest.raises(ValueError, match="re-export"):
+    with pytest.raises(ValueError, match=r"training\.export"):
         DecodeLoop(Translator(old, model, translator.tokenizer, translator.provider))
     assert Translator.load(lstm_bundle).manifest.decoder.joinable  # no growing state at all
-
-
-def test_static_slab_reuses_rows_and_masks_the_rest() -> None:
-    slab = StaticSlab({"memory": 1})
-    first = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
-    slab.append(np.array([[1, 1, 1], [1, 1, 0]]), {"memory": first})
-    slab.append(np.array([[1, 1, 1, 1, 1]]), {"memory": np.full((1, 5, 2), 7, np.float32)})
-    mask, static = slab.view()
-    assert slab.width == 5 and mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0],
-                                                 [1, 1, 1, 1, 1]]
-    assert np.array_equal(static["memory"][:2, :3], first)
-    assert not static["memory"][:2, 3:].any() and (static["memory"][2] == 7).all()
-    slab.compact(np.array([2]), np.array([0]), 2)  # the last row fills a departed one
-    mask, static = slab.view()
-    assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
-    assert (static["memory"][0] == 7).all() and np.array_equal(static["memory"][1, :3], first[1])
-    slab.compact(np.array([1]), np.array([0]), 1)  # the long source left: half the width
-    assert slab.width == 2 and slab.view()[0].tolist() == [[1, 1]]
-
-
-def random_carried(model: OnnxModel, seed: int = 3) -> Callable[[int, int], dict[str, np.ndarray]]:
-    """``carried(rows, length)``: random carried state of ``model`` with ``rows`` rows and
-    caches ``length`` entries long."""
-    rng = np.random.default_rng(seed)
-
-    def carried(rows: int, length: int) -> dict[str, np.ndarray]:
-        out = {}
-        for spec in model.state_specs:
-            shape = [rows if d == "batch" else length if isinstance(d, str) else d
-                     for d in spec.shape]
-            out[spec.input] = rng.normal(size=shape).astype(spec.dtype)
-        return out
-
-    return carried
-
-
-def test_select_and_join_is_gather_then_merge_in_one_copy(trained_concat_bundle: Path) -> None:
-    model = Translator.load(trained_concat_bundle).model
-    carried = random_carried(model)
-    running, index = carried(6, 5), np.array([5, 5, 0, 3])
-    kept = {name: np.take(value, index, axis=0) for name, value in running.items()}
-    for joining in ([carried(2, 0), carried(1, 3)], [carried(2, 7)], []):
-        want = kept
-        for part in joining:
-            want = model.merge_carried(want, part)
-        got = model.select_and_join(running, index, joining)
-        assert set(got) == set(want)
-        for name in want:
-            np.testing.assert_array_equal(got[name], want[name])
-    unchanged = model.select_and_join(running, None, [carried(1, 0)])
-    for name, value in running.items():
-        np.testing.assert_array_equal(unchanged[name][:6], value)

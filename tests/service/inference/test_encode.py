@@ -22,7 +22,7 @@ def test_grouped_encoding_equals_one_call(fixture: str, request: pytest.FixtureR
     grouped = model.encode(ids, mask, rows_per_call=4)
     assert (grouped.mask == one.mask).all()
     for name, value in one.static.items():
-        axis = model.src_axes[name]
+        axis = model.layout.src_axes[name]
         real = np.expand_dims(mask, tuple(a for a in range(value.ndim) if a not in (0, axis)))
         assert grouped.static[name].shape == value.shape
         np.testing.assert_allclose(grouped.static[name] * real, value * real, atol=1e-5)

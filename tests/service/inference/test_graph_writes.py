@@ -13,10 +13,11 @@ import pytest
 
 from service.inference import Translator
 from service.inference.batching import pad_batch
-from service.inference.onnx_decoder import BIND_MIN_ROWS, OnnxState
+from service.inference.kv_cache import KVCache
+from service.inference.memory import BIND_MIN_ROWS
 
 
-def encoded(bundle: Path, lengths: list[int], max_length: int) -> tuple[Translator, OnnxState]:
+def encoded(bundle: Path, lengths: list[int], max_length: int) -> tuple[Translator, KVCache]:
     translator = Translator.load(bundle)
     rng = np.random.default_rng(0)
     ids, mask = pad_batch([[*rng.integers(4, 250, n).tolist(), 1] for n in lengths], 0)
@@ -32,7 +33,7 @@ def test_a_step_writes_the_new_entries_at_each_rows_length(transformer_bundle: P
     translator, state = encoded(transformer_bundle, lengths, max_length=40)
     model = translator.model
     assert model.manifest.decoder.graph_writes
-    name = next(iter(model.graph_written))
+    name = next(iter(model.layout.kv))
     tokens = np.zeros(rows, dtype=np.int64)
     for step in range(3):
         buffer = state.carried[name]
@@ -42,22 +43,29 @@ def test_a_step_writes_the_new_entries_at_each_rows_length(transformer_bundle: P
         assert np.shares_memory(after, buffer) == (rows >= BIND_MIN_ROWS)
         np.testing.assert_array_equal(after[:, :, :step], before[:, :, :step])
         assert (after[:, :, step] != 0).any() and not (before[:, :, step] != 0).any()
-        assert state.carried["past_mask"].sum(axis=1).tolist() == [step + 1] * rows
+        assert state.cache_mask is not None
+        assert state.cache_mask.sum(axis=1).tolist() == [step + 1] * rows
 
 
 def test_a_full_buffer_grows_before_the_step(transformer_bundle: Path) -> None:
     translator, state = encoded(transformer_bundle, [4, 6] * BIND_MIN_ROWS, max_length=2)
     model = translator.model
-    capacity = state.carried["past_mask"].shape[1]
+    assert state.cache_mask is not None
+    capacity = state.cache_mask.shape[1]
     rows = 2 * BIND_MIN_ROWS
     tokens = np.zeros(rows, dtype=np.int64)
     for _ in range(capacity):
         _, state = model.step_top_k(tokens, state, 1)
-    full = state.carried["past_mask"]
-    assert full.sum(axis=1).tolist() == [capacity] * rows  # no free column left
+    assert cache_mask(state).sum(axis=1).tolist() == [capacity] * rows  # no free column left
     _, state = model.step_top_k(tokens, state, 1)
-    assert state.carried["past_mask"].shape[1] > capacity
-    assert state.carried["past_mask"].sum(axis=1).tolist() == [capacity + 1] * rows
+    assert cache_mask(state).shape[1] > capacity
+    assert state.carried["past_key_0"].shape[2] == cache_mask(state).shape[1]
+    assert cache_mask(state).sum(axis=1).tolist() == [capacity + 1] * rows
+
+
+def cache_mask(state: KVCache) -> np.ndarray:
+    assert state.cache_mask is not None
+    return state.cache_mask
 
 
 def test_results_equal_those_of_one_row_at_a_time(transformer_bundle: Path) -> None:
@@ -76,7 +84,7 @@ def test_binding_needs_no_onnx_package(transformer_bundle: Path) -> None:
         "import sys; sys.modules['onnx'] = None\n"
         "from service.inference import Translator\n"
         f"translator = Translator.load({str(transformer_bundle)!r})\n"
-        "assert translator.model.bindable\n"
+        "assert translator.model.bound\n"
         "print(len(translator.translate(['the cat sat .'] * 9, beam_size=2)))\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=False, cwd=Path(__file__).parents[3])

@@ -3,6 +3,7 @@ exactly like beams that each hold a copy of them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from service.bundle import read_manifest
 from service.inference import Translator
 from service.inference.batching import pad_batch
+from service.inference.options import DecodeOptions
 from tests.conftest import synthetic_pairs
 
 SENTENCES = [src for src, _ in synthetic_pairs(10, seed=11)] + ["fish.", "the the the"]
@@ -23,11 +25,11 @@ def rows_per_call(translator: Translator) -> list[tuple[int, int]]:
     model = translator.model
     run = model._run
 
-    def spy(names: Any, feeds: dict[str, Any]) -> Any:
-        calls.append((len(feeds["input_ids"]), len(feeds["encoder_attention_mask"])))
-        return run(names, feeds)
+    def spy(tokens: np.ndarray, state: Any, *args: Any) -> Any:
+        calls.append((len(tokens), len(state.mask)))
+        return run(tokens, state, *args)
 
-    model._run = spy  # type: ignore[method-assign]
+    model._run = spy  # type: ignore[method-assign, assignment]
     return calls
 
 
@@ -38,13 +40,11 @@ def search(translator: Translator, beam: int, inputs: list[int]) -> Results:
     """Beam search over the given sentences in that order (no sorting by length), input ``i``
     capped at ``i + 3`` tokens: in one batch the first inputs finish first and their rows are
     refilled from the end of the batch."""
-    from service.inference.translator import make_options
-
     sources = [translator.tokenizer(SENTENCES[i])["input_ids"] for i in inputs]
     ids, mask = pad_batch(sources, translator.manifest.special_tokens["pad"])
     max_length = np.array(inputs, dtype=np.int64) + 3
-    results = translator._search_batch(ids, mask, max_length, make_options(beam, 2, 1.0, 0, 0,
-                                                                            False))
+    options = DecodeOptions(beam_size=beam, num_hypotheses=2)
+    results = translator._search_batch(ids, mask, max_length, options)
     return [[(h.tokens, h.score) for h in row] for row in results]
 
 
@@ -55,14 +55,12 @@ def assert_same(got: Results, expected: Results) -> None:
         [s for row in expected for _, s in row], abs=1e-5)
 
 
-@pytest.mark.parametrize("fixture", ["trained_bundle", "trained_concat_bundle"])
 @pytest.mark.parametrize("beam", [2, 4])
-def test_shared_encoder_outputs_give_each_inputs_alone_result(
-        fixture: str, beam: int, request: pytest.FixtureRequest) -> None:
-    bundle: Path = request.getfixturevalue(fixture)
-    assert read_manifest(bundle).decoder.grouped_static
-    shared, copied = Translator.load(bundle), Translator.load(bundle)
-    copied.model.grouped_static = False
+def test_shared_encoder_outputs_give_each_inputs_alone_result(trained_bundle: Path, beam: int
+                                                              ) -> None:
+    assert read_manifest(trained_bundle).decoder.grouped_static
+    shared, copied = Translator.load(trained_bundle), Translator.load(trained_bundle)
+    copied.model.layout = replace(copied.model.layout, grouped=False)
     everyone = list(range(len(SENTENCES)))
     calls = rows_per_call(shared)
     got = search(shared, beam, everyone)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from service.inference.beam import beam_search
-from service.inference.search import SearchOptions, greedy_search
+from service.inference.options import DecodeOptions
+from service.inference.search import Candidates, greedy_search, top_k
 
 START, EOS, A, B, C = range(5)
 TABLE: dict[tuple[int, ...], dict[int, float]] = {
@@ -43,8 +44,11 @@ class Scripted:
                 out[row, tok] = math.log(prob)
         return out, new
 
-    def reorder(self, state: Any, index: np.ndarray, *, inputs_changed: bool = True,
-                group: int = 1) -> Any:
+    def step_top_k(self, tokens: np.ndarray, state: Any, k: int) -> tuple[Candidates, Any]:
+        log_probs, state = self.step(tokens, state)
+        return top_k(log_probs, k), state
+
+    def reorder(self, state: Any, index: np.ndarray) -> Any:
         return state[index]
 
 
@@ -58,7 +62,7 @@ def start_state(batch: int) -> np.ndarray:
 def run(search: Any, batch: int = 1, max_length: int = 10, **options: Any) -> Any:
     decoder = Scripted()
     results = search(decoder, start_state(batch), batch=batch, start_id=START, eos_id=EOS,
-                     max_length=np.full(batch, max_length), options=SearchOptions(**options))
+                     max_length=np.full(batch, max_length), options=DecodeOptions(**options))
     return results, decoder
 
 
@@ -111,5 +115,5 @@ def test_finished_rows_leave_the_batch() -> None:
     decoder = Scripted()
     state = start_state(2)
     greedy_search(decoder, state, batch=2, start_id=START, eos_id=EOS,
-                  max_length=np.array([1, 5]), options=SearchOptions(min_length=3))
+                  max_length=np.array([1, 5]), options=DecodeOptions(min_length=3))
     assert decoder.rows_seen == [2, 1, 1, 1]  # row 0 hits its limit after one step

@@ -1,5 +1,5 @@
 """The decoder's in-graph top-k head: same candidates as numpy over the full log-probs, same
-translations with and without it, and the upgrade of bundles exported before it existed."""
+translations with and without it, and with the blocked form of it."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ import numpy as np
 import onnx
 import pytest
 
-from service.bundle import load_bundle_manifest
 from service.inference import Translator
-from service.inference.onnx_decoder import OnnxModel, OnnxState
+from service.inference.kv_cache import KVCache
+from service.inference.onnx_decoder import OnnxModel
 from service.inference.search import top_k
 from tests.conftest import synthetic_pairs
-from tests.export_fixtures import force_blocked_head, strip_head
-from training.errors import run_cli
-from training.export.top_k import main as upgrade_main
+from tests.export_fixtures import force_blocked_head
 
 SENTENCES = [src for src, _ in synthetic_pairs(10, seed=11)] + ["fish.", "the the the the"]
 
@@ -42,7 +40,7 @@ def test_graph_head_matches_numpy_on_the_full_log_probs(trained_bundle: Path, va
     state = model.encode(ids, (ids > 0).astype(np.int64))
     tokens = np.array([2, 2], dtype=np.int64)
 
-    def fresh() -> OnnxState:  # a step writes its cache entry into the state's buffers
+    def fresh() -> KVCache:  # a step writes its cache entry into the state's buffers
         return state.copy()
 
     log_probs, _ = model.step(tokens, fresh())
@@ -74,44 +72,6 @@ def assert_same_translations(a: Translator, b: Translator, options: dict) -> Non
     np.testing.assert_allclose([r.score for r in first], [r.score for r in second], atol=1e-6)
 
 
-def assert_upgrade_keeps_translations(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Upgrading ``bundle`` and its int8 variant changes both, records the head (checksums
-    updated) and keeps beam-4 texts and scores; a second upgrade changes nothing."""
-    before = Translator.load(bundle).translate(SENTENCES, beam_size=4, return_scores=True)
-    assert upgrade_main([str(bundle)]) == 0
-    assert capsys.readouterr().out.count('"added": true') == 2
-    for directory in (bundle, bundle / "int8"):
-        assert load_bundle_manifest(directory).decoder.top_k is not None
-    after = Translator.load(bundle).translate(SENTENCES, beam_size=4, return_scores=True)
-    assert [(r.text, r.score) for r in after] == [(r.text, r.score) for r in before]
-    assert upgrade_main([str(bundle)]) == 0
-    assert capsys.readouterr().out.count('"added": false') == 2
-
-
-def test_upgrade_adds_the_head_to_old_bundles(trained_bundle: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    bundle = tmp_path / "old"
-    shutil.copytree(trained_bundle, bundle)
-    for directory in (bundle, bundle / "int8"):
-        strip_head(directory)
-    assert Translator.load(bundle).model.top_k is None
-    assert_upgrade_keeps_translations(bundle, capsys)
-
-
-def test_upgrade_refuses_a_damaged_bundle(trained_bundle: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    bundle = tmp_path / "damaged"
-    shutil.copytree(trained_bundle, bundle)
-    strip_head(bundle)
-    (bundle / "encoder.onnx").write_bytes(b"truncated")
-    decoder = (bundle / "decoder.onnx").read_bytes()
-    assert run_cli(upgrade_main, [str(bundle)]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("error: ") and "checksum mismatch for encoder.onnx" in error
-    assert "\n" not in error
-    assert (bundle / "decoder.onnx").read_bytes() == decoder
-
-
 def test_blocked_head_translates_like_the_plain_one(trained_bundle: Path, tmp_path: Path
                                                     ) -> None:
     # The trained fixture's vocabulary is below BLOCKED_MIN_VOCAB: force the blocked form
@@ -124,16 +84,3 @@ def test_blocked_head_translates_like_the_plain_one(trained_bundle: Path, tmp_pa
     for options in ({"beam_size": 1}, {"beam_size": 4, "num_hypotheses": 2}):
         assert_same_translations(Translator.load(trained_bundle), Translator.load(bundle),
                                  options)
-
-
-def test_upgrade_replaces_a_head_of_the_other_form(trained_bundle: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    bundle = tmp_path / "other-head"
-    shutil.copytree(trained_bundle, bundle)
-    for directory in (bundle, bundle / "int8"):
-        force_blocked_head(directory)  # a small vocabulary gets the plain head now
-    assert_upgrade_keeps_translations(bundle, capsys)
-    for directory in (bundle, bundle / "int8"):
-        graph = onnx.load(str(directory / "decoder.onnx")).graph
-        assert [n.op_type for n in graph.node].count("TopK") == 1
-        assert not any(n.name.startswith("top_k_head/") for n in graph.node)

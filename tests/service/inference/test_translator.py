@@ -73,10 +73,11 @@ def test_beam_equals_generate_with_scores(translator: Translator, trained_bundle
     expected, scores = generate(trained_bundle, sources, num_beams=beam, max_new_tokens=20,
                                 num_return_sequences=hyps, length_penalty=penalty,
                                 early_stopping=early)
-    from service.inference.translator import LengthLimits, make_options
+    from service.inference.options import DecodeOptions
 
-    results = translator.search(sources, make_options(beam, hyps, penalty, 0, 0, early),
-                                LengthLimits(max_length=20))
+    results = translator.search(sources, DecodeOptions(
+        beam_size=beam, num_hypotheses=hyps, length_penalty=penalty, early_stopping=early,
+        max_length=20))
     got = [h.tokens for row in results for h in row]
     assert got == expected
     assert scores is not None
@@ -163,14 +164,6 @@ def test_only_the_decoder_may_spin(trained_bundle: Path, given: bool | None, spi
               else Translator.load(trained_bundle, decoder_spinning=given))
     assert spinning(loaded.model.decoder) == spins
     assert spinning(loaded.model.encoder) == "0"
-
-
-def test_cli_decoder_spinning_is_on_unless_turned_off() -> None:
-    from service.inference.__main__ import parser
-
-    base = ["translate", "--bundle", "b"]
-    assert parser().parse_args(base).decoder_spinning is True
-    assert parser().parse_args([*base, "--no-decoder-spinning"]).decoder_spinning is False
 
 
 def test_cli_translates_lines_in_order(trained_bundle: Path) -> None:

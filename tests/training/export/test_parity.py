@@ -135,7 +135,7 @@ def test_projections_of_one_input_are_one_gemm(marian_bundle: Path) -> None:
 
 def test_bundle_contents(transformer_bundle: Path) -> None:
     raw = json.loads((transformer_bundle / "model.json").read_text())
-    assert raw["format_version"] == 1 and raw["architecture"] == "transformer"
+    assert raw["format_version"] == 2 and raw["architecture"] == "transformer"
     assert raw["dtype"] == "float32" and raw["opset"] == DEFAULT_OPSET
     assert set(raw["versions"]) == {"torch", "transformers", "onnx", "onnxruntime"}
     assert {"encoder.onnx", "decoder.onnx", "tokenizer.json"} <= set(raw["files"])

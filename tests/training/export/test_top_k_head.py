@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 
 from service.inference.search import top_k
 from training.errors import UserError
-from training.export.top_k import HEAD, add_top_k_head, block_size, sort_nodes
+from training.export.head import HEAD, add_top_k_head, block_size, sort_nodes
 
 
 def head_session(tmp_path: Path, vocab: int, min_vocab: int) -> ort.InferenceSession:

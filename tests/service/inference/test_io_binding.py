@@ -1,7 +1,7 @@
-"""IO binding (``DeviceModel``): the state kept in ONNX Runtime memory gives exactly the
-translations and scores of the numpy path, for both architectures, greedy and beam, with rows
-leaving the batch at different steps. On this CPU-only machine it runs over host memory; the
-CUDA run of the same code is in bench/gpu_check.py."""
+"""IO binding (``OrtMemory``): the state kept in ONNX Runtime values, the key/value buffers
+written in place by the graph, gives exactly the translations and scores of the host path,
+for both architectures, greedy and beam, with rows leaving the batch at different steps. Here
+the values are CPU ``OrtValue`` s; the CUDA run of the same code is bench/gpu_check.py."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from service.bundle import BundleError
 from service.inference import Translator
-from service.inference.device import with_required_input
-from service.inference.device_rows import RowGather
+from service.inference.memory import HostMemory, OrtMemory
+from service.inference.session import with_required_input
 from tests.conftest import synthetic_pairs
 
 # mixed lengths, so inputs finish at different steps and the batch is compacted
@@ -25,14 +24,15 @@ SENTENCES = [src for src, _ in synthetic_pairs(12, seed=5)] + ["fish.", "a " * 3
 CPU = ["CPUExecutionProvider"]
 
 
-@pytest.mark.parametrize("fixture", ["trained_concat_bundle", "lstm_bundle"])
+@pytest.mark.parametrize("fixture", ["trained_bundle", "lstm_bundle"])
 @pytest.mark.parametrize(("beam", "hypotheses"), [(1, 1), (4, 3)])
 def test_bound_state_translates_exactly_like_numpy(fixture: str, beam: int, hypotheses: int,
                                                    request: pytest.FixtureRequest) -> None:
     bundle: Path = request.getfixturevalue(fixture)
     plain = Translator.load(bundle, threads=1)
     bound = Translator.load(bundle, threads=1, io_binding=True)
-    assert plain.device_model is None and bound.device_model is not None
+    assert isinstance(plain.model.memory, HostMemory)
+    assert isinstance(bound.model.memory, OrtMemory)
     steps = bound.model.steps
     want = plain.translate(SENTENCES, beam_size=beam, num_hypotheses=hypotheses,
                            max_batch_tokens=64)
@@ -47,9 +47,9 @@ def test_bound_state_translates_exactly_like_numpy(fixture: str, beam: int, hypo
 
 
 def test_token_level_min_length_and_repetition_bans_go_through_the_bound_path(
-        trained_concat_bundle: Path) -> None:
-    plain = Translator.load(trained_concat_bundle, threads=1)
-    bound = Translator.load(trained_concat_bundle, threads=1, io_binding=True)
+        trained_bundle: Path) -> None:
+    plain = Translator.load(trained_bundle, threads=1)
+    bound = Translator.load(trained_bundle, threads=1, io_binding=True)
     sources = plain.prepare(SENTENCES[:6]).sources
     for min_length, ngram in ((5, 0), (0, 2)):
         assert bound.translate_ids(sources, beam_size=3, min_length=min_length,
@@ -57,31 +57,32 @@ def test_token_level_min_length_and_repetition_bans_go_through_the_bound_path(
             sources, beam_size=3, min_length=min_length, no_repeat_ngram_size=ngram)
 
 
-def test_in_place_caches_are_served_from_host_memory(trained_bundle: Path) -> None:
-    assert Translator.load(trained_bundle, threads=1).device_model is None
-    with pytest.raises(BundleError, match="--cache concat"):
-        Translator.load(trained_bundle, threads=1, io_binding=True)
-
-
-def test_row_gather_matches_numpy_for_every_rank_and_dtype() -> None:
+def test_device_row_ops_match_numpy_for_every_rank_and_dtype() -> None:
+    memory = OrtMemory("cpu", CPU, 1)
     rng = np.random.default_rng(0)
-    arrays: dict[str, np.ndarray] = {"a": rng.normal(size=(5, 2, 3, 4)).astype(np.float32),
-              "b": rng.normal(size=(5, 7)).astype(np.float16),
-              "c": rng.integers(0, 9, size=(5, 6)).astype(np.int64)}
-    gather = RowGather({name: value.dtype for name, value in arrays.items()}, CPU, 1, "cpu")
-    index = np.array([4, 0, 0, 2])
-    out = gather({name: ort.OrtValue.ortvalue_from_numpy(value)
-                  for name, value in arrays.items()}, index)
-    for name, value in arrays.items():
-        np.testing.assert_array_equal(out[name].numpy(), value[index])
-        assert out[name].numpy().dtype == value.dtype
+    for array in (rng.normal(size=(5, 2, 3, 4)).astype(np.float32),
+                  rng.normal(size=(5, 7)).astype(np.float16),
+                  rng.integers(0, 9, size=(5, 6)).astype(np.int64)):
+        value = memory.upload(array)
+        index = np.array([4, 0, 0, 2])
+        np.testing.assert_array_equal(memory.download(memory.take(value, index)), array[index])
+        axis = array.ndim - 1
+        grown = memory.download(memory.resize(value, axis, array.shape[axis] + 2))
+        np.testing.assert_array_equal(grown[..., : array.shape[axis]], array)
+        assert not grown[..., array.shape[axis] :].any()
+        cut = memory.download(memory.resize(value, axis, 1))
+        np.testing.assert_array_equal(cut, array[..., :1])
+        joined = memory.download(memory.append(memory.upload(array[:2, ..., :1]), value, axis))
+        assert joined.dtype == array.dtype and joined.shape == (7, *array.shape[1:])
+        np.testing.assert_array_equal(joined[2:], array)
+        np.testing.assert_array_equal(joined[:2, ..., :1], array[:2, ..., :1])
+        assert not joined[:2, ..., 1:].any()
 
 
-def test_required_input_drops_only_that_initializer(trained_concat_bundle: Path) -> None:
-    # the device path serves bundles whose caches the graph grows (their k has a default)
-    original = onnx.load(str(trained_concat_bundle / "decoder.onnx"))
-    changed = onnx.load_from_string(with_required_input(
-        trained_concat_bundle / "decoder.onnx", "top_k"))
+def test_required_input_drops_only_that_initializer(lstm_bundle: Path) -> None:
+    # an RNN bundle's k has a default, which IO binding cannot bind
+    original = onnx.load(str(lstm_bundle / "decoder.onnx"))
+    changed = onnx.load_from_string(with_required_input(lstm_bundle / "decoder.onnx", "top_k"))
     before = {init.name for init in original.graph.initializer}
     after = {init.name for init in changed.graph.initializer}
     assert before - after == {"top_k"}
@@ -90,11 +91,11 @@ def test_required_input_drops_only_that_initializer(trained_concat_bundle: Path)
 
 
 def test_io_binding_is_off_by_default_on_the_cpu(trained_bundle: Path) -> None:
-    assert Translator.load(trained_bundle, threads=1).device_model is None
+    assert isinstance(Translator.load(trained_bundle, threads=1).model.memory, HostMemory)
 
 
 def test_serving_without_io_binding_never_imports_onnx() -> None:
     """The `serve` extra (the CPU image) has no `onnx`; only IO binding needs it."""
-    code = ("import sys, service.api, service.inference, service.inference.device; "
+    code = ("import sys, service.api, service.inference, service.inference.memory; "
             "assert 'onnx' not in sys.modules, 'onnx imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])

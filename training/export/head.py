@@ -1,4 +1,4 @@
-"""Append a top-k head to a decoder graph, and add it to bundles exported without one.
+"""The top-k head the exporter appends to every decoder graph.
 
 The head is one ``TopK`` node over the log-probs, with ``k`` an int64 input that defaults to 1
 (an initializer that is also a graph input, so callers that do not feed it still work). The
@@ -11,21 +11,12 @@ log-probs, the best ``k`` blocks (in id order), then ``TopK`` over their entries
 best entries always lie in the ``k`` blocks with the best maxima (an entry outside them would
 be beaten by each of those ``k`` maxima, ties going to the lower id), so the result is exactly
 the plain head's, ties included; ``TopK`` over all 32,000 log-probs of 64-256 rows is what it
-saves (OPUS-shape model: 1.01x greedy, 1.06x beam 4 at batch 64, docs/benchmarks.md, "eighth
-session"). Under ``BLOCKED_MIN_VOCAB`` tokens the extra nodes cost more than they save.
-
-``python -m training.export.top_k BUNDLE [BUNDLE ...]`` adds the head to existing bundles (and
-their variant sub-bundles) in place, or replaces a head of the other form (plain or blocked):
-the graphs are otherwise unchanged, so their outputs and evaluation figures stay valid. (An
-fp16 variant is the exception: a head added there reads the fp32 log-probs output, where the
-converted one read fp16 values, so near-ties can resolve differently.)
+saves (OPUS-shape model: 1.01x greedy, 1.06x beam 4 at batch 64). Under ``BLOCKED_MIN_VOCAB``
+tokens the extra nodes cost more than they save.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,22 +25,17 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from service.bundle import (
-    MANIFEST,
-    BundleError,
     DecoderContract,
     TopKSpec,
-    load_bundle_manifest,
-    sha256_of,
 )
-from training.errors import UserError, run_cli
+from training.errors import UserError
 
 DECODER = "decoder.onnx"
 HEAD = TopKSpec()  # the names every exported head uses
 
 
 BLOCK = 128  # log-probs per block, about sqrt(32,000): both TopK passes stay small
-# The shipped 8,000-token model measured 0.97-0.99x at batch 1 with a blocked head (0.99-1.05x
-# at batch 64), even with the A/B harness's load-order bias in its favour: plain below this.
+# The blocked head costs more than it saves below this vocabulary (8,000 tokens: 0.97-0.99x).
 BLOCKED_MIN_VOCAB = 16_384
 BLOCKED_PREFIX = "top_k_head/"  # names of the blocked head's nodes (the plain one: "top_k_head")
 
@@ -105,15 +91,6 @@ def static_vocab(log_probs: onnx.ValueInfoProto) -> int:
     """The last dimension of the log-probs output, 0 when it is not static."""
     dims = log_probs.type.tensor_type.shape.dim
     return dims[-1].dim_value if dims else 0
-
-
-def head_is_current(graph: onnx.GraphProto, log_probs: str) -> bool:
-    """Whether the decoder ``graph`` ends with the head form :func:`add_top_k_head` writes
-    now: blocked exactly when the vocabulary has ``BLOCKED_MIN_VOCAB`` tokens or more."""
-    source = next((o for o in graph.output if o.name == log_probs), None)
-    vocab = static_vocab(source) if source is not None else 0
-    blocked = any(node.name.startswith(BLOCKED_PREFIX) for node in graph.node)
-    return blocked == (vocab >= BLOCKED_MIN_VOCAB)
 
 
 def block_size(vocab: int) -> int:
@@ -173,40 +150,6 @@ def blocked_head(log_probs: str, spec: TopKSpec, vocab: int, element: int
     return nodes, tensors
 
 
-def without_head(model: onnx.ModelProto, spec: TopKSpec) -> None:
-    """Remove ``model``'s top-k head: the head's nodes and constants, its ``k`` input, its
-    outputs, and whatever only computed those (e.g. the casts of an fp16 variant)."""
-    graph = model.graph
-    head_outputs = {spec.values, spec.indices}
-    nodes = [n for n in graph.node
-             if n.name != "top_k_head" and not n.name.startswith(BLOCKED_PREFIX)]
-    kept = [o for o in graph.output if o.name not in head_outputs]
-    del graph.output[:]
-    graph.output.extend(kept)
-    inputs = [i for i in graph.input if i.name != spec.input]
-    del graph.input[:]
-    graph.input.extend(inputs)
-    constants = [t for t in graph.initializer
-                 if t.name != spec.input and not t.name.startswith(BLOCKED_PREFIX)]
-    del graph.initializer[:]
-    graph.initializer.extend(constants)
-    del graph.node[:]
-    graph.node.extend(_needed(nodes, {o.name for o in graph.output}))
-
-
-def _needed(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
-    """The nodes that some graph output depends on, in their order."""
-    producer = {name: index for index, node in enumerate(nodes) for name in node.output}
-    needed: set[int] = set()
-    pending = list(outputs)
-    while pending:
-        index = producer.get(pending.pop())
-        if index is not None and index not in needed:
-            needed.add(index)
-            pending.extend(nodes[index].input)
-    return [node for index, node in enumerate(nodes) if index in needed]
-
-
 def sort_nodes(graph: onnx.GraphProto) -> None:
     """Put ``graph``'s nodes in an order where each comes after the producers of its inputs
     (the ONNX checker requires it; the fp16 converter appends its input casts last), keeping
@@ -232,44 +175,3 @@ def sort_nodes(graph: onnx.GraphProto) -> None:
 def with_top_k(contract: DecoderContract) -> DecoderContract:
     """The contract with the default head recorded."""
     return replace(contract, top_k=HEAD)
-
-
-def upgrade_bundle(directory: Path) -> bool:
-    """Give one bundle's decoder the head :func:`add_top_k_head` writes now (added, or
-    replacing a head of the other form) and record it (files, checksums); False when it
-    already had that head."""
-    try:
-        manifest = load_bundle_manifest(directory)  # refuse to touch a damaged bundle
-    except BundleError as err:
-        raise UserError(str(err)) from None
-    head = manifest.decoder.top_k
-    path = directory / DECODER
-    model = onnx.load(str(path))  # once: checked, then changed in memory
-    if head is not None and head_is_current(model.graph, manifest.decoder.log_probs):
-        return False
-    if head is not None:
-        without_head(model, head)
-    with_head(model, manifest.decoder.log_probs, where=path,
-              required=manifest.decoder.graph_writes)
-    save_checked(model, path)  # one rename: the old file stays whole if anything failed
-    files = {**manifest.files, DECODER: sha256_of(path)}
-    upgraded = replace(manifest, decoder=with_top_k(manifest.decoder), files=files)
-    (directory / MANIFEST).write_text(upgraded.to_json(), encoding="utf-8")
-    return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Upgrade each bundle and its variant sub-bundles; print what changed."""
-    cli = argparse.ArgumentParser(prog="python -m training.export.top_k", description=__doc__)
-    cli.add_argument("bundles", type=Path, nargs="+")
-    args = cli.parse_args(argv)
-    for bundle in args.bundles:
-        if not (bundle / MANIFEST).is_file():
-            raise UserError(f"{bundle}: no {MANIFEST}; pass a bundle directory")
-        for directory in [bundle, *sorted(p.parent for p in bundle.glob(f"*/{MANIFEST}"))]:
-            print(json.dumps({"bundle": str(directory), "added": upgrade_bundle(directory)}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))
