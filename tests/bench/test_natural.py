@@ -11,7 +11,7 @@ from bench.natural import SYSTEMS, main
 from tests.conftest import REPO, read_jsonl
 
 BUNDLE = REPO / "models" / "transformer-en-fr"
-DATA = REPO / "data" / "en-fr" / "test.jsonl"
+DATA = REPO / "tests" / "data" / "en-fr-test-slice.jsonl"
 NEEDED = [DATA, BUNDLE / "model.json", BUNDLE / "int8" / "model.json",
           BUNDLE / "weights" / "model.safetensors"]
 

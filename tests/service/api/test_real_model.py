@@ -24,6 +24,7 @@ from service.api.app import create_app
 from service.api.engine import TranslatorEngine
 from service.api.registry import load_translator
 from service.api.settings import Settings
+from service.inference import Translator
 from tests.service.api.fakes import copy_bundle, wait_ready
 
 SENTENCES = ["the cat eats fish.", "the big dog sees the red cat.", "small fish."]
@@ -50,7 +51,21 @@ def test_the_service_lets_the_decoder_spin(trained_bundle: Path) -> None:
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
 
 
+def expected_texts(bundle: Path, texts: list[str], beam_size: int) -> list[str]:
+    """The engine's own translations of ``texts``, one request each, outside the service."""
+    translator = Translator.load(bundle, threads=1)
+    return [translator.translate([text], beam_size=beam_size)[0].text for text in texts]
+
+
 def test_translate_with_the_real_engine(real_models: Path) -> None:
+    """Each answer is the engine's own translation of that request's text (not another's),
+    at the precision and beam the request asked for."""
+    bundle = real_models / "tiny-en-fr"
+    expected = Translator.load(bundle, threads=1).translate([SENTENCES[0]], beam_size=4,
+                                                            num_hypotheses=2)[0]
+    greedy = dict(zip(SENTENCES, expected_texts(bundle, SENTENCES, 1), strict=True))
+    assert len(set(greedy.values())) == len(SENTENCES)  # a swapped answer would show
+    int8 = expected_texts(bundle / "int8", SENTENCES[:1], 1)[0]
     settings = Settings(models_dir=real_models, threads=1, max_wait_ms=20)
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
@@ -59,17 +74,24 @@ def test_translate_with_the_real_engine(real_models: Path) -> None:
         assert models["tiny-en-fr"]["default"] and models["tiny-en-fr"]["dtype"] == "float32"
         assert models["tiny-en-fr"]["provider"] == "CPUExecutionProvider"
         body = client.post("/translate", json={"text": [SENTENCES[0], " "], "source_lang": "en",
-                                               "target_lang": "fr", "num_hypotheses": 2}).json()
+                                               "target_lang": "fr", "beam_size": 4,
+                                               "num_hypotheses": 2}).json()
         first, blank = body["translations"]
-        assert body["model"] == "tiny-en-fr" and first["text"] and blank["text"] == " "
-        assert first["finish_reason"] in {"eos", "length"} and len(first["alternatives"]) == 2
+        assert body["model"] == "tiny-en-fr" and blank["text"] == " "
+        assert first["text"] == expected.text and first["finish_reason"] == expected.finish_reason
+        assert [a["text"] for a in first["alternatives"]] == [a.text for a in
+                                                              expected.alternatives]
         assert body["usage"]["source_tokens"] > 0 and body["usage"]["target_tokens"] > 0
-        with ThreadPoolExecutor(6) as pool:
+        with ThreadPoolExecutor(6) as pool:  # batched together: answers must not swap
             replies = list(pool.map(lambda text: client.post("/translate", json={
-                "text": text, "model": "tiny-en-fr-int8", "beam_size": 1}),
-                SENTENCES * 2))
+                "text": text, "model": "tiny-en-fr", "beam_size": 1}), SENTENCES * 2))
         assert all(r.status_code == 200 for r in replies)
-        assert all(r.json()["translations"][0]["text"] for r in replies)
+        assert [r.json()["translations"][0]["text"] for r in replies] == [
+            greedy[text] for text in SENTENCES * 2]
+        # alone (dynamic int8 scales activations per batch, so batch-mates change its output)
+        reply = client.post("/translate", json={"text": SENTENCES[0], "model": "tiny-en-fr-int8",
+                                                "beam_size": 1})
+        assert reply.json()["translations"][0]["text"] == int8
         odd = ["I ❤️ 🐟, le chat ест 猫!", "\u200b", "fish " * 300, "x" * 2000]
         reply = client.post("/translate", json={"text": odd, "source_lang": "en",
                                                 "target_lang": "fr", "max_length": 8})
@@ -148,18 +170,20 @@ def wait_for_ready(base: str, process: subprocess.Popen[bytes], log: Path,
 def test_server_process_translates_and_exits_0_on_sigterm(real_models: Path,
                                                           tmp_path: Path) -> None:
     log = tmp_path / "server.log"
+    expected = expected_texts(real_models / "tiny-en-fr", SENTENCES[:2], 4)
     process, port = start_service(real_models, {"TRANSLATE_THREADS": "1",
+                                                "TRANSLATE_DEFAULT_BEAM_SIZE": "4",
                                                 "TRANSLATE_DRAIN_TIMEOUT_S": "5"}, log)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_ready(base, process, log)
         status, headers, body = call(f"{base}/translate", {
             "text": SENTENCES[0], "source_lang": "en", "target_lang": "fr"})
-        assert status == 200 and body["translations"][0]["text"]
+        assert status == 200 and body["translations"][0]["text"] == expected[0]
         assert headers["x-request-id"]
         status, _, body = call(f"{base}/libretranslate/translate", {
             "q": SENTENCES[1], "source": "auto", "target": "fr"}, form=True)
-        assert status == 200 and body["translatedText"]
+        assert status == 200 and body["translatedText"] == expected[1]
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     finally:
