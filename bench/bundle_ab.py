@@ -5,8 +5,7 @@ every output forced to 32 tokens). Prints one JSON line per bundle and setting: 
 tokens/s over rounds and the ratio to the first bundle.
 
 One process and interleaved rounds (each bundle first in turn) put the bundles under the same
-machine drift, so small differences (5-15 %) are measurable here where separate runs are not
-(docs/benchmarks.md).
+machine drift, so small differences (5-15 %) are measurable here where separate runs are not.
 """
 
 from __future__ import annotations
@@ -45,10 +44,9 @@ def rotated(items: list[T], turn: int) -> list[T]:
 def compare(bundles: list[Path], settings: list[tuple[int, int]], rounds: int, threads: int,
             count: int) -> list[dict]:
     """Median tokens/s of each bundle and setting over ``rounds`` interleaved rounds."""
-    # The first translator a process loads runs 5-9 % slower at batch 1 (and 2-3 % at batch
-    # 64) than later loads of the very same bundle, whatever the order of the rounds
-    # (docs/benchmarks.md, "eighth session"); a throwaway first load, kept alive so that its
-    # memory is not reused, puts every measured bundle on the same footing.
+    # The first translator a process loads runs 5-9 % slower at batch 1 than later loads of the
+    # same bundle: a throwaway first load, kept alive so that its memory is not reused, puts
+    # every measured bundle on the same footing.
     throwaway = Translator.load(bundles[0], threads=threads, max_batch_tokens=1 << 20)
     loaded = [Translator.load(path, threads=threads, max_batch_tokens=1 << 20)
               for path in bundles]

@@ -134,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring")
     cli.add_argument("--load-rounds", type=int, default=3,
                      help="open-loop runs per mode and load, taking turns (single runs at 70 %% "
-                     "load scatter widely: docs/benchmarks.md)")
+                     "load scatter widely)")
     cli.add_argument("--saturate-clients", type=int, default=64)
     cli.add_argument("--loads", type=lambda s: [float(x) for x in s.split(",")],
                      default=[0.5, 0.7, 0.9])

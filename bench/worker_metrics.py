@@ -7,7 +7,7 @@ For each mode (``TRANSLATE_BATCHING``, optionally ``TRANSLATE_MAX_BATCH_TOKENS``
 time the model's worker spent in engine calls, engine calls, decoder steps, target tokens,
 and engine milliseconds per decoder step and per target token. A worker that is busy all the
 time but slower per token does more work per token; one that is idle part of the time is
-starved (by the event loop, or for requests). docs/benchmarks.md, "sixth session".
+starved (by the event loop, or for requests).
 """
 
 from __future__ import annotations

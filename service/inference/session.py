@@ -32,11 +32,8 @@ def session_options(threads: int | None, spinning: bool = False) -> ort.SessionO
     options.enable_cpu_mem_arena = True
     options.enable_mem_pattern = True
     options.log_severity_level = 3
-    # Two spinning pools (encoder and decoder) took the CPU from each other and from the
-    # numpy search and HTTP loop on the same cores (docs/benchmarks.md, "Thread spinning": one
-    # greedy sentence 93 -> 78 ms with the Transformer, 41 -> 28 ms with the LSTM, 2 cores, when
-    # both stopped). The encoder's pool therefore always sleeps; the decoder's spins by default
-    # ("Decoder spinning in the server": 1.05-1.26x over HTTP).
+    # Two spinning pools take the cores from each other and from the search and HTTP loop, so
+    # the encoder's pool always sleeps; the decoder's alone spinning wins (docs/performance.md).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if threads:
         options.intra_op_num_threads = threads

@@ -1,5 +1,5 @@
 """The batching comparison harness runs end to end against the real server (quick sizes;
-figures: ``python -m bench.continuous``, docs/benchmarks.md)."""
+figures: ``python -m bench.continuous``, docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The in-process batching comparison runs both of the service's batchers end to end (quick
-sizes; figures: ``python -m bench.in_process``, docs/benchmarks.md), with the service's
+sizes; figures: ``python -m bench.in_process``, docs/performance.md), with the service's
 defaults, and without the web stack."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Setting 2 harness (bundled Transformer on the test split) runs end to end on 3 sentences
-(figures: ``python -m bench.natural``, docs/benchmarks.md)."""
+(figures: ``python -m bench.natural``, docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The in-process saturation harness runs both modes in turns and reports consistent figures
-(quick sizes; figures: ``python -m bench.saturation``, docs/benchmarks.md)."""
+(quick sizes; figures: ``python -m bench.saturation``, docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The worker-metrics harness reads the service's counters around a real load (quick sizes;
-figures: ``python -m bench.worker_metrics``, docs/benchmarks.md)."""
+figures: ``python -m bench.worker_metrics``, docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -243,6 +243,6 @@ def vocab_vectors(bundle: Path) -> list[str]:
 
 def test_a_zero_final_logits_bias_is_not_added_at_every_step(transformer_bundle: Path,
                                                              marian_bundle: Path) -> None:
-    # a pass over the (rows, vocab) logits per step for nothing (docs/benchmarks.md)
+    # a zero bias would cost a pass over the (rows, vocab) logits per step for nothing
     assert vocab_vectors(transformer_bundle) == []
     assert vocab_vectors(marian_bundle)  # a trained, non-zero bias stays (parity above)
