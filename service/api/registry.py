@@ -5,9 +5,10 @@ Discovery: every directory under ``models_dir`` (the directory itself included) 
 ``-`` (``models/transformer-en-fr/int8`` -> ``transformer-en-fr-int8``).
 
 Default per language pair, among the loaded bundles serving it: the first one listed in
-``default_models``; otherwise a float32 bundle before any other; among those, the best test
-BLEU recorded by the packager (``metadata.evaluation.beam4.bleu`` in model.json; bundles
-without one come last), then the smallest name.
+``default_models``; otherwise a model the user added (a bundle without the test BLEU that the
+packager records, ``metadata.evaluation.beam4.bleu`` in model.json: an exported checkpoint
+such as OPUS-MT, or an unpackaged run) before the packaged ones (the shipped demos); then a
+float32 bundle before any other; then the best recorded BLEU, then the smallest name.
 """
 
 from __future__ import annotations
@@ -218,11 +219,11 @@ class ModelRegistry:
         return entry
 
 
-def _rank(entry: ModelEntry, preferred: dict[str, int]) -> tuple[int, int, float, str]:
+def _rank(entry: ModelEntry, preferred: dict[str, int]) -> tuple[int, bool, int, float, str]:
     assert entry.manifest is not None
-    return (preferred.get(entry.name, len(preferred)),
-            0 if entry.manifest.dtype == "float32" else 1, -recorded_bleu(entry.manifest),
-            entry.name)
+    bleu = recorded_bleu(entry.manifest)
+    return (preferred.get(entry.name, len(preferred)), bleu != float("-inf"),
+            0 if entry.manifest.dtype == "float32" else 1, -bleu, entry.name)
 
 
 def recorded_bleu(manifest: Manifest) -> float:
