@@ -31,7 +31,13 @@ from service.inference.column_cache import COLUMN_STEP
 from service.inference.device import DeviceModel
 from service.inference.device_rows import DeviceSlab
 from service.inference.onnx_decoder import OnnxModel, OnnxState
-from service.inference.search import Hypothesis, SearchOptions, next_candidates
+from service.inference.search import (
+    Hypothesis,
+    Prefixes,
+    SearchOptions,
+    forced_tokens,
+    next_candidates,
+)
 from service.inference.slab import StaticSlab
 from service.inference.translator import LengthLimits, Prepared, Translation, Translator
 
@@ -73,6 +79,7 @@ class RunningSearch:
         self._joining: list[dict[str, Any]] = []  # carried state of joined rows
         self.order: np.ndarray | None = None  # array row of each beam row (OnnxState.order)
         self.finished: Hypotheses = {}
+        self.prefixes: Prefixes = {}  # forced first tokens of inputs that have one, by key
 
     @property
     def slab_rows(self) -> int:
@@ -83,10 +90,12 @@ class RunningSearch:
         """Inputs still decoding."""
         return 0 if self.beams is None else len(self.beams.origin)
 
-    def add(self, keys: list[int], state: OnnxState, max_length: np.ndarray) -> None:
+    def add(self, keys: list[int], state: OnnxState, max_length: np.ndarray,
+            prefixes: Prefixes | None = None) -> None:
         """Append inputs to the running batch: ``state`` from :func:`encode_sources` (one row
         per beam, in input order), ``max_length`` ``(len(keys),)`` caps each one's generated
-        tokens."""
+        tokens, ``prefixes`` forces the first tokens of some (by key)."""
+        self.prefixes.update(prefixes or {})
         width = self.options.beam_size
         assert state.order is None  # rows in input order: added behind the running ones
         assert state.group == self.shared
@@ -111,6 +120,7 @@ class RunningSearch:
         keep = np.flatnonzero(~np.isin(self.beams.origin, list(keys)))
         for key in keys:
             self.finished.pop(key, None)
+            self.prefixes.pop(key, None)
         if len(keep) < len(self.beams.origin):
             self._keep(keep, self.beams.select(keep), self.beams.rows_of(keep))
 
@@ -121,15 +131,20 @@ class RunningSearch:
         self._apply_pending()
         mask, static = self.slab.view()
         width = self.options.beam_size
-        found, state = next_candidates(self.model, self.beams.tokens,
-                                       OnnxState(mask, static, self.carried, self.order,
-                                                 self.shared),
-                                       self.beams.histories, np.repeat(self.beams.steps, width),
-                                       k=2 * width, eos_id=self.eos_id, options=self.options)
+        steps = np.repeat(self.beams.steps, width)
+        found, state = next_candidates(
+            self.model, self.beams.tokens,
+            OnnxState(mask, static, self.carried, self.order, self.shared),
+            self.beams.histories, steps, k=2 * width, eos_id=self.eos_id, options=self.options,
+            max_length=np.repeat(self.beams.max_length, width),
+            forced=forced_tokens(self.prefixes, np.repeat(self.beams.origin, width), steps))
         self.carried = state.carried
         results: Hypotheses = {}
         beams, index = select_step(found, self.beams, self.finished, results,
-                                   eos_id=self.eos_id, options=self.options)
+                                   eos_id=self.eos_id, options=self.options,
+                                   prefixes=self.prefixes)
+        for key in results:
+            self.prefixes.pop(key, None)
         self._keep(index[:: self.options.beam_size] // self.options.beam_size, beams, index)
         return results
 
@@ -203,6 +218,7 @@ class Arrival:
     texts: list[str]
     options: SearchOptions
     max_length: int | None = None
+    target_prefix: list[list[int]] | None = None  # per text: forced first target tokens
 
 
 @dataclass
@@ -276,9 +292,10 @@ class DecodeLoop:
                     (arrival.key, translator.assemble(arrival.texts, prepared, [])))
                 continue
             lengths = np.array([len(source) for source in prepared.sources])
-            limit = LengthLimits(max_length=arrival.max_length).for_sources(
-                lengths, translator.manifest.max_positions)
-            encoded.groups.setdefault(arrival.options, []).append((arrival, prepared, limit))
+            options, limits = translator.with_generation(
+                arrival.options, LengthLimits(max_length=arrival.max_length))
+            limit = limits.for_sources(lengths, translator.manifest.max_positions)
+            encoded.groups.setdefault(options, []).append((arrival, prepared, limit))
         for options, parts in encoded.groups.items():
             sources = [source for _, prepared, _ in parts for source in prepared.sources]
             state = encode_sources(translator.model, sources, options.beam_size,
@@ -292,14 +309,19 @@ class DecodeLoop:
         requests answered without decoding."""
         for options, parts in encoded.groups.items():
             keys: list[int] = []
+            prefixes: Prefixes = {}
             for arrival, prepared, _ in parts:
                 jobs = list(range(self._next_job, self._next_job + len(prepared.sources)))
                 self._next_job += len(jobs)
                 self.requests[arrival.key] = LoopRequest(arrival.texts, options, prepared, jobs)
                 self.owner_of_job.update((job, arrival.key) for job in jobs)
                 keys += jobs
+                if arrival.target_prefix is not None:  # each sentence has its text's prefix
+                    prefixes.update((job, arrival.target_prefix[owner])
+                                    for job, owner in zip(jobs, prepared.owners, strict=True))
             self._search_for(options).add(keys, encoded.states[options],
-                                          np.concatenate([limit for _, _, limit in parts]))
+                                          np.concatenate([limit for _, _, limit in parts]),
+                                          prefixes)
         return encoded.answered
 
     def cancel(self, key: int) -> None:

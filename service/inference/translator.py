@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +14,7 @@ from service.inference.batching import pad_batch, token_budget_batches
 from service.inference.beam import beam_search
 from service.inference.device import DeviceModel, resolve_io_binding, with_required_input
 from service.inference.onnx_decoder import OnnxModel
-from service.inference.search import Hypothesis, SearchOptions, greedy_search
+from service.inference.search import Hypothesis, Prefixes, SearchOptions, greedy_search
 from service.inference.session import create_session, resolve_providers
 from service.inference.text import join_sentences, split_sentences
 from service.inference.tokenizer import load_tokenizer
@@ -118,29 +118,56 @@ class Translator:
                       num_hypotheses: int = 1, length_penalty: float = 1.0,
                       min_length: int = 0, max_length: int | None = None,
                       no_repeat_ngram_size: int = 0, max_batch_tokens: int | None = None,
-                      early_stopping: bool = False) -> list[list[int]]:
-        """Token level: best output ids per input (eos off), in input order."""
+                      early_stopping: bool = False,
+                      target_prefix: list[list[int]] | None = None) -> list[list[int]]:
+        """Token level: best output ids per input (eos and ``target_prefix`` off), in input
+        order."""
         options = make_options(beam_size, num_hypotheses, length_penalty, min_length,
                                no_repeat_ngram_size, early_stopping)
         results = self.search(sources, options, LengthLimits(max_length=max_length),
-                              max_batch_tokens)
+                              max_batch_tokens, target_prefix)
         return [hyps[0].tokens for hyps in results]
 
+    @property
+    def generation(self) -> dict[str, Any]:
+        """The checkpoint's generation config as export recorded it (``metadata.generation``:
+        ``forced_eos``, ``banned_ids``, ``num_beams``, ``max_new_tokens``)."""
+        found = self.manifest.metadata.get("generation")
+        return found if isinstance(found, dict) else {}
+
+    def with_generation(self, options: SearchOptions, limits: LengthLimits
+                        ) -> tuple[SearchOptions, LengthLimits]:
+        """The request's options with the checkpoint's banned tokens and forced eos, and its
+        ``max_new_tokens`` as the cap when the request gives none."""
+        gen = self.generation
+        options = replace(options, banned_ids=tuple(gen.get("banned_ids", ())),
+                          forced_eos=bool(gen.get("forced_eos", False)))
+        if limits.max_length is None and gen.get("max_new_tokens"):
+            limits = replace(limits, max_length=int(gen["max_new_tokens"]))
+        return options, limits
+
     def search(self, sources: list[list[int]], options: SearchOptions, limits: LengthLimits,
-               max_batch_tokens: int | None = None) -> list[list[Hypothesis]]:
-        """Hypotheses for token-id inputs, sorted by length into budgeted sub-batches."""
+               max_batch_tokens: int | None = None,
+               target_prefix: list[list[int]] | None = None) -> list[list[Hypothesis]]:
+        """Hypotheses for token-id inputs, sorted by length into budgeted sub-batches;
+        ``target_prefix``: per input, tokens forced as its first ones (not in its output)."""
+        options, limits = self.with_generation(options, limits)
         budget = max_batch_tokens or self.max_batch_tokens
         results: list[list[Hypothesis]] = [[] for _ in sources]
         lengths = [len(source) for source in sources]
         for index in token_budget_batches(lengths, max(1, budget // options.beam_size)):
             ids, mask = pad_batch([sources[i] for i in index], self.manifest.special_tokens["pad"])
             limit = limits.for_sources(mask.sum(1), self.manifest.max_positions)
-            for i, hyps in zip(index, self._search_batch(ids, mask, limit, options), strict=True):
+            prefixes = ({row: target_prefix[i] for row, i in enumerate(index)}
+                        if target_prefix is not None else None)
+            found = self._search_batch(ids, mask, limit, options, prefixes)
+            for i, hyps in zip(index, found, strict=True):
                 results[i] = hyps
         return results
 
     def _search_batch(self, ids: np.ndarray, mask: np.ndarray, max_length: np.ndarray,
-                      options: SearchOptions) -> list[list[Hypothesis]]:
+                      options: SearchOptions, prefixes: Prefixes | None = None
+                      ) -> list[list[Hypothesis]]:
         special = self.manifest.special_tokens
         state = self.model.encode(ids, mask, max_length=int(max_length.max()))
         decoder: OnnxModel | DeviceModel = self.model
@@ -148,23 +175,27 @@ class Translator:
             decoder, state = self.device_model, self.device_model.upload(state)
         search = greedy_search if options.beam_size == 1 else beam_search
         return search(decoder, state, batch=len(ids), start_id=special["decoder_start"],
-                      eos_id=special["eos"], max_length=max_length, options=options)
+                      eos_id=special["eos"], max_length=max_length, options=options,
+                      prefixes=prefixes)
 
     def translate(self, texts: list[str], *, beam_size: int = 4, num_hypotheses: int = 1,
                   length_penalty: float = 1.0, max_length: int | None = None,
                   min_length: int = 0, no_repeat_ngram_size: int = 0,
                   return_scores: bool = True, on_too_long: TooLong = "truncate",
-                  max_batch_tokens: int | None = None, early_stopping: bool = False
-                  ) -> list[Translation]:
+                  max_batch_tokens: int | None = None, early_stopping: bool = False,
+                  target_prefix: list[list[int]] | None = None) -> list[Translation]:
         """Text in, text out; long texts are split into sentences and re-joined.
         ``early_stopping`` ends an input's beam search once it has ``beam_size`` finished
         hypotheses (CTranslate2's rule, ``generate(early_stopping=True)``); by default it goes
-        on while a running beam could still win (``generate``'s default)."""
+        on while a running beam could still win (``generate``'s default). ``target_prefix``:
+        per text, target tokens forced first (e.g. a language token), left out of the text."""
         options = make_options(beam_size, num_hypotheses, length_penalty, min_length,
                                no_repeat_ngram_size, early_stopping)
         prepared = self.prepare(texts, on_too_long)
+        prefix = (None if target_prefix is None
+                  else [target_prefix[owner] for owner in prepared.owners])
         hyps = self.search(prepared.sources, options, LengthLimits(max_length=max_length),
-                           max_batch_tokens)
+                           max_batch_tokens, prefix)
         return self.assemble(texts, prepared, hyps, return_scores)
 
     def prepare(self, texts: list[str], on_too_long: TooLong = "truncate") -> Prepared:
@@ -192,7 +223,9 @@ class Translator:
 
     def _encode(self, pieces: list[str], on_too_long: TooLong) -> tuple[list[list[int]],
                                                                          list[bool]]:
-        encoded = self.tokenizer(pieces)["input_ids"] if pieces else []
+        # a multi-target model's target token (OPUS-MT ``>>fra<<``) leads every source
+        prefix = list(self.manifest.metadata.get("source_prefix", []))
+        encoded = [[*prefix, *ids] for ids in self.tokenizer(pieces)["input_ids"]] if pieces else []
         limit = self.max_source_tokens
         eos = self.manifest.special_tokens["eos"]
         truncated = [len(ids) > limit for ids in encoded]

@@ -12,6 +12,8 @@ from transformers import AutoTokenizer, MarianMTModel, PreTrainedTokenizerBase
 
 from training.checkpoint import load_model_dir
 from training.errors import UserError
+from training.export.generation import generation_defaults, read_generation_config
+from training.export.languages import api_code, opus_target_tokens
 from training.models.marian import EAGER, MarianSeq2Seq
 from training.models.rnn import RNNSeq2Seq
 
@@ -31,6 +33,8 @@ class Source:
     vocab_size: int
     max_positions: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    # A multi-target model's target-language tokens put before the source, by API code
+    target_tokens: dict[str, int] = field(default_factory=dict)
 
 
 def load_source(path: Path) -> Source:
@@ -83,9 +87,22 @@ def _marian_source(path: Path) -> Source:
                "eos": _token_id(cfg.eos_token_id, "eos_token_id"),
                "decoder_start": _token_id(cfg.decoder_start_token_id, "decoder_start_token_id"),
                "unk": int(unk) if isinstance(unk, int) else -1}
+    meta: dict[str, Any] = {"source": "marian checkpoint", "checkpoint": path.name,
+                            **_languages(tokenizer)}
+    generation = generation_defaults(read_generation_config(path), eos_id=special["eos"])
+    if generation:
+        meta["generation"] = generation
     return Source("transformer", model.eval(), tokenizer, special,
-                  cfg.decoder_vocab_size or cfg.vocab_size, cfg.max_position_embeddings,
-                  {"source": "marian checkpoint", "checkpoint": path.name})
+                  cfg.decoder_vocab_size or cfg.vocab_size, cfg.max_position_embeddings, meta,
+                  opus_target_tokens(tokenizer.get_vocab()))
+
+
+def _languages(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:
+    """``src_lang``/``tgt_lang`` from the tokenizer config's ``source_lang``/``target_lang``
+    (as OPUS-MT checkpoints record them), in API codes."""
+    found = {"src_lang": getattr(tokenizer, "source_lang", None),
+             "tgt_lang": getattr(tokenizer, "target_lang", None)}
+    return {key: api_code(code) for key, code in found.items() if isinstance(code, str) and code}
 
 
 def _token_id(value: object, field_name: str) -> int:
