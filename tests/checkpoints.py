@@ -153,3 +153,48 @@ def generate_ids(model_dir: Path, sources: list[list[int]], **options: object
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, **options)
     return [row[: row.index(eos)] if eos in row else row for row in out[:, 1:].tolist()]
+
+
+def m2m100_checkpoint(directory: Path) -> Path:
+    """A random-weight M2M100 checkpoint (d_model 32, 2 + 2 layers) with an
+    ``M2M100Tokenizer`` over a tiny sentencepiece model, saved in ``directory``."""
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+
+    pairs = synthetic_pairs(400, seed=7)
+    work = directory / "spm"
+    work.mkdir(parents=True)
+    spm = train_spm([text for pair in pairs for text in pair], work / "shared")
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(spm))
+    tokens = ["<s>", "<pad>", "</s>", "<unk>",
+              *(pieces.id_to_piece(i) for i in range(pieces.get_piece_size())
+                if not pieces.is_unknown(i))]
+    (work / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    tokenizer = M2M100Tokenizer(vocab_file=str(work / "vocab.json"), spm_file=str(spm),
+                                src_lang="en", tgt_lang="fr")
+    tokenizer.save_pretrained(str(directory))
+    # the language tokens and 8 made-up words follow the vocabulary
+    vocab = max(tokenizer.lang_code_to_id.values()) + 1 + tokenizer.num_madeup_words
+    torch.manual_seed(12)
+    config = M2M100Config(
+        vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        decoder_start_token_id=2, scale_embedding=True, activation_function="relu")
+    M2M100ForConditionalGeneration(config).save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def m2m100_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny M2M100 checkpoint directory (read-only use)."""
+    yield m2m100_checkpoint(tmp_path_factory.mktemp("m2m100") / "m2m100-tiny")
+
+
+@pytest.fixture(scope="session")
+def m2m100_bundle(m2m100_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``m2m100_dir`` exported for English to French as ``m2m100-en-fr``."""
+    from tests.export_fixtures import export
+
+    return export(m2m100_dir, tmp_path_factory.mktemp("m2m100-bundle") / "m2m100-en-fr",
+                  "--src-lang", "en", "--tgt-lang", "fr")

@@ -316,8 +316,10 @@ class DecodeLoop:
                 self.requests[arrival.key] = LoopRequest(arrival.texts, options, prepared, jobs)
                 self.owner_of_job.update((job, arrival.key) for job in jobs)
                 keys += jobs
-                if arrival.target_prefix is not None:  # each sentence has its text's prefix
-                    prefixes.update((job, arrival.target_prefix[owner])
+                wanted = arrival.target_prefix or self.translator.default_prefix(
+                    len(arrival.texts))
+                if wanted is not None:  # each sentence has its text's prefix
+                    prefixes.update((job, wanted[owner])
                                     for job, owner in zip(jobs, prepared.owners, strict=True))
             self._search_for(options).add(keys, encoded.states[options],
                                           np.concatenate([limit for _, _, limit in parts]),

@@ -135,6 +135,12 @@ class Translator:
         found = self.manifest.metadata.get("generation")
         return found if isinstance(found, dict) else {}
 
+    def default_prefix(self, count: int) -> list[list[int]] | None:
+        """``count`` copies of the bundle's recorded target prefix (an M2M100 bundle's target
+        language token, ``generate``'s ``forced_bos_token_id``), or None."""
+        prefix = self.manifest.metadata.get("target_prefix")
+        return [list(prefix)] * count if prefix else None
+
     def with_generation(self, options: SearchOptions, limits: LengthLimits
                         ) -> tuple[SearchOptions, LengthLimits]:
         """The request's options with the checkpoint's banned tokens and forced eos, and its
@@ -150,8 +156,11 @@ class Translator:
                max_batch_tokens: int | None = None,
                target_prefix: list[list[int]] | None = None) -> list[list[Hypothesis]]:
         """Hypotheses for token-id inputs, sorted by length into budgeted sub-batches;
-        ``target_prefix``: per input, tokens forced as its first ones (not in its output)."""
+        ``target_prefix``: per input, tokens forced as its first ones (not in its output;
+        default: the bundle's ``metadata.target_prefix``, a multilingual model's target)."""
         options, limits = self.with_generation(options, limits)
+        if target_prefix is None:
+            target_prefix = self.default_prefix(len(sources))
         budget = max_batch_tokens or self.max_batch_tokens
         results: list[list[Hypothesis]] = [[] for _ in sources]
         lengths = [len(source) for source in sources]

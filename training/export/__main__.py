@@ -17,8 +17,8 @@ from training.errors import run_cli
 from training.export.bundle_writer import base_manifest, write_fp32, write_variant
 from training.export.graphs import CACHE_LAYOUTS, DEFAULT_OPSET, plan_for
 from training.export.hub import resolve_source
-from training.export.languages import api_code, source_prefix
-from training.export.sources import load_source
+from training.export.languages import api_code, checkpoint_code, source_prefix
+from training.export.sources import Source, load_source
 from training.export.variants import convert_fp16, quantize_int8
 from training.io import atomic_directory
 
@@ -45,6 +45,16 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
+def pick_languages(source: Source, wanted: tuple[str, str]) -> tuple[str, str]:
+    """A multilingual (M2M100) checkpoint's pair: its tokenizer puts the source language's
+    token before every source, the target's is forced as the first generated token."""
+    src = checkpoint_code(source.language_ids, wanted[0], "--src-lang")
+    tgt = checkpoint_code(source.language_ids, wanted[1], "--tgt-lang")
+    source.tokenizer.src_lang, source.tokenizer.tgt_lang = src, tgt
+    source.metadata["target_prefix"] = [source.language_ids[tgt]]
+    return src, tgt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parser().parse_args(argv)
@@ -53,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     if path != Path(args.src):  # a hub id: name it, not its snapshot folder
         source.metadata["checkpoint"] = args.src
     plan = plan_for(source, args.cache)
-    langs = (api_code(args.src_lang or source.metadata.get("src_lang", "und")),
-             api_code(args.tgt_lang or source.metadata.get("tgt_lang", "und")))
+    wanted = (args.src_lang or source.metadata.get("src_lang", "und"),
+              args.tgt_lang or source.metadata.get("tgt_lang", "und"))
+    if source.language_ids:
+        wanted = pick_languages(source, wanted)
+    langs = (api_code(wanted[0]), api_code(wanted[1]))
     prefix = source_prefix(source.target_tokens, langs[1])
     if prefix:
         source.metadata["source_prefix"] = prefix

@@ -43,3 +43,15 @@ def source_prefix(target_tokens: dict[str, int], target: str) -> list[int]:
         raise UserError(f"the checkpoint has no target-language token for {target!r}; pass "
                         f"--tgt-lang with one of: {', '.join(sorted(target_tokens))}")
     return [target_tokens[target]]
+
+
+def checkpoint_code(codes: dict[str, int], wanted: str, flag: str) -> str:
+    """The multilingual tokenizer's own code for ``wanted`` (its code, or any code of the same
+    language: ``fr`` for ``fra``); a refusal naming ``flag`` and the codes it has."""
+    if wanted in codes:
+        return wanted
+    for code in codes:
+        if api_code(code) == api_code(wanted):
+            return code
+    raise UserError(f"the checkpoint has no language {wanted!r}; pass {flag} with one of: "
+                    f"{', '.join(sorted(codes))}")
