@@ -49,7 +49,9 @@ def outside_env() -> dict[str, str]:
 def test_serve_extra_serves_a_sentencepiece_marian_bundle(
         opus_mt_bundle: Path, opus_mt_dir: Path, tmp_path: Path,
         request: pytest.FixtureRequest) -> None:
-    python = serve_venv(request.config.cache.mkdir("serve-extra-venv"))
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    python = serve_venv(cache.mkdir("serve-extra-venv") if cache is not None
+                        else tmp_path / "venvs")
     probe = subprocess.run([str(python), "-c", "import importlib.util as u; "
                             "print(u.find_spec('torch') is None, u.find_spec('sentencepiece')"
                             " is not None)"], capture_output=True, text=True, cwd=tmp_path,
