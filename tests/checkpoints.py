@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 import sentencepiece
 import torch
-from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
+from transformers import (
+    GenerationConfig,
+    MarianConfig,
+    MarianMTModel,
+    MarianTokenizer,
+    PreTrainedTokenizerBase,
+)
 
 from tests.conftest import synthetic_pairs
 
@@ -198,3 +204,60 @@ def m2m100_bundle(m2m100_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     return export(m2m100_dir, tmp_path_factory.mktemp("m2m100-bundle") / "m2m100-en-fr",
                   "--src-lang", "en", "--tgt-lang", "fr")
+
+
+def nllb_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
+    """NLLB-200's tokenizer (tokenizers-backed ``NllbTokenizer``: BPE with the ``fra_Latn``
+    language tokens) from a tiny sentencepiece BPE model, saved in ``directory``."""
+    from tokenizers.models import BPE
+    from transformers import NllbTokenizer
+    from transformers.convert_slow_tokenizer import SentencePieceExtractor
+
+    pairs = synthetic_pairs(400, seed=8)
+    work = directory / "spm"
+    work.mkdir(parents=True)
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([text for pair in pairs for text in pair]),
+        model_prefix=str(work / "bpe"), model_type="bpe", vocab_size=SPM_PIECES,
+        hard_vocab_limit=False, character_coverage=1.0, bos_id=-1, eos_id=-1, pad_id=-1,
+        unk_id=0, minloglevel=2)
+    extracted = SentencePieceExtractor(str(work / "bpe.model")).extract(BPE)
+    pieces = sorted(extracted["vocab"].items(), key=lambda item: item[1])
+    tokens = dict.fromkeys(["<s>", "<pad>", "</s>", "<unk>", *(p for p, _ in pieces)])
+    tokenizer = NllbTokenizer(vocab={t: i for i, t in enumerate(tokens)},
+                              merges=extracted["merges"], src_lang="eng_Latn",
+                              tgt_lang="fra_Latn")
+    tokenizer.save_pretrained(str(directory))
+    return tokenizer
+
+
+def nllb_checkpoint(directory: Path) -> Path:
+    """A random-weight NLLB-layout checkpoint (``M2M100ForConditionalGeneration``, d_model 32,
+    2 + 2 layers) with NLLB's tokenizer, saved in ``directory``."""
+    from transformers import M2M100Config, M2M100ForConditionalGeneration
+
+    tokenizer = nllb_tokenizer(directory)
+    torch.manual_seed(13)
+    config = M2M100Config(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        decoder_start_token_id=2, scale_embedding=True, activation_function="relu")
+    M2M100ForConditionalGeneration(config).save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def nllb_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny NLLB-layout checkpoint directory (read-only use)."""
+    yield nllb_checkpoint(tmp_path_factory.mktemp("nllb") / "nllb-tiny")
+
+
+@pytest.fixture(scope="session")
+def nllb_bundle(nllb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``nllb_dir`` exported for English to French, the codes given both ways."""
+    from tests.export_fixtures import export
+
+    return export(nllb_dir, tmp_path_factory.mktemp("nllb-bundle") / "nllb-en-fr",
+                  "--src-lang", "eng_Latn", "--tgt-lang", "fr")

@@ -190,6 +190,8 @@ class ModelRegistry:
         """The ready bundle for an explicit ``model`` or a ``source``/``target`` pair."""
         if model is not None:
             return self._by_name(model, source, target)
+        aliases = self.aliases()
+        source, target = aliases.get(source or "", source), aliases.get(target or "", target)
         if not source or not target:
             raise ApiError(422, "missing_route", "give source_lang and target_lang, or model",
                            field="target_lang" if source else "source_lang",
@@ -201,6 +203,16 @@ class ModelRegistry:
                            f"{', '.join(self.served()['pairs']) or 'none'}",
                            field="target_lang", details={"served": self.served()})
         return entry
+
+    def aliases(self) -> dict[str, str]:
+        """Full language codes that checkpoints name their languages by (NLLB's
+        ``fra_latn``, lower case as requests are) -> the codes bundles are served under."""
+        found: dict[str, str] = {}
+        for entry in self.ready():
+            codes = entry.manifest.metadata.get("language_codes") if entry.manifest else None
+            if isinstance(codes, dict):
+                found.update((str(full).lower(), str(short)) for short, full in codes.items())
+        return found
 
     def _by_name(self, model: str, source: str | None, target: str | None) -> ModelEntry:
         entry = self.entries.get(model)

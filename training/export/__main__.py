@@ -52,6 +52,9 @@ def pick_languages(source: Source, wanted: tuple[str, str]) -> tuple[str, str]:
     tgt = checkpoint_code(source.language_ids, wanted[1], "--tgt-lang")
     source.tokenizer.src_lang, source.tokenizer.tgt_lang = src, tgt
     source.metadata["target_prefix"] = [source.language_ids[tgt]]
+    full = {api_code(code): code for code in (src, tgt) if api_code(code) != code}
+    if full:  # NLLB's fra_Latn: accepted by the API besides fr
+        source.metadata["language_codes"] = full
     return src, tgt
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ from training.models.marian import EAGER, MarianSeq2Seq
 from training.models.rnn import RNNSeq2Seq
 
 SUPPORTED = ("this project's model directories (model_config.json + model.safetensors, e.g. "
-             "runs/<run>/best or models/<name>) and MarianMT (OPUS-MT) and M2M100 checkpoints "
-             "(config.json with model_type 'marian' or 'm2m_100', weights, tokenizer files)")
+             "runs/<run>/best or models/<name>) and MarianMT (OPUS-MT), M2M100 and NLLB-200 "
+             "checkpoints (config.json with model_type 'marian' or 'm2m_100', weights, "
+             "tokenizer files)")
+NLLB_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")  # fra_Latn: language and script
 MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     "marian": MarianMTModel, "m2m_100": M2M100ForConditionalGeneration}
 
@@ -111,9 +114,15 @@ def _marian_source(path: Path) -> Source:
 
 
 def _language_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
-    """A multilingual tokenizer's language tokens by its own code (M2M100's ``en``)."""
+    """A multilingual tokenizer's language tokens by its own code (M2M100's ``en``, whose
+    token is ``__en__``; NLLB's ``fra_Latn``, a special token of that name)."""
     codes = getattr(tokenizer, "lang_code_to_id", None)
-    return {str(code): int(index) for code, index in codes.items()} if codes else {}
+    if codes:
+        return {str(code): int(index) for code, index in codes.items()}
+    if not hasattr(tokenizer, "src_lang"):
+        return {}
+    named = [t for t in tokenizer.all_special_tokens if NLLB_CODE.match(str(t))]
+    return dict(zip(named, tokenizer.convert_tokens_to_ids(named), strict=True))
 
 
 def _languages(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:
