@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sentencepiece
@@ -221,7 +222,7 @@ def nllb_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
         model_prefix=str(work / "bpe"), model_type="bpe", vocab_size=SPM_PIECES,
         hard_vocab_limit=False, character_coverage=1.0, bos_id=-1, eos_id=-1, pad_id=-1,
         unk_id=0, minloglevel=2)
-    extracted = SentencePieceExtractor(str(work / "bpe.model")).extract(BPE)
+    extracted: Any = SentencePieceExtractor(str(work / "bpe.model")).extract(BPE)
     pieces = sorted(extracted["vocab"].items(), key=lambda item: item[1])
     tokens = dict.fromkeys(["<s>", "<pad>", "</s>", "<unk>", *(p for p, _ in pieces)])
     tokenizer = NllbTokenizer(vocab={t: i for i, t in enumerate(tokens)},

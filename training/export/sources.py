@@ -122,7 +122,9 @@ def _language_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
     if not hasattr(tokenizer, "src_lang"):
         return {}
     named = [t for t in tokenizer.all_special_tokens if NLLB_CODE.match(str(t))]
-    return dict(zip(named, tokenizer.convert_tokens_to_ids(named), strict=True))
+    ids = tokenizer.convert_tokens_to_ids(named)
+    assert isinstance(ids, list)
+    return dict(zip(named, ids, strict=True))
 
 
 def _languages(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:

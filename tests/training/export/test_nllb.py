@@ -60,7 +60,7 @@ def test_two_targets_in_one_batch_are_generates(nllb_bundle: Path, nllb_dir: Pat
     sources = list(translator.tokenizer(sample_sentences(30))["input_ids"])
     targets = ["fra_Latn" if i % 2 else "deu_Latn" for i in range(len(sources))]
     tokenizer = AutoTokenizer.from_pretrained(str(nllb_dir))
-    prefixes = [[tokenizer.convert_tokens_to_ids(t)] for t in targets]
+    prefixes = [[int(tokenizer.convert_tokens_to_ids(t))] for t in targets]  # type: ignore[arg-type]
     expected = generate_for(nllb_dir, sources, targets, beams)
     got = translator.translate_ids(sources, beam_size=beams, max_length=LIMIT,
                                    target_prefix=prefixes)
