@@ -24,19 +24,30 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def serve_venv(cache: Path) -> Path:
-    """A venv holding the project with its ``serve`` extra (and nothing else)."""
+def project_copy(root: Path) -> Path:
+    """What the wheel is built from, copied under ``root`` (the build writes next to it)."""
+    root.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, root / name)
+    for package in ("service", "training"):
+        shutil.copytree(ROOT / package, root / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def serve_venv(cache: Path, project: Path) -> Path:
+    """A venv holding ``project`` with its ``serve`` extra (and nothing else)."""
     key = hashlib.sha1((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:12]
     venv = cache / f"serve-{key}"
     python = venv / "bin" / "python"
     if not (venv / ".complete").is_file():
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"{ROOT}[serve]"],
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"{project}[serve]"],
                        check=True, timeout=1200)
         (venv / ".complete").touch()
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--force-reinstall", str(ROOT)], check=True, timeout=600)
+                    "--force-reinstall", str(project)], check=True, timeout=600)
     return python
 
 
@@ -51,7 +62,7 @@ def test_serve_extra_serves_a_sentencepiece_marian_bundle(
         request: pytest.FixtureRequest) -> None:
     cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     python = serve_venv(cache.mkdir("serve-extra-venv") if cache is not None
-                        else tmp_path / "venvs")
+                        else tmp_path / "venvs", project_copy(tmp_path / "src"))
     probe = subprocess.run([str(python), "-c", "import importlib.util as u; "
                             "print(u.find_spec('torch') is None, u.find_spec('sentencepiece')"
                             " is not None)"], capture_output=True, text=True, cwd=tmp_path,
