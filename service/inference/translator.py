@@ -145,14 +145,15 @@ class Translator:
         return [list(prefix)] * count if prefix else None
 
     def with_generation(self, options: DecodeOptions) -> DecodeOptions:
-        """The request's options with the checkpoint's banned tokens and forced eos, and its
-        ``max_new_tokens`` as the cap when the request gives none."""
+        """The request's options with the checkpoint's banned tokens and forced eos added, and
+        its ``max_new_tokens`` as the cap when the request gives none."""
         gen = self.generation
         max_length = options.max_length
         if max_length is None and gen.get("max_new_tokens"):
             max_length = int(gen["max_new_tokens"])
-        return replace(options, banned_ids=tuple(gen.get("banned_ids", ())),
-                       forced_eos=bool(gen.get("forced_eos", False)), max_length=max_length)
+        banned = tuple(dict.fromkeys([*options.banned_ids, *gen.get("banned_ids", ())]))
+        return replace(options, banned_ids=banned, max_length=max_length,
+                       forced_eos=options.forced_eos or bool(gen.get("forced_eos", False)))
 
     def search(self, sources: list[list[int]], options: DecodeOptions,
                max_batch_tokens: int | None = None,
