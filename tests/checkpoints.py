@@ -8,16 +8,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sentencepiece
 import torch
-from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
+from transformers import (
+    GenerationConfig,
+    MarianConfig,
+    MarianMTModel,
+    MarianTokenizer,
+    PreTrainedTokenizerBase,
+)
 
 from tests.conftest import synthetic_pairs
 
 SPM_PIECES = 120  # an upper bound: hard_vocab_limit off lets the tiny corpus give fewer
-TRAIN_STEPS = 300
+TRAIN_STEPS = 200
 OPUS_TARGETS = ("fra", "spa")  # the `>>xxx<<` tokens of a multi-target OPUS-MT vocabulary
 
 
@@ -72,15 +79,14 @@ def opus_mt_model(vocab_size: int) -> MarianMTModel:
     return MarianMTModel(config)
 
 
-def train_briefly(model: MarianMTModel, tokenizer: MarianTokenizer, *, prefix: str = ""
-                  ) -> None:
-    """A few hundred AdamW steps on the synthetic pairs (``prefix`` before each source)."""
+def train_briefly(model: MarianMTModel, tokenizer: MarianTokenizer) -> None:
+    """A few hundred AdamW steps on the synthetic pairs."""
     pairs = synthetic_pairs(400, seed=6)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for step in range(TRAIN_STEPS):
         chunk = [pairs[(step * 16 + i) % len(pairs)] for i in range(16)]
-        batch = tokenizer([prefix + src for src, _ in chunk], text_target=[t for _, t in chunk],
+        batch = tokenizer([src for src, _ in chunk], text_target=[t for _, t in chunk],
                           padding=True, return_tensors="pt")
         labels = batch["labels"].masked_fill(batch["labels"] == tokenizer.pad_token_id, -100)
         loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -102,10 +108,12 @@ def generation_config(model: MarianMTModel, *, max_length: int) -> GenerationCon
 
 
 def opus_mt_checkpoint(directory: Path, *, multi_target: bool = False) -> Path:
-    """A briefly trained OPUS-MT-layout checkpoint saved in ``directory``."""
+    """An OPUS-MT-layout checkpoint saved in ``directory``: briefly trained, or with random
+    weights for ``multi_target`` (its tests compare ids with ``generate`` only)."""
     tokenizer = opus_mt_tokenizer(directory, multi_target=multi_target)
     model = opus_mt_model(len(tokenizer.get_vocab()))
-    train_briefly(model, tokenizer, prefix=">>fra<< " if multi_target else "")
+    if not multi_target:
+        train_briefly(model, tokenizer)
     model.generation_config = generation_config(model, max_length=48)
     model.save_pretrained(str(directory))
     return directory
@@ -120,7 +128,7 @@ def opus_mt_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def opus_mt_multi_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A multi-target OPUS-MT-layout checkpoint (``>>fra<<``/``>>spa<<`` in its vocabulary,
-    ``target_lang`` ``fra``)."""
+    ``target_lang`` ``fra``), random weights."""
     yield opus_mt_checkpoint(tmp_path_factory.mktemp("opus-mt-multi") / "opus-mt-en-roa",
                              multi_target=True)
 
@@ -152,3 +160,105 @@ def generate_ids(model_dir: Path, sources: list[list[int]], **options: object
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, **options)
     return [row[: row.index(eos)] if eos in row else row for row in out[:, 1:].tolist()]
+
+
+def m2m100_checkpoint(directory: Path) -> Path:
+    """A random-weight M2M100 checkpoint (d_model 32, 2 + 2 layers) with an
+    ``M2M100Tokenizer`` over a tiny sentencepiece model, saved in ``directory``."""
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+
+    pairs = synthetic_pairs(400, seed=7)
+    work = directory / "spm"
+    work.mkdir(parents=True)
+    spm = train_spm([text for pair in pairs for text in pair], work / "shared")
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(spm))
+    tokens = ["<s>", "<pad>", "</s>", "<unk>",
+              *(pieces.id_to_piece(i) for i in range(pieces.get_piece_size())
+                if not pieces.is_unknown(i))]
+    (work / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    tokenizer = M2M100Tokenizer(vocab_file=str(work / "vocab.json"), spm_file=str(spm),
+                                src_lang="en", tgt_lang="fr")
+    tokenizer.save_pretrained(str(directory))
+    # the language tokens and 8 made-up words follow the vocabulary
+    vocab = max(tokenizer.lang_code_to_id.values()) + 1 + tokenizer.num_madeup_words
+    torch.manual_seed(12)
+    config = M2M100Config(
+        vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        decoder_start_token_id=2, scale_embedding=True, activation_function="relu")
+    M2M100ForConditionalGeneration(config).save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def m2m100_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny M2M100 checkpoint directory (read-only use)."""
+    yield m2m100_checkpoint(tmp_path_factory.mktemp("m2m100") / "m2m100-tiny")
+
+
+@pytest.fixture(scope="session")
+def m2m100_bundle(m2m100_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``m2m100_dir`` exported for English to French as ``m2m100-en-fr``."""
+    from tests.export_fixtures import export
+
+    return export(m2m100_dir, tmp_path_factory.mktemp("m2m100-bundle") / "m2m100-en-fr",
+                  "--src-lang", "en", "--tgt-lang", "fr")
+
+
+def nllb_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
+    """NLLB-200's tokenizer (tokenizers-backed ``NllbTokenizer``: BPE with the ``fra_Latn``
+    language tokens) from a tiny sentencepiece BPE model, saved in ``directory``."""
+    from tokenizers.models import BPE
+    from transformers import NllbTokenizer
+    from transformers.convert_slow_tokenizer import SentencePieceExtractor
+
+    pairs = synthetic_pairs(400, seed=8)
+    work = directory / "spm"
+    work.mkdir(parents=True)
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([text for pair in pairs for text in pair]),
+        model_prefix=str(work / "bpe"), model_type="bpe", vocab_size=SPM_PIECES,
+        hard_vocab_limit=False, character_coverage=1.0, bos_id=-1, eos_id=-1, pad_id=-1,
+        unk_id=0, minloglevel=2)
+    extracted: Any = SentencePieceExtractor(str(work / "bpe.model")).extract(BPE)
+    pieces = sorted(extracted["vocab"].items(), key=lambda item: item[1])
+    tokens = dict.fromkeys(["<s>", "<pad>", "</s>", "<unk>", *(p for p, _ in pieces)])
+    tokenizer = NllbTokenizer(vocab={t: i for i, t in enumerate(tokens)},
+                              merges=extracted["merges"], src_lang="eng_Latn",
+                              tgt_lang="fra_Latn")
+    tokenizer.save_pretrained(str(directory))
+    return tokenizer
+
+
+def nllb_checkpoint(directory: Path) -> Path:
+    """A random-weight NLLB-layout checkpoint (``M2M100ForConditionalGeneration``, d_model 32,
+    2 + 2 layers) with NLLB's tokenizer, saved in ``directory``."""
+    from transformers import M2M100Config, M2M100ForConditionalGeneration
+
+    tokenizer = nllb_tokenizer(directory)
+    torch.manual_seed(13)
+    config = M2M100Config(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        decoder_start_token_id=2, scale_embedding=True, activation_function="relu")
+    M2M100ForConditionalGeneration(config).save_pretrained(str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def nllb_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny NLLB-layout checkpoint directory (read-only use)."""
+    yield nllb_checkpoint(tmp_path_factory.mktemp("nllb") / "nllb-tiny")
+
+
+@pytest.fixture(scope="session")
+def nllb_bundle(nllb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``nllb_dir`` exported for English to French, the codes given both ways."""
+    from tests.export_fixtures import export
+
+    return export(nllb_dir, tmp_path_factory.mktemp("nllb-bundle") / "nllb-en-fr",
+                  "--src-lang", "eng_Latn", "--tgt-lang", "fr")

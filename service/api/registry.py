@@ -5,9 +5,10 @@ Discovery: every directory under ``models_dir`` (the directory itself included) 
 ``-`` (``models/transformer-en-fr/int8`` -> ``transformer-en-fr-int8``).
 
 Default per language pair, among the loaded bundles serving it: the first one listed in
-``default_models``; otherwise a float32 bundle before any other; among those, the best test
-BLEU recorded by the packager (``metadata.evaluation.beam4.bleu`` in model.json; bundles
-without one come last), then the smallest name.
+``default_models``; otherwise a model the user added (a bundle without the test BLEU that the
+packager records, ``metadata.evaluation.beam4.bleu`` in model.json: an exported checkpoint
+such as OPUS-MT, or an unpackaged run) before the packaged ones (the shipped demos); then a
+float32 bundle before any other; then the best recorded BLEU, then the smallest name.
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ class ModelRegistry:
         """The ready bundle for an explicit ``model`` or a ``source``/``target`` pair."""
         if model is not None:
             return self._by_name(model, source, target)
+        aliases = self.aliases()
+        source, target = aliases.get(source or "", source), aliases.get(target or "", target)
         if not source or not target:
             raise ApiError(422, "missing_route", "give source_lang and target_lang, or model",
                            field="target_lang" if source else "source_lang",
@@ -190,6 +193,16 @@ class ModelRegistry:
                            f"{', '.join(self.served()['pairs']) or 'none'}",
                            field="target_lang", details={"served": self.served()})
         return entry
+
+    def aliases(self) -> dict[str, str]:
+        """Full language codes that checkpoints name their languages by (NLLB's
+        ``fra_latn``, lower case as requests are) -> the codes bundles are served under."""
+        found: dict[str, str] = {}
+        for entry in self.ready():
+            codes = entry.manifest.metadata.get("language_codes") if entry.manifest else None
+            if isinstance(codes, dict):
+                found.update((str(full).lower(), str(short)) for short, full in codes.items())
+        return found
 
     def _by_name(self, model: str, source: str | None, target: str | None) -> ModelEntry:
         entry = self.entries.get(model)
@@ -208,11 +221,11 @@ class ModelRegistry:
         return entry
 
 
-def _rank(entry: ModelEntry, preferred: dict[str, int]) -> tuple[int, int, float, str]:
+def _rank(entry: ModelEntry, preferred: dict[str, int]) -> tuple[int, bool, int, float, str]:
     assert entry.manifest is not None
-    return (preferred.get(entry.name, len(preferred)),
-            0 if entry.manifest.dtype == "float32" else 1, -recorded_bleu(entry.manifest),
-            entry.name)
+    bleu = recorded_bleu(entry.manifest)
+    return (preferred.get(entry.name, len(preferred)), bleu != float("-inf"),
+            0 if entry.manifest.dtype == "float32" else 1, -bleu, entry.name)
 
 
 def recorded_bleu(manifest: Manifest) -> float:

@@ -102,10 +102,11 @@ class TranslationService:
 
     def options(self, *, beam_size: int | None, num_hypotheses: int, length_penalty: float,
                 max_length: int | None, return_scores: bool = True,
-                timeout: float | None = None) -> Options:
-        """Decoding options within the configured limits."""
+                timeout: float | None = None, entry: ModelEntry | None = None) -> Options:
+        """Decoding options within the configured limits; without ``beam_size``: the
+        ``default_beam_size`` setting when set, else ``entry``'s checkpoint ``num_beams``."""
         s = self.settings
-        beam = s.default_beam_size if beam_size is None else beam_size
+        beam = default_beam(s, entry) if beam_size is None else beam_size
         beam = max(beam, num_hypotheses) if beam_size is None else beam
         for name, value, limit in (("beam_size", beam, s.max_beam_size),
                                    ("num_hypotheses", num_hypotheses, s.max_hypotheses),
@@ -199,7 +200,8 @@ class TranslationService:
                                       target=lang(body.target_lang))
         options = self.options(beam_size=body.beam_size, num_hypotheses=body.num_hypotheses,
                                length_penalty=body.length_penalty, max_length=body.max_length,
-                               return_scores=body.return_scores, timeout=body.timeout)
+                               return_scores=body.return_scores, timeout=body.timeout,
+                               entry=entry)
         return Prepared(texts, entry, options)
 
     async def detect_source(self, body: TranslateRequest
@@ -240,6 +242,17 @@ class TranslationService:
             translations=outs, usage=Usage(texts=len(outs),
                                            source_tokens=sum(o.source_tokens for o in outs),
                                            target_tokens=sum(o.target_tokens for o in outs)))
+
+
+def default_beam(settings: Settings, entry: ModelEntry | None) -> int:
+    """The beam of a request without one: the operator's ``default_beam_size`` when set,
+    else the checkpoint's generation config (``metadata.generation.num_beams``), else the
+    setting's default."""
+    generation = entry.manifest.metadata.get("generation") if entry and entry.manifest else None
+    beams = generation.get("num_beams") if isinstance(generation, dict) else None
+    if "default_beam_size" in settings.model_fields_set or not isinstance(beams, int):
+        return settings.default_beam_size
+    return beams
 
 
 def batch_error(err: Exception, model: str, timeout: float) -> ApiError:

@@ -13,6 +13,9 @@ from service.inference.search import (
     Decoder,
     FinishReason,
     Hypothesis,
+    Prefixes,
+    finish_reason,
+    forced_tokens,
     next_candidates,
     normalise,
 )
@@ -75,10 +78,10 @@ def _top_candidates(candidates: np.ndarray, count: int) -> np.ndarray:
 
 
 def _finish(finished: list[Hypothesis], beam: int, history: list[int], token: int, eos_id: int,
-            score: float) -> None:
-    reason: FinishReason = "eos" if token == eos_id else "length"
+            score: float, reason: FinishReason, skip: int) -> None:
+    """Add a hypothesis (its first ``skip`` tokens, a forced prefix, left out)."""
     tokens = list(history) if token == eos_id else [*history, token]
-    finished.append(Hypothesis(tokens, score, reason))
+    finished.append(Hypothesis(tokens[skip:], score, reason))
     finished.sort(key=lambda h: -h.score)
     del finished[beam:]
 
@@ -94,8 +97,10 @@ def _is_done(finished: list[Hypothesis], best_running: float | None, length: int
 
 
 def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_id: int,
-                max_length: np.ndarray, options: DecodeOptions) -> list[list[Hypothesis]]:
-    """Up to ``num_hypotheses`` best hypotheses per input, best first, in input order.
+                max_length: np.ndarray, options: DecodeOptions,
+                prefixes: Prefixes | None = None) -> list[list[Hypothesis]]:
+    """Up to ``num_hypotheses`` best hypotheses per input, best first, in input order;
+    ``prefixes``: the forced first tokens of inputs (by batch index).
 
     The first step runs one row per input (its beams are all the same until then) and the
     state grows to ``beam`` rows per input after it."""
@@ -105,47 +110,54 @@ def beam_search(decoder: Decoder, state: Any, *, batch: int, start_id: int, eos_
     results: Hypotheses = {}
     found, state = next_candidates(decoder, beams.tokens[::width], state,
                                    beams.histories[::width], np.zeros(batch, np.int64),
-                                   k=2 * width, eos_id=eos_id, options=options)
+                                   k=2 * width, eos_id=eos_id, options=options,
+                                   max_length=beams.max_length,
+                                   forced=forced_tokens(prefixes, beams.origin, beams.steps))
     copies = Candidates(np.repeat(found.values, width, axis=0),
                         np.repeat(found.ids, width, axis=0))  # the dead copies never win
     beams, index = select_step(copies, beams, finished, results, eos_id=eos_id,
-                               options=options)
+                               options=options, prefixes=prefixes)
     if len(beams.origin):
         state = decoder.reorder(state, index // width)
     while len(beams.origin):
         beams, state = beam_step(decoder, state, beams, finished, results, eos_id=eos_id,
-                                 options=options)
+                                 options=options, prefixes=prefixes)
     return [results[i] for i in range(batch)]
 
 
 def beam_step(decoder: Decoder, state: Any, beams: Beams, finished: Hypotheses,
-              results: Hypotheses, *, eos_id: int, options: DecodeOptions) -> tuple[Beams, Any]:
+              results: Hypotheses, *, eos_id: int, options: DecodeOptions,
+              prefixes: Prefixes | None = None) -> tuple[Beams, Any]:
     """One decoder call for every running beam: finished inputs move to ``results`` (keyed by
     ``beams.origin``) and leave the batch; returns the remaining beams and their state."""
-    found, state = next_candidates(decoder, beams.tokens, state, beams.histories,
-                                   np.repeat(beams.steps, options.beam_size),
-                                   k=2 * options.beam_size, eos_id=eos_id, options=options)
-    beams, index = select_step(found, beams, finished, results, eos_id=eos_id, options=options)
+    width = options.beam_size
+    steps = np.repeat(beams.steps, width)
+    found, state = next_candidates(
+        decoder, beams.tokens, state, beams.histories, steps, k=2 * width, eos_id=eos_id,
+        options=options, max_length=np.repeat(beams.max_length, width),
+        forced=forced_tokens(prefixes, np.repeat(beams.origin, width), steps))
+    beams, index = select_step(found, beams, finished, results, eos_id=eos_id, options=options,
+                               prefixes=prefixes)
     if len(beams.origin):
         state = decoder.reorder(state, index)
     return beams, state
 
 
 def select_step(found: Candidates, beams: Beams, finished: Hypotheses,
-                results: Hypotheses, *, eos_id: int, options: DecodeOptions
-                ) -> tuple[Beams, np.ndarray]:
+                results: Hypotheses, *, eos_id: int, options: DecodeOptions,
+                prefixes: Prefixes | None = None) -> tuple[Beams, np.ndarray]:
     """From one step's candidates ``(inputs * K, k)`` (``k >= 2 * K`` allowed tokens of each
     row, or all of them): the next beams, and the state rows ``(next inputs * K,)`` they
     continue (grouped by input, in the order of ``beams``)."""
     candidates = (beams.scores.reshape(-1, 1) + found.values).reshape(len(beams.origin), -1)
     top = _top_candidates(candidates, 2 * options.beam_size)
     return _advance(beams, candidates, top, found.ids, finished, results, eos_id=eos_id,
-                    options=options)
+                    options=options, prefixes=prefixes or {})
 
 
 def _advance(beams: Beams, candidates: np.ndarray, top: np.ndarray, ids: np.ndarray,
              finished: Hypotheses, results: Hypotheses, *, eos_id: int,
-             options: DecodeOptions) -> tuple[Beams, np.ndarray]:
+             options: DecodeOptions, prefixes: Prefixes) -> tuple[Beams, np.ndarray]:
     """Finish, select and drop: the next running beams and the state rows they continue."""
     width, per_row = options.beam_size, ids.shape[1]
     keep_inputs, rows, tokens, scores, histories = [], [], [], [], []
@@ -161,7 +173,9 @@ def _advance(beams: Beams, candidates: np.ndarray, top: np.ndarray, ids: np.ndar
             if token == eos_id or at_limit:
                 if rank < width:
                     _finish(finished[origin], width, beams.histories[row], token, eos_id,
-                            float(normalise(score, length, options)))
+                            float(normalise(score, length, options)),
+                            finish_reason(token, eos_id, at_limit=at_limit, options=options),
+                            len(prefixes.get(origin, ())))
             elif len(running) < width:
                 running.append((row, token, score))
         best = running[0][2] if running else None

@@ -28,7 +28,7 @@ from service.inference.beam import Beams, Hypotheses, concat_beams, select_step,
 from service.inference.kv_cache import COLUMN_STEP, KVCache
 from service.inference.onnx_decoder import OnnxModel
 from service.inference.options import DecodeOptions
-from service.inference.search import Hypothesis, next_candidates
+from service.inference.search import Hypothesis, Prefixes, forced_tokens, next_candidates
 from service.inference.translator import Sentences, Translation, Translator, length_limits
 
 
@@ -58,15 +58,18 @@ class RunningSearch:
         self.beams: Beams | None = None
         self.state: KVCache | None = None
         self.finished: Hypotheses = {}
+        self.prefixes: Prefixes = {}  # forced first tokens of inputs that have one, by key
 
     def __len__(self) -> int:
         """Inputs still decoding."""
         return 0 if self.beams is None else len(self.beams.origin)
 
-    def add(self, keys: list[int], state: KVCache, max_length: np.ndarray) -> None:
+    def add(self, keys: list[int], state: KVCache, max_length: np.ndarray,
+            prefixes: Prefixes | None = None) -> None:
         """Append inputs to the running batch: ``state`` from :func:`encode_sources` (one row
         per beam, in input order), ``max_length`` ``(len(keys),)`` caps each one's generated
-        tokens."""
+        tokens, ``prefixes`` forces the first tokens of some (by key)."""
+        self.prefixes.update(prefixes or {})
         beams = start_beams(np.array(keys, dtype=np.int64), max_length, self.options.beam_size,
                             self.start_id)
         for key in keys:
@@ -84,6 +87,7 @@ class RunningSearch:
         keep = np.flatnonzero(~np.isin(self.beams.origin, list(keys)))
         for key in keys:
             self.finished.pop(key, None)
+            self.prefixes.pop(key, None)
         if len(keep) < len(self.beams.origin):
             self._keep(self.beams.select(keep), self.beams.rows_of(keep))
 
@@ -92,13 +96,18 @@ class RunningSearch:
         if self.beams is None or self.state is None:
             return {}
         width = self.options.beam_size
-        found, self.state = next_candidates(self.model, self.beams.tokens, self.state,
-                                            self.beams.histories,
-                                            np.repeat(self.beams.steps, width), k=2 * width,
-                                            eos_id=self.eos_id, options=self.options)
+        steps = np.repeat(self.beams.steps, width)
+        found, self.state = next_candidates(
+            self.model, self.beams.tokens, self.state, self.beams.histories, steps,
+            k=2 * width, eos_id=self.eos_id, options=self.options,
+            max_length=np.repeat(self.beams.max_length, width),
+            forced=forced_tokens(self.prefixes, np.repeat(self.beams.origin, width), steps))
         results: Hypotheses = {}
         beams, index = select_step(found, self.beams, self.finished, results,
-                                   eos_id=self.eos_id, options=self.options)
+                                   eos_id=self.eos_id, options=self.options,
+                                   prefixes=self.prefixes)
+        for key in results:
+            self.prefixes.pop(key, None)
         self._keep(beams, index)
         return results
 
@@ -136,6 +145,7 @@ class Arrival:
     key: int
     texts: list[str]
     options: DecodeOptions
+    target_prefix: list[list[int]] | None = None  # per text: forced first target tokens
 
 
 @dataclass
@@ -209,8 +219,9 @@ class DecodeLoop:
                     (arrival.key, translator.assemble(arrival.texts, sentences, [])))
                 continue
             lengths = np.array([len(source) for source in sentences.sources])
-            limit = length_limits(lengths, arrival.options, translator.manifest.max_positions)
-            search = replace(arrival.options, max_length=None)
+            options = translator.with_generation(arrival.options)
+            limit = length_limits(lengths, options, translator.manifest.max_positions)
+            search = replace(options, max_length=None)
             encoded.groups.setdefault(search, []).append((arrival, sentences, limit))
         for options, parts in encoded.groups.items():
             sources = [source for _, sentences, _ in parts for source in sentences.sources]
@@ -223,14 +234,21 @@ class DecodeLoop:
         requests answered without decoding."""
         for options, parts in encoded.groups.items():
             keys: list[int] = []
+            prefixes: Prefixes = {}
             for arrival, sentences, _ in parts:
                 jobs = list(range(self._next_job, self._next_job + len(sentences.sources)))
                 self._next_job += len(jobs)
                 self.requests[arrival.key] = LoopRequest(arrival.texts, options, sentences, jobs)
                 self.owner_of_job.update((job, arrival.key) for job in jobs)
                 keys += jobs
+                wanted = arrival.target_prefix or self.translator.default_prefix(
+                    len(arrival.texts))
+                if wanted is not None:  # each sentence has its text's prefix
+                    prefixes.update((job, wanted[owner])
+                                    for job, owner in zip(jobs, sentences.owners, strict=True))
             self._search_for(options).add(keys, encoded.states[options],
-                                          np.concatenate([limit for _, _, limit in parts]))
+                                          np.concatenate([limit for _, _, limit in parts]),
+                                          prefixes)
         return encoded.answered
 
     def cancel(self, key: int) -> None:

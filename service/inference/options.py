@@ -22,6 +22,8 @@ class DecodeOptions:
     max_length: int | None = None
     no_repeat_ngram_size: int = 0
     early_stopping: bool = False
+    banned_ids: tuple[int, ...] = ()
+    forced_eos: bool = False
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -31,3 +33,5 @@ class DecodeOptions:
                              f"({self.beam_size}), got {self.num_hypotheses}")
         if self.min_length < 0 or self.no_repeat_ngram_size < 0:
             raise ValueError("min_length and no_repeat_ngram_size must not be negative")
+        if any(token < 0 for token in self.banned_ids):
+            raise ValueError(f"banned_ids must be token ids (not negative), got {self.banned_ids}")

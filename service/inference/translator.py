@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +15,7 @@ from service.inference.beam import beam_search
 from service.inference.memory import HostMemory, OrtMemory
 from service.inference.onnx_decoder import OnnxModel
 from service.inference.options import DecodeOptions
-from service.inference.search import Hypothesis, greedy_search
+from service.inference.search import Hypothesis, Prefixes, greedy_search
 from service.inference.session import CUDA, create_session, resolve_providers, with_required_input
 from service.inference.text import Segmented, segment
 from service.inference.tokenizer import load_tokenizer
@@ -122,45 +122,87 @@ class Translator:
         return self.manifest.max_positions
 
     def translate_ids(self, sources: list[list[int]], options: DecodeOptions | None = None,
-                      *, max_batch_tokens: int | None = None, **fields: Any) -> list[list[int]]:
-        """Token level: best output ids per input (eos off), in input order; ``options`` or
-        its fields as keywords (greedy unless ``beam_size`` is given)."""
+                      *, max_batch_tokens: int | None = None,
+                      target_prefix: list[list[int]] | None = None,
+                      **fields: Any) -> list[list[int]]:
+        """Token level: best output ids per input (eos and ``target_prefix`` off), in input
+        order; ``options`` or its fields as keywords (greedy unless ``beam_size`` is given)."""
         chosen = decode_options(options, fields if options else {"beam_size": 1, **fields})
-        results = self.search(sources, chosen, max_batch_tokens)
+        results = self.search(sources, chosen, max_batch_tokens, target_prefix)
         return [hyps[0].tokens for hyps in results]
 
+    @property
+    def generation(self) -> dict[str, Any]:
+        """The checkpoint's generation config as export recorded it (``metadata.generation``:
+        ``forced_eos``, ``banned_ids``, ``num_beams``, ``max_new_tokens``)."""
+        found = self.manifest.metadata.get("generation")
+        return found if isinstance(found, dict) else {}
+
+    def default_prefix(self, count: int) -> list[list[int]] | None:
+        """``count`` copies of the bundle's recorded target prefix (an M2M100 bundle's target
+        language token, ``generate``'s ``forced_bos_token_id``), or None."""
+        prefix = self.manifest.metadata.get("target_prefix")
+        return [list(prefix)] * count if prefix else None
+
+    def with_generation(self, options: DecodeOptions) -> DecodeOptions:
+        """The request's options with the checkpoint's banned tokens and forced eos added, and
+        its ``max_new_tokens`` as the cap when the request gives none."""
+        gen = self.generation
+        max_length = options.max_length
+        if max_length is None and gen.get("max_new_tokens"):
+            max_length = int(gen["max_new_tokens"])
+        banned = tuple(dict.fromkeys([*options.banned_ids, *gen.get("banned_ids", ())]))
+        return replace(options, banned_ids=banned, max_length=max_length,
+                       forced_eos=options.forced_eos or bool(gen.get("forced_eos", False)))
+
     def search(self, sources: list[list[int]], options: DecodeOptions,
-               max_batch_tokens: int | None = None) -> list[list[Hypothesis]]:
-        """Hypotheses for token-id inputs, sorted by length into budgeted sub-batches."""
+               max_batch_tokens: int | None = None,
+               target_prefix: list[list[int]] | None = None) -> list[list[Hypothesis]]:
+        """Hypotheses for token-id inputs, sorted by length into budgeted sub-batches;
+        ``target_prefix``: per input, tokens forced as its first ones (not in its output;
+        default: the bundle's ``metadata.target_prefix``, a multilingual model's target)."""
+        options = self.with_generation(options)
+        if target_prefix is None:
+            target_prefix = self.default_prefix(len(sources))
         budget = max_batch_tokens or self.max_batch_tokens
         results: list[list[Hypothesis]] = [[] for _ in sources]
         lengths = [len(source) for source in sources]
         for index in token_budget_batches(lengths, max(1, budget // options.beam_size)):
             ids, mask = pad_batch([sources[i] for i in index], self.manifest.special_tokens["pad"])
             limit = length_limits(mask.sum(1), options, self.manifest.max_positions)
-            for i, hyps in zip(index, self._search_batch(ids, mask, limit, options), strict=True):
+            prefixes = ({row: target_prefix[i] for row, i in enumerate(index)}
+                        if target_prefix is not None else None)
+            found = self._search_batch(ids, mask, limit, options, prefixes)
+            for i, hyps in zip(index, found, strict=True):
                 results[i] = hyps
         return results
 
     def _search_batch(self, ids: np.ndarray, mask: np.ndarray, max_length: np.ndarray,
-                      options: DecodeOptions) -> list[list[Hypothesis]]:
+                      options: DecodeOptions, prefixes: Prefixes | None = None
+                      ) -> list[list[Hypothesis]]:
         special = self.manifest.special_tokens
         state = self.model.encode(ids, mask, max_length=int(max_length.max()))
         search = greedy_search if options.beam_size == 1 else beam_search
         return search(self.model, state, batch=len(ids), start_id=special["decoder_start"],
-                      eos_id=special["eos"], max_length=max_length, options=options)
+                      eos_id=special["eos"], max_length=max_length, options=options,
+                      prefixes=prefixes)
 
     def translate(self, texts: list[str], options: DecodeOptions | None = None, *,
                   return_scores: bool = True, on_too_long: TooLong = "truncate",
-                  max_batch_tokens: int | None = None, **fields: Any) -> list[Translation]:
+                  max_batch_tokens: int | None = None,
+                  target_prefix: list[list[int]] | None = None, **fields: Any
+                  ) -> list[Translation]:
         """Text in, text out; long texts are split into sentences and re-joined. ``options``,
         or its fields as keywords (``DecodeOptions``: beam 4 by default). ``early_stopping``
         ends an input's beam search once it has ``beam_size`` finished hypotheses
         (CTranslate2's rule); by default it goes on while a running beam could still win
-        (``generate``'s default)."""
+        (``generate``'s default). ``target_prefix``: per text, target tokens forced first
+        (e.g. a language token), left out of the text."""
         chosen = decode_options(options, fields)
         sentences = self.prepare(texts, on_too_long)
-        hyps = self.search(sentences.sources, chosen, max_batch_tokens)
+        prefix = (None if target_prefix is None
+                  else [target_prefix[owner] for owner in sentences.owners])
+        hyps = self.search(sentences.sources, chosen, max_batch_tokens, prefix)
         return self.assemble(texts, sentences, hyps, return_scores)
 
     def prepare(self, texts: list[str], on_too_long: TooLong = "truncate") -> Sentences:
@@ -182,7 +224,8 @@ class Translator:
         layouts: list[Segmented] = []
         for owner, text in enumerate(texts):
             layout = Segmented((text,), (0,))
-            if len(self.tokenizer(text)["input_ids"]) > self.max_source_tokens:
+            prefixed = len(self.manifest.metadata.get("source_prefix", []))
+            if prefixed + len(self.tokenizer(text)["input_ids"]) > self.max_source_tokens:
                 cut = segment(text, language=self.manifest.source_lang)
                 layout = cut if cut.sentences else layout
             pieces += layout.sources
@@ -192,7 +235,9 @@ class Translator:
 
     def _encode(self, pieces: list[str], on_too_long: TooLong) -> tuple[list[list[int]],
                                                                          list[bool]]:
-        encoded = self.tokenizer(pieces)["input_ids"] if pieces else []
+        # a multi-target model's target token (OPUS-MT ``>>fra<<``) leads every source
+        prefix = list(self.manifest.metadata.get("source_prefix", []))
+        encoded = [[*prefix, *ids] for ids in self.tokenizer(pieces)["input_ids"]] if pieces else []
         limit = self.max_source_tokens
         eos = self.manifest.special_tokens["eos"]
         truncated = [len(ids) > limit for ids in encoded]

@@ -28,7 +28,7 @@ print(json.dumps({
     "models": sorted(os.listdir("/models")),
 }))
 """
-DEFAULT_MODEL = "transformer-en-fr"  # TRANSLATE_DEFAULT_MODELS of the image
+DEFAULT_MODEL = "transformer-en-fr"  # the best recorded BLEU among the shipped models
 SENTENCE = {True: "In the beginning God created the heaven and the earth.",
             False: "the cat eats fish."}
 

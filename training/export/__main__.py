@@ -1,6 +1,8 @@
 """``python -m training.export SRC OUT [--int8] [--fp16] [--opset N] [--force]``.
 
-SRC is this project's model directory or any local MarianMT checkpoint. OUT receives the fp32
+SRC is this project's model directory, a local MarianMT checkpoint (an OPUS-MT download), or
+a Hugging Face hub id of one (``Helsinki-NLP/opus-mt-en-fr``: from the local hub cache,
+downloaded into it where the network allows). OUT receives the fp32
 bundle; ``--int8`` and ``--fp16`` add complete variant bundles in ``OUT/int8`` and ``OUT/fp16``.
 """
 
@@ -14,7 +16,9 @@ from pathlib import Path
 from training.errors import run_cli
 from training.export.bundle_writer import base_manifest, write_fp32, write_variant
 from training.export.graphs import DEFAULT_OPSET, plan_for
-from training.export.sources import load_source
+from training.export.hub import resolve_source
+from training.export.languages import api_code, checkpoint_code, source_prefix
+from training.export.sources import Source, load_source
 from training.export.variants import convert_fp16, quantize_int8
 from training.io import atomic_directory
 
@@ -22,26 +26,50 @@ from training.io import atomic_directory
 def parser() -> argparse.ArgumentParser:
     """Command-line interface."""
     cli = argparse.ArgumentParser(prog="python -m training.export", description=__doc__)
-    cli.add_argument("src", type=Path, help="model directory or MarianMT checkpoint")
+    cli.add_argument("src", help="model directory, MarianMT checkpoint directory, or hub id")
     cli.add_argument("out", type=Path, help="bundle directory to create")
     cli.add_argument("--int8", action="store_true", help="add a dynamic-int8 bundle (CPU)")
     cli.add_argument("--fp16", action="store_true", help="add an fp16 bundle (CUDA)")
     cli.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                      help=f"ONNX opset (default {DEFAULT_OPSET})")
     cli.add_argument("--name", help="model name (default: OUT's folder name)")
-    cli.add_argument("--src-lang", help="source language code (default: from SRC, else und)")
-    cli.add_argument("--tgt-lang", help="target language code (default: from SRC, else und)")
+    cli.add_argument("--src-lang", help="source language code (default: from SRC's tokenizer "
+                     "config, else und)")
+    cli.add_argument("--tgt-lang", help="target language code (default: from SRC's tokenizer "
+                     "config, else und); picks a multi-target OPUS-MT model's >>xxx<< token")
     cli.add_argument("--force", action="store_true", help="replace an existing OUT")
     return cli
+
+
+def pick_languages(source: Source, wanted: tuple[str, str]) -> tuple[str, str]:
+    """A multilingual (M2M100) checkpoint's pair: its tokenizer puts the source language's
+    token before every source, the target's is forced as the first generated token."""
+    src = checkpoint_code(source.language_ids, wanted[0], "--src-lang")
+    tgt = checkpoint_code(source.language_ids, wanted[1], "--tgt-lang")
+    source.tokenizer.src_lang, source.tokenizer.tgt_lang = src, tgt
+    source.metadata["target_prefix"] = [source.language_ids[tgt]]
+    full = {api_code(code): code for code in (src, tgt) if api_code(code) != code}
+    if full:  # NLLB's fra_Latn: accepted by the API besides fr
+        source.metadata["language_codes"] = full
+    return src, tgt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parser().parse_args(argv)
-    source = load_source(args.src)
+    path = resolve_source(args.src)
+    source = load_source(path)
+    if path != Path(args.src):  # a hub id: name it, not its snapshot folder
+        source.metadata["checkpoint"] = args.src
     plan = plan_for(source)
-    langs = (args.src_lang or source.metadata.get("src_lang", "und"),
-             args.tgt_lang or source.metadata.get("tgt_lang", "und"))
+    wanted = (args.src_lang or source.metadata.get("src_lang", "und"),
+              args.tgt_lang or source.metadata.get("tgt_lang", "und"))
+    if source.language_ids:
+        wanted = pick_languages(source, wanted)
+    langs = (api_code(wanted[0]), api_code(wanted[1]))
+    prefix = source_prefix(source.target_tokens, langs[1])
+    if prefix:
+        source.metadata["source_prefix"] = prefix
     manifest = base_manifest(source, plan, name=args.name or args.out.name, langs=langs,
                              opset=args.opset)
     sizes = {}

@@ -12,6 +12,7 @@ from torch.export import Dim
 
 from service.bundle import DecoderContract, StateSpec, StaticSpec, TensorSpec
 from training.export.cached_attention import TRANSLATIONS
+from training.export.m2m100_graphs import M2M100DecoderStepGraph, M2M100EncoderGraph
 from training.export.marian_graphs import MarianDecoderStepGraph, MarianEncoderGraph
 from training.export.rnn_graphs import RNNDecoderStepGraph, RNNEncoderGraph, rnn_state_names
 from training.export.sources import Source, is_rnn
@@ -72,8 +73,10 @@ def marian_plan(model: Any) -> GraphPlan:
               StateSpec("position", "next_position", I64, ["batch"], "empty")]
     contract = DecoderContract("log_probs", state, static, list(DECODER_INPUTS),
                                cache_mask="past_mask", grouped_static=True)
-    decoder = MarianDecoderStepGraph(model).eval()
-    return GraphPlan(MarianEncoderGraph(model).eval(), decoder, outputs, contract)
+    m2m = cfg.model_type == "m2m_100"  # pre-LayerNorm layers, sinusoidal positions
+    encoder = (M2M100EncoderGraph if m2m else MarianEncoderGraph)(model).eval()
+    decoder = (M2M100DecoderStepGraph if m2m else MarianDecoderStepGraph)(model).eval()
+    return GraphPlan(encoder, decoder, outputs, contract)
 
 
 def rnn_plan(model: Any) -> GraphPlan:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -87,14 +88,18 @@ def test_models_lists_everything(client: TestClient) -> None:
     assert fr["default"] and not models["en-fr-int8"]["default"]
 
 
-def test_default_is_the_float32_bundle_with_the_best_recorded_bleu(
+def test_default_is_a_user_model_then_the_float32_bundle_with_the_best_recorded_bleu(
         make_client: MakeClient, models_dir: Path) -> None:
     write_manifest(models_dir / "a-en-fr", bleu=11.3)
     write_manifest(models_dir / "b-en-fr", bleu=18.1)
     write_manifest(models_dir / "b-en-fr" / "int8", dtype="int8", bleu=30.0)
     models = {m["name"]: m for m in make_client().get("/models").json()["models"]}
     defaults = sorted(name for name, model in models.items() if model["default"])
-    assert defaults == ["b-en-fr", "en-de"]  # en-fr records no BLEU: after the others
+    assert defaults == ["en-de", "en-fr"]  # en-fr records no BLEU: a model the user added
+    shutil.rmtree(models_dir / "en-fr")
+    models = {m["name"]: m for m in make_client().get("/models").json()["models"]}
+    defaults = sorted(name for name, model in models.items() if model["default"])
+    assert defaults == ["b-en-fr", "en-de"]  # among packaged bundles: float32, best BLEU
     chosen = make_client(default_models="a-en-fr").get("/models").json()["models"]
     assert {m["name"] for m in chosen if m["default"]} == {"a-en-fr", "en-de"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,15 +29,21 @@ def expected_texts(model_dir: Path, texts: list[str], **options: object) -> list
     return list(tokenizer.batch_decode(ids, skip_special_tokens=True))
 
 
-def test_http_translations_are_generates(opus_models: Path, opus_mt_dir: Path) -> None:
+@pytest.mark.parametrize("batching", ["request", "continuous"])
+def test_http_translations_are_generates(opus_models: Path, opus_mt_dir: Path,
+                                         batching: Literal["request", "continuous"]) -> None:
     texts = sample_sentences(12)
-    settings = Settings(models_dir=opus_models, threads=1, max_wait_ms=5)
+    settings = Settings(models_dir=opus_models, threads=1, max_wait_ms=5, batching=batching)
+    got = {}
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
-        reply = client.post("/translate", json={"text": texts, "model": "opus-mt-en-fr",
-                                                "beam_size": 1, "max_length": 40})
-        assert reply.status_code == 200, reply.text
-        got = [t["text"] for t in reply.json()["translations"]]
-    assert got == expected_texts(opus_mt_dir, texts, num_beams=1, max_new_tokens=40,
-                                 bad_words_ids=None, forced_eos_token_id=None,
-                                 renormalize_logits=False)
+        for limit in (40, 4):  # 4: most outputs are cut, where eos is forced
+            reply = client.post("/translate", json={
+                "text": texts, "source_lang": "en", "target_lang": "fr", "beam_size": 1,
+                "max_length": limit})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["model"] == "opus-mt-en-fr"  # languages from the checkpoint
+            got[limit] = [t["text"] for t in reply.json()["translations"]]
+    for limit, texts_out in got.items():
+        assert texts_out == expected_texts(opus_mt_dir, texts, num_beams=1,
+                                           max_new_tokens=limit)

@@ -59,8 +59,9 @@ def start_state(batch: int) -> np.ndarray:
     return state
 
 
-def run(search: Any, batch: int = 1, max_length: int = 10, **options: Any) -> Any:
-    decoder = Scripted()
+def run(search: Any, batch: int = 1, max_length: int = 10, decoder: Scripted | None = None,
+        **options: Any) -> Any:
+    decoder = decoder or Scripted()
     results = search(decoder, start_state(batch), batch=batch, start_id=START, eos_id=EOS,
                      max_length=np.full(batch, max_length), options=DecodeOptions(**options))
     return results, decoder

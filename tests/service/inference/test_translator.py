@@ -130,8 +130,9 @@ def test_over_long_sentence_is_truncated_with_a_flag_or_rejected(translator: Tra
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"beam_size": 0}, "beam_size must be at least 1"),
     ({"beam_size": 2, "num_hypotheses": 3}, "num_hypotheses must be between 1 and beam_size"),
+    ({"banned_ids": (3, -1)}, "banned_ids must be token ids"),
 ])
-def test_bad_options_name_the_field(translator: Translator, kwargs: dict[str, int],
+def test_bad_options_name_the_field(translator: Translator, kwargs: dict[str, object],
                                     message: str) -> None:
     with pytest.raises(ValueError, match=message):
         translator.translate(["fish."], **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,91 @@
+"""NLLB-200 (``M2M100ForConditionalGeneration`` with its tokenizers-backed tokenizer and
+``fra_Latn`` codes) exported and served: codes mapped to ISO 639-1 with the full code
+accepted, greedy = ``generate(forced_bos_token_id)``, beam 4 >= 98 %, two targets in a batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from transformers import AutoTokenizer, M2M100ForConditionalGeneration
+
+from service.api.app import create_app
+from service.api.settings import Settings
+from service.bundle import read_manifest
+from service.inference.translator import Translator
+from tests.checkpoints import sample_sentences
+from tests.service.api.fakes import copy_bundle, wait_ready
+
+LIMIT = 12  # generated tokens, the forced language token included
+
+
+def generate_for(model_dir: Path, sources: list[list[int]], targets: list[str], beams: int
+                 ) -> list[list[int]]:
+    """``generate`` forcing each row's target-language token first; it and eos stripped."""
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = M2M100ForConditionalGeneration.from_pretrained(
+        str(model_dir), attn_implementation="eager").eval()
+    pad, eos = model.config.pad_token_id, model.config.eos_token_id
+    out: list[list[int]] = [[] for _ in sources]
+    for target in sorted(set(targets)):
+        rows = [i for i, t in enumerate(targets) if t == target]
+        width = max(len(sources[i]) for i in rows)
+        ids = torch.tensor([sources[i] + [pad] * (width - len(sources[i])) for i in rows])
+        with torch.no_grad():
+            got = model.generate(input_ids=ids, attention_mask=(ids != pad).long(),
+                                 num_beams=beams, do_sample=False, max_new_tokens=LIMIT,
+                                 forced_bos_token_id=tokenizer.convert_tokens_to_ids(target))
+        for i, row in zip(rows, got[:, 2:].tolist(), strict=True):
+            out[i] = row[: row.index(eos)] if eos in row else row
+    return out
+
+
+def test_codes_map_to_iso_639_1_and_the_source_token_leads(nllb_bundle: Path,
+                                                           nllb_dir: Path) -> None:
+    manifest = read_manifest(nllb_bundle)
+    tokenizer = AutoTokenizer.from_pretrained(str(nllb_dir))
+    assert (manifest.source_lang, manifest.target_lang) == ("en", "fr")
+    assert manifest.metadata["language_codes"] == {"en": "eng_Latn", "fr": "fra_Latn"}
+    assert manifest.metadata["target_prefix"] == [tokenizer.convert_tokens_to_ids("fra_Latn")]
+    ids = Translator.load(nllb_bundle, threads=1).tokenizer(["the cat eats fish."])["input_ids"]
+    assert ids[0][0] == tokenizer.convert_tokens_to_ids("eng_Latn")
+    assert ids[0][-1] == tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("beams", [1, 4])
+def test_two_targets_in_one_batch_are_generates(nllb_bundle: Path, nllb_dir: Path,
+                                                beams: int) -> None:
+    translator = Translator.load(nllb_bundle, threads=1)
+    sources = list(translator.tokenizer(sample_sentences(30))["input_ids"])
+    targets = ["fra_Latn" if i % 2 else "deu_Latn" for i in range(len(sources))]
+    tokenizer = AutoTokenizer.from_pretrained(str(nllb_dir))
+    prefixes = [[int(tokenizer.convert_tokens_to_ids(t))] for t in targets]  # type: ignore[arg-type]
+    expected = generate_for(nllb_dir, sources, targets, beams)
+    got = translator.translate_ids(sources, beam_size=beams, max_length=LIMIT,
+                                   target_prefix=prefixes)
+    same = sum(a == b for a, b in zip(got, expected, strict=True))
+    assert same >= (1.0 if beams == 1 else 0.98) * len(sources), f"{same} of {len(sources)}"
+
+
+def test_http_accepts_the_full_codes(nllb_bundle: Path, nllb_dir: Path, tmp_path: Path) -> None:
+    copy_bundle(nllb_bundle, tmp_path / "models", nllb_bundle.name)
+    texts = sample_sentences(6)
+    settings = Settings(models_dir=tmp_path / "models", threads=1, max_wait_ms=5)
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        replies = [client.post("/translate", json={
+            "text": texts, "source_lang": src, "target_lang": tgt, "beam_size": 1,
+            "max_length": LIMIT}) for src, tgt in (("en", "fr"), ("eng_Latn", "fra_Latn"))]
+        unknown = client.post("/translate", json={"text": texts, "source_lang": "en",
+                                                  "target_lang": "deu_Latn"})
+    assert unknown.status_code == 400 and "en-fr" in unknown.json()["error"]["message"]
+    tokenizer = AutoTokenizer.from_pretrained(str(nllb_dir))
+    expected = tokenizer.batch_decode(
+        generate_for(nllb_dir, tokenizer(texts)["input_ids"], ["fra_Latn"] * len(texts), 1),
+        skip_special_tokens=True)
+    for reply in replies:
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["source_lang"] == "en" and reply.json()["target_lang"] == "fr"
+        assert [t["text"] for t in reply.json()["translations"]] == expected
