@@ -5,8 +5,8 @@ is plain multi-head attention).
 The node reads only each row's own entries (its length, ``seqlens_k``) and writes the step's
 key and value at that column; when the engine binds the present outputs to the past buffers'
 memory it does so in place, so neither the unused columns of the buffer are read nor the new
-entries written by the host (docs/benchmarks.md, "Fused projections, runs 16 and 17": 0.23-0.37
-against 0.55-0.65 ms per layer at 64 rows and 32 columns).
+entries written by the host (0.23-0.37 against 0.55-0.65 ms per layer at 64 rows and 32
+columns).
 
 PyTorch sees a custom op (:func:`cached_attention`) whose reference implementation gives the
 same results, so export parity is checked as for every other graph; :data:`TRANSLATIONS` maps

@@ -41,8 +41,7 @@ class GraphPlan:
 # Opset 20 has ONNX's own ``Gelu``, which torch emits for the Transformer's activation and ONNX
 # Runtime runs as one kernel. At 18 torch writes erf-GELU as five nodes (Div, Erf, Add, Mul,
 # Mul) that ONNX Runtime 1.32 does not fuse back: on the OPUS-shape bench model, opset 20 is
-# 1.03x as fast at greedy batch 64 and 1.04x at beam 4 batch 64, the same at batch 1
-# (docs/benchmarks.md, "eighth session").
+# 1.03x as fast at greedy batch 64 and 1.04x at beam 4 batch 64, the same at batch 1.
 DEFAULT_OPSET = 20
 # The form of the graphs this exporter writes, recorded in ``model.json``'s metadata as
 # ``export_revision`` so that cached bundles (bench.engines) know when to export again.

@@ -59,9 +59,8 @@ def attend_grouped(query: Tensor, key: Tensor, value: Tensor, bias: Tensor) -> T
 class FusedLinear(nn.Module):
     """Several ``nn.Linear`` of the same input as one GEMM: ``(N, D)`` -> one ``(N, D_i)``
     output per projection. At one step's 64 rows a decoder projection streams its weights from
-    memory, and one GEMM of width ``3 D`` took 0.78 of the time of three of width ``D``
-    (docs/benchmarks.md, "twelfth session"); each output column is the same dot product, so the
-    results do not change."""
+    memory, and one GEMM of width ``3 D`` takes 0.78 of the time of three of width ``D``; each
+    output column is the same dot product, so the results do not change."""
 
     def __init__(self, projections: list[nn.Linear]) -> None:
         super().__init__()
