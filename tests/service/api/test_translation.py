@@ -32,7 +32,8 @@ def test_disconnect_cancels_the_work() -> None:
             return "done"
 
         task = asyncio.ensure_future(until_disconnected(request, work()))
-        await asyncio.sleep(0.01)
+        while "started" not in events:  # the work is running before the client leaves
+            await asyncio.sleep(0)
         await messages.put({"type": "http.disconnect"})
         with pytest.raises(ApiError) as caught:
             await task
