@@ -162,10 +162,26 @@ def generate_ids(model_dir: Path, sources: list[list[int]], **options: object
     return [row[: row.index(eos)] if eos in row else row for row in out[:, 1:].tolist()]
 
 
+def save_tiny_m2m100(directory: Path, *, vocab_size: int, seed: int) -> Path:
+    """A randomly initialised 2+2-layer M2M100 (d_model 32, ReLU, scaled embeddings) saved in
+    ``directory`` beside its tokenizer."""
+    from transformers import M2M100Config, M2M100ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = M2M100Config(
+        vocab_size=vocab_size, d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        decoder_start_token_id=2, scale_embedding=True, activation_function="relu")
+    M2M100ForConditionalGeneration(config).save_pretrained(str(directory))
+    return directory
+
+
 def m2m100_checkpoint(directory: Path) -> Path:
     """A random-weight M2M100 checkpoint (d_model 32, 2 + 2 layers) with an
     ``M2M100Tokenizer`` over a tiny sentencepiece model, saved in ``directory``."""
-    from transformers import M2M100Config, M2M100ForConditionalGeneration, M2M100Tokenizer
+    from transformers import M2M100Tokenizer
 
     pairs = synthetic_pairs(400, seed=7)
     work = directory / "spm"
@@ -181,15 +197,7 @@ def m2m100_checkpoint(directory: Path) -> Path:
     tokenizer.save_pretrained(str(directory))
     # the language tokens and 8 made-up words follow the vocabulary
     vocab = max(tokenizer.lang_code_to_id.values()) + 1 + tokenizer.num_madeup_words
-    torch.manual_seed(12)
-    config = M2M100Config(
-        vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
-        decoder_ffn_dim=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
-        activation_dropout=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-        decoder_start_token_id=2, scale_embedding=True, activation_function="relu")
-    M2M100ForConditionalGeneration(config).save_pretrained(str(directory))
-    return directory
+    return save_tiny_m2m100(directory, vocab_size=vocab, seed=12)
 
 
 @pytest.fixture(scope="session")
@@ -235,18 +243,8 @@ def nllb_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
 def nllb_checkpoint(directory: Path) -> Path:
     """A random-weight NLLB-layout checkpoint (``M2M100ForConditionalGeneration``, d_model 32,
     2 + 2 layers) with NLLB's tokenizer, saved in ``directory``."""
-    from transformers import M2M100Config, M2M100ForConditionalGeneration
-
     tokenizer = nllb_tokenizer(directory)
-    torch.manual_seed(13)
-    config = M2M100Config(
-        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
-        decoder_ffn_dim=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
-        activation_dropout=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-        decoder_start_token_id=2, scale_embedding=True, activation_function="relu")
-    M2M100ForConditionalGeneration(config).save_pretrained(str(directory))
-    return directory
+    return save_tiny_m2m100(directory, vocab_size=len(tokenizer), seed=13)
 
 
 @pytest.fixture(scope="session")
