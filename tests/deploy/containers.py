@@ -3,10 +3,10 @@
 The engine is the command in ``CONTAINER_ENGINE`` (``docker``, ``podman`` or a wrapper such as
 ``../shared/container/podman.sh``), else ``docker`` or ``podman`` from the PATH. Without a
 usable one the tests skip with one line saying why, or fail when ``CONTAINER_TESTS_REQUIRED=1``
-(``.ci/run`` sets it). ``CONTAINER_PREPARE`` names a script run once before the first build (the
-project's machines build ``debian:bookworm-slim`` locally with it). Containers run on the host's
-network, so a container's server listens directly on a free loopback port chosen by the test
-(``TRANSLATE_PORT``). All traffic goes to 127.0.0.1.
+(``.ci/run`` sets it). ``CONTAINER_PREPARE`` names a script run once before the engine is
+checked (the project's machines install podman and build ``debian:bookworm-slim`` with it).
+Containers run on the host's network, so a container's server listens directly on a free
+loopback port chosen by the test (``TRANSLATE_PORT``). All traffic goes to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -58,17 +58,18 @@ def engine_problem(engine: str | None) -> str | None:
 
 @functools.cache
 def _prepared_engine() -> tuple[str | None, str | None]:
-    """(engine, problem), checked once per test session; runs ``CONTAINER_PREPARE`` once."""
-    problems = {engine: engine_problem(engine) for engine in engine_candidates()}
-    usable = [engine for engine, problem in problems.items() if problem is None]
-    engine = usable[0] if usable else None
-    problem = None if usable else (next(iter(problems.values()), None) or engine_problem(None))
+    """(engine, problem), checked once per test run after ``CONTAINER_PREPARE`` (which may
+    install the engine) has run."""
     prepare = os.environ.get(PREPARE_VARIABLE, "").strip()
-    if problem is None and prepare:
+    if prepare:
         done = subprocess.run([prepare], capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
-            problem = f"{prepare} failed: {(done.stderr or done.stdout).strip()[-300:]}"
-    return engine, problem
+            return None, f"{prepare} failed: {(done.stderr or done.stdout).strip()[-300:]}"
+    problems = {engine: engine_problem(engine) for engine in engine_candidates()}
+    usable = [engine for engine, problem in problems.items() if problem is None]
+    if usable:
+        return usable[0], None
+    return None, next(iter(problems.values()), None) or engine_problem(None)
 
 
 def is_podman(engine: str) -> bool:
