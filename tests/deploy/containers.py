@@ -176,7 +176,11 @@ def run_server(image: str, *, name: str, env: dict[str, str] | None = None,
     port = free_port()
     settings = {"TRANSLATE_HOST": "127.0.0.1", "TRANSLATE_PORT": str(port),
                 "TRANSLATE_THREADS": "1", **(env or {})}
-    args = ["run", "-d", "--network=host", "--name", name]
+    engine = require_engine()
+    # docker and podman themselves need the host's network asked for; a wrapper (such as
+    # ../shared/container/podman.sh) sets it up itself and refuses a second network
+    network = ["--network=host"] if Path(engine).name in ("docker", "podman") else []
+    args = ["run", "-d", *network, "--name", name]
     if read_only:  # as with readOnlyRootFilesystem in Kubernetes; /tmp stays writable
         args.append("--read-only")
     for key, value in settings.items():
