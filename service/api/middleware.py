@@ -149,7 +149,7 @@ class BodyLimitMiddleware:
             await send_error(scope, send, 400, "invalid_utf8",
                              "the request body is not valid UTF-8")
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     @staticmethod
     def _declared(scope: Scope) -> int:
@@ -178,7 +178,8 @@ def _is_utf8(body: bytes) -> bool:
     return True
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` as one message, then hands over to ``receive``."""
     sent = False
 
     async def replay() -> Message:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.middleware import replay_body
 from service.api.routes.libretranslate import PREFIX
 
 SHARED = ("/detect", "/languages", "/frontend/settings", "/translate_file", "/suggest",
@@ -75,13 +76,5 @@ async def buffered(receive: Receive) -> tuple[bytes, Receive]:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
-    body, sent = b"".join(chunks), False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
+    body = b"".join(chunks)
+    return body, replay_body(body, receive)
