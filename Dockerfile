@@ -19,7 +19,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
-# A venv on Debian's Python 3.11 with the project (service package only) built as a wheel.
+# A venv on Debian's Python 3.11 with the project (inference and service packages only) built as a wheel.
 FROM python AS build-base
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
@@ -31,6 +31,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY inference/ inference/
 COPY service/ service/
 
 # `serve` has no torch (transformers, a core dependency, does not require it); the check

@@ -31,10 +31,10 @@ serve: $(SERVE_STAMP)
 test: $(STAMP) lint typecheck unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check training service tests bench
+	$(VENV)/bin/ruff check training inference service tests bench
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy training service tests bench
+	$(VENV)/bin/mypy training inference service tests bench
 
 unit: $(STAMP)
 	$(PY) -m pytest

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.engines import FORCED, forced_ids, sources, timed_pass
-from service.inference import Translator
+from inference import Translator
 
 T = TypeVar("T")
 

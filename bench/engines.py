@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from service.bundle import BundleError, read_manifest
+from inference.bundle import BundleError, read_manifest
 
 Item = TypeVar("Item")  # one input to translate: token ids or a text
 
@@ -104,7 +104,7 @@ def sources(vocab: int, count: int = 64) -> list[list[int]]:
 def runner(system: str, work: Path, threads: int) -> Callable[[list[list[int]], int], Any]:
     """A function (batch of source ids, beam) -> outputs, forced to FORCED tokens."""
     if system.startswith("engine"):
-        from service.inference import Translator
+        from inference import Translator
 
         path = work / "bundle" / ("int8" if "int8" in system else "")
         return forced_ids(Translator.load(path, threads=threads, max_batch_tokens=1 << 20,

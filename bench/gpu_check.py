@@ -28,8 +28,8 @@ import onnxruntime as ort
 
 from bench.engines import timed_pass
 from bench.saturation import run_loop
-from service.inference import Translator
-from service.inference.session import CPU, CUDA
+from inference import Translator
+from inference.session import CPU, CUDA
 
 SENTENCES = [
     "In the beginning God created the heaven and the earth.",

@@ -1,5 +1,5 @@
 """``python -m bench.graph_opt BUNDLE``: node counts and decoder-step speed of a bundle's graphs
-at each ONNX Runtime graph-optimization level (what ``service.inference.session`` applies)."""
+at each ONNX Runtime graph-optimization level (what ``inference.session`` applies)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from service.bundle import read_manifest
-from service.inference.onnx_decoder import OnnxModel
+from inference.bundle import read_manifest
+from inference.onnx_decoder import OnnxModel
 
 LEVELS = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
           "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

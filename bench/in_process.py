@@ -29,6 +29,8 @@ from typing import Any
 
 from bench.data import sample_verses
 from bench.protocol import MODES, finish, poisson, quantile, taking_turns
+from inference import Translator
+from inference.memory import OrtMemory
 from service.api.batcher import (
     Batcher,
     DeadlineExceededError,
@@ -38,8 +40,6 @@ from service.api.batcher import (
 from service.api.engine import TranslatorEngine
 from service.api.iteration_level import IterationLevel
 from service.api.request_level import RequestLevel
-from service.inference import Translator
-from service.inference.memory import OrtMemory
 
 Batchers = dict[str, Batcher]
 

@@ -105,7 +105,7 @@ async def load(port: int, sentences: list[str], clients: int, seconds: float,
 
 def engine_latency(bundle: Path, sentence: str, beam: int, threads: int | None) -> float:
     """Median seconds of the engine alone translating one sentence."""
-    from service.inference import Translator
+    from inference import Translator
 
     translator = Translator.load(bundle, threads=threads)
     times = []
@@ -119,7 +119,7 @@ def engine_latency(bundle: Path, sentence: str, beam: int, threads: int | None) 
 def engine_scaling(bundle: Path, sentences: list[str], beam: int, batch: int) -> float:
     """Sentences/s of the engine alone (no HTTP) translating ``sentences`` in batches of
     ``batch``: the ceiling for what concurrency can gain over one client."""
-    from service.inference import Translator
+    from inference import Translator
 
     translator = Translator.load(bundle)
     translator.translate(sentences[:2], beam_size=beam)

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import load_test_split
-from service.inference import Translator
-from service.inference.batching import pad_batch
-from service.inference.kv_cache import KVCache
-from service.inference.onnx_decoder import OnnxModel
+from inference import Translator
+from inference.batching import pad_batch
+from inference.kv_cache import KVCache
+from inference.onnx_decoder import OnnxModel
 
 
 def ms_per_step(model: OnnxModel, base: KVCache, groups: list[np.ndarray], start_id: int,

@@ -82,15 +82,15 @@ def length_cap(longest_source: int, model_max: int) -> int:
     """The engine's default length rule (``length_limits``) for a batch's longest source."""
     import numpy as np
 
-    from service.inference.options import DecodeOptions
-    from service.inference.translator import length_limits
+    from inference.options import DecodeOptions
+    from inference.translator import length_limits
 
     return int(length_limits(np.array([longest_source]), DecodeOptions(), model_max)[0])
 
 
 def engine_runner(bundle: Path, beam: int, threads: int, early_stopping: bool = False
                   ) -> Translate:
-    from service.inference import Translator
+    from inference import Translator
 
     tr = Translator.load(bundle, threads=threads, max_batch_tokens=1 << 30)
 
@@ -215,7 +215,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     """Sources, references and the batches every system gets: ``[indices, length cap]``."""
     from transformers import AutoTokenizer
 
-    from service.bundle import load_bundle_manifest
+    from inference.bundle import load_bundle_manifest
 
     sources, refs = load_pairs(args.data, args.limit)
     if not sources:

@@ -37,9 +37,9 @@ import numpy as np
 
 from bench.data import sample_verses
 from bench.protocol import percentile, poisson
-from service.inference import Translator
-from service.inference.continuous import Arrival, DecodeLoop
-from service.inference.options import DecodeOptions
+from inference import Translator
+from inference.continuous import Arrival, DecodeLoop
+from inference.options import DecodeOptions
 
 MODES = ("request", "continuous")
 FIT_SIZES = (1, 2, 4, 8, 16, 32, 48)

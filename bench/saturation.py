@@ -26,9 +26,9 @@ import numpy as np
 
 from bench.data import load_test_split
 from bench.engines import timed_pass
-from service.inference import Translator
-from service.inference.continuous import Arrival, DecodeLoop
-from service.inference.options import DecodeOptions
+from inference import Translator
+from inference.continuous import Arrival, DecodeLoop
+from inference.options import DecodeOptions
 
 
 def run_loop(translator: Translator, texts: list[str], inflight: int, beam: int,

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from service.inference import Translator
+from inference import Translator
 from training.data import read_examples
 
 

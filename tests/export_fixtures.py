@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import MarianConfig, MarianMTModel
 
-from service.bundle import MANIFEST, read_manifest, sha256_of
+from inference.bundle import MANIFEST, read_manifest, sha256_of
 from tests.conftest import synthetic_pairs
 from training.checkpoint import save_model_dir
 from training.export.__main__ import main as export_main

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from service.inference.beam import beam_search
-from service.inference.options import DecodeOptions
-from service.inference.search import Candidates, top_k
+from inference.beam import beam_search
+from inference.options import DecodeOptions
+from inference.search import Candidates, top_k
 from training.models.protocol import Seq2SeqModel, State
 
 
@@ -65,7 +65,7 @@ def beam_decode(model: Seq2SeqModel, src_ids: Tensor, src_mask: Tensor, *, beam:
                 start_id: int, eos_id: int, max_len: int, length_penalty: float = 1.0,
                 ) -> list[list[int]]:
     """Best beam hypothesis per input (at most ``max_len`` ids, eos off), with exactly the
-    serving engine's search (``service.inference.beam``) so scores agree across runtimes."""
+    serving engine's search (``inference.beam``) so scores agree across runtimes."""
     state = model.encode(src_ids, src_mask)
     options = DecodeOptions(beam_size=beam, length_penalty=length_penalty)
     results = beam_search(_NumpyAdapter(model), state, batch=src_ids.size(0), start_id=start_id,

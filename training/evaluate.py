@@ -71,7 +71,7 @@ def torch_translator(model: Seq2SeqModel, cfg: ModelConfig, tokenizer: PreTraine
 def bundle_translator(bundle: Path, *, beam: int, threads: int | None,
                       max_length: int | None = None) -> Translate:
     """Text-to-text translation with the ONNX engine over an exported bundle."""
-    from service.inference import Translator
+    from inference import Translator
 
     translator = Translator.load(bundle, threads=threads)
     return lambda texts: [t.text for t in translator.translate(texts, beam_size=beam,

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import yaml
 
-from service.bundle import MANIFEST
+from inference.bundle import MANIFEST
 from training.checkpoint import load_model_dir, save_model_dir
 from training.errors import UserError, run_cli
 from training.evaluate import main as evaluate_main

@@ -55,6 +55,7 @@ class Progress:
     best_bleu: float = -1.0
     bad_evals: int = 0
     elapsed: float = 0.0
+    target_tokens: int = 0
 
 
 def inverse_sqrt(warmup: int) -> Callable[[int], float]:
@@ -199,6 +200,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.progress.step += 1
+        self.progress.target_tokens += total_tokens
         return total_loss / max(1, total_tokens), total_tokens
 
     def evaluate_dev(self) -> float:
@@ -243,7 +245,8 @@ class Trainer:
         if self.rank == 0:
             self.progress.elapsed += time.time() - started
             bleu = self.evaluate_dev()
-            self._log({"kind": "dev", "step": self.progress.step, "bleu": bleu})
+            self._log({"kind": "dev", "step": self.progress.step, "bleu": bleu,
+                       "target_tokens": self.progress.target_tokens})
             self._after_eval(bleu)
         if self.world_size > 1:
             flags = torch.tensor([self.progress.bad_evals], dtype=torch.long)

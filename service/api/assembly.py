@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-from service.inference.translator import Alternative, Translation
+from inference.translator import Alternative, Translation
 
 Render = Callable[[Sequence[str]], str]  # the parts' translations -> the whole text
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from itertools import count
 from typing import TypeVar
 
+from inference.options import DecodeOptions
+from inference.translator import Translation
 from service.api.scheduling import BatchReport, Request, Result, Strategy, Waiting
-from service.inference.options import DecodeOptions
-from service.inference.translator import Translation
 
 __all__ = ["Batcher", "BatcherClosedError", "DeadlineExceededError",
            "QueueFullError"]

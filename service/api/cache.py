@@ -11,8 +11,8 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from service.inference.options import DecodeOptions
-from service.inference.translator import Translation
+from inference.options import DecodeOptions
+from inference.translator import Translation
 
 Key = tuple[str, DecodeOptions, str]
 ENTRY_OVERHEAD = 400  # bytes of Python objects around an entry's strings (measured, rounded)

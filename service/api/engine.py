@@ -9,9 +9,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
-from service.inference.continuous import Arrival, DecodeLoop
-from service.inference.options import DecodeOptions
-from service.inference.translator import Translation, Translator
+from inference.continuous import Arrival, DecodeLoop
+from inference.options import DecodeOptions
+from inference.translator import Translation, Translator
 
 __all__ = ["Admission", "DecodeOptions", "Engine", "Outcome", "RunningLoop", "TranslatorEngine",
            "TranslatorLoop"]

@@ -9,7 +9,7 @@ thread during that step and join after it (``RunningLoop.step_and_admit``): on a
 leaves part of the cores idle, which the encoder uses. A request whose sentences are all done
 is answered by that step, without waiting for the rest of its batch; one whose caller went
 away leaves the loop at the next step. Results are the ones each request gets alone
-(``service.inference.continuous``).
+(``inference.continuous``).
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
+from inference.translator import Translation
 from service.api.detection import Detection
 from service.api.errors import ApiError
 from service.api.registry import ModelEntry, ModelRegistry
 from service.api.state import AppState
-from service.inference.translator import Translation
 
 FORMATS = ("text", "html")
 LANGUAGE_NAMES = {"ar": "Arabic", "bn": "Bengali", "de": "German", "en": "English",

@@ -8,7 +8,7 @@ not inside an element whose content is not prose (``script``, ``style``,
 ``code``, ``pre``, ``textarea``, ...) or that asks not to be translated (HTML's
 ``translate="no"``, or the ``notranslate`` class that translation tools honour). Translation
 happens on the unescaped text with its runs of whitespace collapsed, cut into sentences as a
-plain text is (``service/inference/text.py``); the result is escaped again
+plain text is (``inference/text.py``); the result is escaped again
 and put back between the run's own leading and trailing whitespace. Every other byte of the
 document is copied unchanged, so a document with no text to translate comes back identical.
 
@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from inference.translator import Translation
 from service.api.assembly import combine
-from service.inference.translator import Translation
 
 # Elements whose content is code or preformatted data, not prose.
 VERBATIM = frozenset({"script", "style", "code", "pre", "textarea", "kbd", "samp", "var",

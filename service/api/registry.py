@@ -21,6 +21,9 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
+from inference.bundle import MANIFEST, BundleError, Manifest, read_manifest
+from inference.options import DecodeOptions
+from inference.translator import Translator
 from service.api.batcher import Batcher
 from service.api.engine import Engine, TranslatorEngine
 from service.api.errors import ApiError
@@ -28,9 +31,6 @@ from service.api.iteration_level import IterationLevel
 from service.api.request_level import RequestLevel
 from service.api.scheduling import BatchReport, Strategy
 from service.api.settings import Settings
-from service.bundle import MANIFEST, BundleError, Manifest, read_manifest
-from service.inference.options import DecodeOptions
-from service.inference.translator import Translator
 
 log = logging.getLogger(__name__)
 Status = Literal["pending", "loading", "ready", "failed"]

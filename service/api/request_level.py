@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+from inference.options import DecodeOptions
 from service.api.engine import Engine
 from service.api.scheduling import (
     BatchReport,
@@ -30,7 +31,6 @@ from service.api.scheduling import (
     Waiting,
     approx_tokens,
 )
-from service.inference.options import DecodeOptions
 
 WaitPolicy = Literal["adaptive", "always"]
 

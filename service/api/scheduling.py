@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from service.inference.options import DecodeOptions
-from service.inference.translator import Translation
+from inference.options import DecodeOptions
+from inference.translator import Translation
 
 
 @dataclass(frozen=True)

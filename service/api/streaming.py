@@ -29,6 +29,8 @@ from fastapi import Request
 from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 
+from inference.text import Segmented
+from inference.translator import Translation
 from service.api.batcher import BatcherClosedError
 from service.api.errors import ApiError
 from service.api.logs import request_id
@@ -49,8 +51,6 @@ from service.api.translation import (
     to_out,
     wait_disconnected,
 )
-from service.inference.text import Segmented
-from service.inference.translator import Translation
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "text/event-stream"

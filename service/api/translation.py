@@ -15,6 +15,8 @@ from typing import NamedTuple, TypeVar
 
 from fastapi import Request
 
+from inference.text import Segmented, segment
+from inference.translator import Translation
 from service.api import markup
 from service.api.assembly import combine
 from service.api.batcher import (
@@ -36,8 +38,6 @@ from service.api.schemas import (
     Usage,
 )
 from service.api.settings import Settings
-from service.inference.text import Segmented, segment
-from service.inference.translator import Translation
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -273,7 +273,7 @@ def batch_error(err: Exception, model: str, timeout: float) -> ApiError:
 
 def segment_texts(entry: ModelEntry, texts: Sequence[str]) -> list[Segmented]:
     """Each text cut into sentences and separators by the rules of the model's source
-    language (``service/inference/text.py``); callers run it in a worker thread: thousands of
+    language (``inference/text.py``); callers run it in a worker thread: thousands of
     short lines take tens of milliseconds."""
     assert entry.pair is not None
     return [segment(text, language=entry.pair[0]) for text in texts]

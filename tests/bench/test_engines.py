@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.engines import main, stale
 from bench.report import main as report_main
-from service.bundle import MANIFEST, read_manifest
+from inference.bundle import MANIFEST, read_manifest
 from tests.conftest import read_jsonl
 from training.export.graphs import DEFAULT_OPSET
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from bench.in_process import batchers, main, parser
+from inference import Translator
 from service.api.batcher import Batcher
 from service.api.engine import TranslatorEngine
 from service.api.iteration_level import IterationLevel
 from service.api.request_level import RequestLevel
 from service.api.settings import Settings
-from service.inference import Translator
 from tests.conftest import REPO, read_jsonl, write_test_split
 
 

@@ -58,8 +58,9 @@ def tiny_context(bundle: Path, root: Path) -> Path:
     context.mkdir()
     for name in CONTEXT_FILES:
         shutil.copy2(ROOT / name, context / name)
-    shutil.copytree(ROOT / "service", context / "service",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("inference", "service"):
+        shutil.copytree(ROOT / package, context / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(bundle, context / "models" / "tiny-en-fr")
     label_en_fr(context / "models" / "tiny-en-fr")
     return context

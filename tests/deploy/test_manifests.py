@@ -56,7 +56,7 @@ def test_dockerignore_keeps_only_what_the_image_needs() -> None:
              if line and not line.startswith("#")]
     assert lines[0] == "*"
     assert {line[1:] for line in lines if line.startswith("!")} == {
-        "pyproject.toml", "README.md", "service/", "models/"}
+        "pyproject.toml", "README.md", "inference/", "service/", "models/"}
     assert "models/**/weights" in lines
 
 

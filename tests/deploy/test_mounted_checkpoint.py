@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.inference.translator import Translator
+from inference.translator import Translator
 from tests.checkpoints import sample_sentences
 from tests.deploy.conftest import Image, readable_copy
 from tests.deploy.containers import http, run_server

@@ -29,7 +29,7 @@ def project_copy(root: Path) -> Path:
     root.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, root / name)
-    for package in ("service", "training"):
+    for package in ("inference", "service", "training"):
         shutil.copytree(ROOT / package, root / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     return root

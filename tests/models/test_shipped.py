@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.inference import Translator
+from inference import Translator
 from tests.conftest import REPO
 from training.checkpoint import load_model_dir
 from training.data import read_examples

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service.bundle import MANIFEST
+from inference.bundle import MANIFEST
 
 
 def edit_manifest(bundle: Path, change: Callable[[dict[str, Any]], None]) -> None:

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from inference.bundle import sha256_of
 from service.api.app import create_app
 from service.api.settings import Settings
-from service.bundle import sha256_of
 from tests.reliability.bundles import add_bundle, edit_manifest
 
 GOOD = "good"
@@ -135,12 +135,12 @@ def test_cuda_on_a_cpu_machine_falls_back_with_a_warning(
     add_bundle(trained_bundle, tmp_path, GOOD)
     settings = Settings(models_dir=tmp_path, threads=1, default_beam_size=1,
                         providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    with (caplog.at_level(logging.WARNING, logger="service.inference.session"),
+    with (caplog.at_level(logging.WARNING, logger="inference.session"),
           start(settings) as client):
         assert client.get("/health/ready").status_code == 200
         (model,) = client.get("/models").json()["models"]
         assert model["provider"] == "CPUExecutionProvider"
-    warnings = [r.getMessage() for r in caplog.records if r.name == "service.inference.session"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "inference.session"]
     assert any("CUDA was requested but ONNX Runtime runs on CPUExecutionProvider" in text
                for text in warnings), warnings
 

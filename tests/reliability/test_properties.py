@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.inference.beam import beam_search
-from service.inference.options import DecodeOptions
-from service.inference.search import Candidates, Hypothesis, greedy_search, top_k
-from service.inference.tokenizer import load_tokenizer
-from service.inference.translator import Translator
+from inference.beam import beam_search
+from inference.options import DecodeOptions
+from inference.search import Candidates, Hypothesis, greedy_search, top_k
+from inference.tokenizer import load_tokenizer
+from inference.translator import Translator
 
 START, EOS, VOCAB = 0, 1, 5
 BOUNDED = settings(max_examples=60, deadline=None, derandomize=True, database=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.inference import Translator
+from inference import Translator
 from training.data import read_examples
 from training.metrics import corpus_scores
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from service.bundle import load_bundle_manifest
+from inference.bundle import load_bundle_manifest
 from tests.training.scoring import split_bleu
 from training.package import main
 

@@ -13,7 +13,7 @@ import onnxruntime
 import torch
 import transformers
 
-from service.bundle import GRAPH_FILES, MANIFEST, Manifest, sha256_of
+from inference.bundle import GRAPH_FILES, MANIFEST, Manifest, sha256_of
 from training.errors import UserError
 from training.export.graphs import ENCODER_INPUTS, EXPORT_REVISION, GraphPlan, export_graphs
 from training.export.head import add_top_k_head, with_top_k

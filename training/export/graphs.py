@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.export import Dim
 
-from service.bundle import DecoderContract, StateSpec, StaticSpec, TensorSpec
+from inference.bundle import DecoderContract, StateSpec, StaticSpec, TensorSpec
 from training.export.cached_attention import TRANSLATIONS
 from training.export.m2m100_graphs import M2M100DecoderStepGraph, M2M100EncoderGraph
 from training.export.marian_graphs import MarianDecoderStepGraph, MarianEncoderGraph

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from service.bundle import (
+from inference.bundle import (
     DecoderContract,
     TopKSpec,
 )

@@ -132,7 +132,7 @@ class MarianDecoderStepGraph(nn.Module):
     it reads only the row's entries and returns the K/V buffers with the step's entry written
     after them, in place when the engine binds those outputs to the inputs' memory; the step
     returns the mask's new entry ``(B, 1)`` for the host to write. Nothing is concatenated, so
-    the cache is not copied (service/inference/kv_cache.py).
+    the cache is not copied (inference/kv_cache.py).
 
     The encoder's mask and cross K/V may have fewer rows ``I`` than the step (``B = I * G``):
     each input's ``G`` consecutive rows (its beams) share them (:func:`attend_grouped`)."""

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor
 
-from service.bundle import DecoderContract
+from inference.bundle import DecoderContract
 from training.export.graphs import GraphPlan, example_source
 from training.export.sources import Source, is_rnn
 

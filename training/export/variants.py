@@ -6,7 +6,7 @@ from pathlib import Path
 
 import onnx
 
-from service.bundle import GRAPH_FILES
+from inference.bundle import GRAPH_FILES
 
 
 def quantize_int8(src: Path, dst: Path) -> None:

@@ -14,12 +14,12 @@ from typing import Any, Protocol
 
 from fastapi.testclient import TestClient
 
+from inference.bundle import DecoderContract, Manifest, read_manifest
+from inference.translator import Alternative, Translation
 from service.api.batcher import Batcher, DecodeOptions
 from service.api.engine import Admission, Outcome
 from service.api.registry import LoadedModel
 from service.api.settings import Settings
-from service.bundle import DecoderContract, Manifest, read_manifest
-from service.inference.translator import Alternative, Translation
 
 
 def write_manifest(directory: Path, *, src: str = "en", tgt: str = "fr",

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 
+from inference.translator import Translation
 from service.api.batcher import (
     Batcher,
     BatcherClosedError,
@@ -21,7 +22,6 @@ from service.api.batcher import (
 )
 from service.api.request_level import ArrivalGaps, RequestLevel, WaitPolicy, group_by_options
 from service.api.scheduling import BatchReport, Request, approx_tokens
-from service.inference.translator import Translation
 
 T = TypeVar("T")
 GREEDY = DecodeOptions(beam_size=1)

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from inference.translator import Translation
 from service.api.app import create_app
 from service.api.batcher import DecodeOptions
 from service.api.cache import TranslationCache, entry_bytes
 from service.api.settings import Settings
-from service.inference.translator import Translation
 from tests.service.api.fakes import FakeLoader, MakeClient, write_manifest
 
 EN_FR = {"source_lang": "en", "target_lang": "fr"}

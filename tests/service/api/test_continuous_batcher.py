@@ -12,6 +12,7 @@ from typing import Literal
 
 import pytest
 
+from inference import Translator
 from service.api.batcher import (
     Batcher,
     DeadlineExceededError,
@@ -23,7 +24,6 @@ from service.api.iteration_level import IterationLevel
 from service.api.registry import ModelRegistry
 from service.api.request_level import RequestLevel
 from service.api.settings import Settings
-from service.inference import Translator
 from tests.conftest import synthetic_pairs
 from tests.service.api.fakes import copy_bundle
 

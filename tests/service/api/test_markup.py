@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from inference.translator import Alternative, Translation
 from service.api.markup import MarkupError, merge, parse_html
-from service.inference.translator import Alternative, Translation
 
 PAGE = ('<!DOCTYPE html>\n<html><head><title>The title</title>'
         '<style>p > b { color: red }</style></head>\n'

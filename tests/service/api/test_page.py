@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from inference.translator import Translation
 from service.api.app import create_app
 from service.api.batcher import DecodeOptions
 from service.api.routes.page import STATIC
 from service.api.settings import Settings
-from service.inference.translator import Translation
 from tests.service.api.browser import chromium_path, live_server, post_json
 from tests.service.api.fakes import FakeLoader, write_manifest
 

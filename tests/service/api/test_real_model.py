@@ -20,11 +20,11 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 
+from inference import Translator
 from service.api.app import create_app
 from service.api.engine import TranslatorEngine
 from service.api.registry import load_translator
 from service.api.settings import Settings
-from service.inference import Translator
 from tests.service.api.fakes import copy_bundle, wait_ready
 
 SENTENCES = ["the cat eats fish.", "the big dog sees the red cat.", "small fish."]

@@ -14,14 +14,14 @@ from fastapi import Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from inference.bundle import read_manifest
+from inference.text import segment
+from inference.translator import Translation
 from service.api.batcher import BatcherClosedError, DecodeOptions, QueueFullError
 from service.api.registry import ModelEntry
 from service.api.schemas import StreamDone, StreamSentence, StreamStart
 from service.api.streaming import Sentence, Stream, split_texts
 from service.api.translation import Options
-from service.bundle import read_manifest
-from service.inference.text import segment
-from service.inference.translator import Translation
 from tests.service.api.fakes import (
     FakeEngine,
     FakeLoader,

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import pytest
 
+from inference.translator import Translation
 from service.api.batcher import (
     Batcher,
     BatcherClosedError,
@@ -21,7 +22,6 @@ from service.api.batcher import (
 from service.api.iteration_level import IterationLevel
 from service.api.request_level import RequestLevel
 from service.api.scheduling import Strategy
-from service.inference.translator import Translation
 from tests.service.api.fakes import FakeLoop, until_depth
 
 T = TypeVar("T")

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from service.api.settings import Settings
+from tests.inference.test_text import GOLDEN, IDS, replace_in_order
 from tests.service.api.fakes import FakeLoader, MakeClient, error_of, write_manifest
 from tests.service.api.test_stream import parse_sse
-from tests.service.inference.test_text import GOLDEN, IDS, replace_in_order
 
 TO = {"en": "fr", "fr": "en"}  # a golden case's language -> the fake model's target
 CASES = [case for case in GOLDEN if case[0] in TO]

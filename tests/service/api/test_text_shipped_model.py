@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.api.settings import Settings
+from tests.inference.test_text import GOLDEN, replace_in_order
 from tests.service.api.fakes import wait_ready
 from tests.service.api.test_stream import parse_sse
-from tests.service.inference.test_text import GOLDEN, replace_in_order
 
 SHIPPED = Path(__file__).resolve().parents[3] / "models" / "transformer-en-fr"
 FILES = ("model.json", "encoder.onnx", "decoder.onnx", "tokenizer.json",

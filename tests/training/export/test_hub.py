@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.bundle import read_manifest
+from inference.bundle import read_manifest
 
 ROOT = Path(__file__).resolve().parents[3]
 HUB_ID = "test-org/opus-mt-en-fr"

@@ -11,10 +11,10 @@ import torch
 from fastapi.testclient import TestClient
 from transformers import AutoTokenizer, M2M100ForConditionalGeneration
 
+from inference.bundle import read_manifest
+from inference.translator import Translator
 from service.api.app import create_app
 from service.api.settings import Settings
-from service.bundle import read_manifest
-from service.inference.translator import Translator
 from tests.checkpoints import sample_sentences
 from tests.service.api.fakes import copy_bundle, wait_ready
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from service.bundle import read_manifest
-from service.inference.options import DecodeOptions
-from service.inference.translator import Translator
+from inference.bundle import read_manifest
+from inference.options import DecodeOptions
+from inference.translator import Translator
 from tests.checkpoints import generate_ids, sample_sentences
 from tests.export_fixtures import export
 from training.errors import run_cli

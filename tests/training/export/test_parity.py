@@ -15,7 +15,7 @@ import torch
 from onnx import numpy_helper
 from transformers import AutoTokenizer, MarianMTModel
 
-from service.bundle import read_manifest
+from inference.bundle import read_manifest
 from tests.conftest import synthetic_pairs
 from training.checkpoint import load_model_dir
 from training.decode import greedy_decode

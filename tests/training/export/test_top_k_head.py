@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from service.inference.search import top_k
+from inference.search import top_k
 from training.errors import UserError
 from training.export.head import HEAD, add_top_k_head, block_size, sort_nodes
 

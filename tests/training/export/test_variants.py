@@ -8,8 +8,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from service.bundle import read_manifest
-from service.inference import Translator
+from inference import Translator
+from inference.bundle import read_manifest
 from tests.conftest import synthetic_pairs
 from training.export.__main__ import main as export_main
 

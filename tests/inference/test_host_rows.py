@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.inference.host_rows import (
+from inference.host_rows import (
     append_rows,
     move_rows,
     place_rows,

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from service.inference import host_rows
-from service.inference.session import session_options
+from inference import host_rows
+from inference.session import session_options
 
 Buffer = Any  # np.ndarray in HostMemory, ort.OrtValue in OrtMemory
 # Fewer rows than this run without IO binding on the host (ONNX Runtime then returns copies of

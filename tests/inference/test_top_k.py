@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 import pytest
 
-from service.inference import Translator
-from service.inference.kv_cache import KVCache
-from service.inference.onnx_decoder import OnnxModel
-from service.inference.search import top_k
+from inference import Translator
+from inference.kv_cache import KVCache
+from inference.onnx_decoder import OnnxModel
+from inference.search import top_k
 from tests.conftest import synthetic_pairs
 from tests.export_fixtures import force_blocked_head
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.inference import Translator
-from service.inference.batching import pad_batch
-from service.inference.kv_cache import KVCache
-from service.inference.memory import BIND_MIN_ROWS
+from inference import Translator
+from inference.batching import pad_batch
+from inference.kv_cache import KVCache
+from inference.memory import BIND_MIN_ROWS
 
 
 def encoded(bundle: Path, lengths: list[int], max_length: int) -> tuple[Translator, KVCache]:
@@ -82,7 +82,7 @@ def test_binding_needs_no_onnx_package(transformer_bundle: Path) -> None:
     # initializer, so nothing has to be stripped from the graph before binding
     script = (
         "import sys; sys.modules['onnx'] = None\n"
-        "from service.inference import Translator\n"
+        "from inference import Translator\n"
         f"translator = Translator.load({str(transformer_bundle)!r})\n"
         "assert translator.model.bound\n"
         "print(len(translator.translate(['the cat sat .'] * 9, beam_size=2)))\n")

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from service.inference.options import DecodeOptions
-from service.inference.search import (
+from inference.options import DecodeOptions
+from inference.search import (
     Candidates,
     Decoder,
     FinishReason,

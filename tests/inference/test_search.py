@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.inference.beam import beam_search
-from service.inference.options import DecodeOptions
-from service.inference.search import Candidates, greedy_search, top_k
+from inference.beam import beam_search
+from inference.options import DecodeOptions
+from inference.search import Candidates, greedy_search, top_k
 
 START, EOS, A, B, C = range(5)
 TABLE: dict[tuple[int, ...], dict[int, float]] = {

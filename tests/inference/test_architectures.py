@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import MarianMTModel
 
-from service.inference import Translator
+from inference import Translator
 from tests.conftest import tiny_overrides
 from tests.export_fixtures import export
 from training.checkpoint import load_model_dir

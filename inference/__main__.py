@@ -1,4 +1,4 @@
-"""``python -m service.inference translate --bundle DIR [--beam N] < in.txt > out.txt``.
+"""``python -m inference translate --bundle DIR [--beam N] < in.txt > out.txt``.
 
 One input per line; one translation per line, in order; a progress bar on stderr.
 """
@@ -11,15 +11,15 @@ from collections.abc import Iterator
 
 from tqdm import tqdm
 
-from service.bundle import BundleError
-from service.inference.translator import Translator
+from inference.bundle import BundleError
+from inference.translator import Translator
 
 CHUNK = 256  # lines per engine call: big enough to batch well, small enough to stream
 
 
 def parser() -> argparse.ArgumentParser:
     """Command-line interface."""
-    cli = argparse.ArgumentParser(prog="python -m service.inference", description=__doc__)
+    cli = argparse.ArgumentParser(prog="python -m inference", description=__doc__)
     commands = cli.add_subparsers(dest="command", required=True)
     run = commands.add_parser("translate", help="translate stdin to stdout, line by line")
     run.add_argument("--bundle", required=True, help="bundle directory (models/<name>)")

@@ -9,16 +9,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from service.bundle import Manifest, check_contract, load_bundle_manifest
-from service.inference.batching import pad_batch, token_budget_batches
-from service.inference.beam import beam_search
-from service.inference.memory import HostMemory, OrtMemory
-from service.inference.onnx_decoder import OnnxModel
-from service.inference.options import DecodeOptions
-from service.inference.search import Hypothesis, Prefixes, greedy_search
-from service.inference.session import CUDA, create_session, resolve_providers, with_required_input
-from service.inference.text import Segmented, segment
-from service.inference.tokenizer import load_tokenizer
+from inference.batching import pad_batch, token_budget_batches
+from inference.beam import beam_search
+from inference.bundle import Manifest, check_contract, load_bundle_manifest
+from inference.memory import HostMemory, OrtMemory
+from inference.onnx_decoder import OnnxModel
+from inference.options import DecodeOptions
+from inference.search import Hypothesis, Prefixes, greedy_search
+from inference.session import CUDA, create_session, resolve_providers, with_required_input
+from inference.text import Segmented, segment
+from inference.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 TooLong = Literal["truncate", "error"]

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.bundle import read_manifest
-from service.inference import Translator
-from service.inference.batching import pad_batch
-from service.inference.options import DecodeOptions
+from inference import Translator
+from inference.batching import pad_batch
+from inference.bundle import read_manifest
+from inference.options import DecodeOptions
 from tests.conftest import synthetic_pairs
 
 SENTENCES = [src for src, _ in synthetic_pairs(10, seed=11)] + ["fish.", "the the the"]

@@ -1,5 +1,5 @@
 """Segmentation: golden sentences in English, French and CJK, and every byte outside them
-kept (``service/inference/text.py``)."""
+kept (``inference/text.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.inference.text import Segmented, segment
+from inference.text import Segmented, segment
 
 # (language, text, its sentences in order); everything else in the text is kept as it is.
 GOLDEN = [

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.bundle import BundleError, check_contract, load_bundle_manifest
+from inference.bundle import BundleError, check_contract, load_bundle_manifest
 from training.export.parity import sessions
 
 

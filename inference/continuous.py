@@ -13,7 +13,7 @@ are all done is returned by that step.
 
 Every input keeps its own step count, length limit and position, so its result is the one it
 gets decoding alone (the padded entries weigh exactly zero in attention; float sums may differ
-in the last bits, see ``tests/service/inference/test_continuous.py``).
+in the last bits, see ``tests/inference/test_continuous.py``).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from service.inference.batching import pad_batch
-from service.inference.beam import Beams, Hypotheses, concat_beams, select_step, start_beams
-from service.inference.kv_cache import COLUMN_STEP, KVCache
-from service.inference.onnx_decoder import OnnxModel
-from service.inference.options import DecodeOptions
-from service.inference.search import Hypothesis, Prefixes, forced_tokens, next_candidates
-from service.inference.translator import Sentences, Translation, Translator, length_limits
+from inference.batching import pad_batch
+from inference.beam import Beams, Hypotheses, concat_beams, select_step, start_beams
+from inference.kv_cache import COLUMN_STEP, KVCache
+from inference.onnx_decoder import OnnxModel
+from inference.options import DecodeOptions
+from inference.search import Hypothesis, Prefixes, forced_tokens, next_candidates
+from inference.translator import Sentences, Translation, Translator, length_limits
 
 
 def encode_sources(model: OnnxModel, sources: list[list[int]], beam: int, pad_id: int

@@ -9,7 +9,7 @@ from typing import Literal
 @dataclass(frozen=True, kw_only=True)
 class DecodeOptions:
     """Decoding options; inputs share a search (and requests an engine call) only when these
-    are equal. The exact meaning of each is in ``service.inference.search``'s docstring.
+    are equal. The exact meaning of each is in ``inference.search``'s docstring.
 
     ``max_length`` caps generated tokens absolutely (eos included); None: ``2 * source + 10``,
     up to the model's positions. A bad value raises ``ValueError`` naming the field."""

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.inference import Translator
-from service.inference.continuous import Arrival, DecodeLoop
-from service.inference.memory import OrtMemory
-from service.inference.onnx_decoder import OnnxModel
-from service.inference.options import DecodeOptions
-from service.inference.translator import Translation
+from inference import Translator
+from inference.continuous import Arrival, DecodeLoop
+from inference.memory import OrtMemory
+from inference.onnx_decoder import OnnxModel
+from inference.options import DecodeOptions
+from inference.translator import Translation
 from tests.conftest import synthetic_pairs
 
 TEXTS = [src for src, _ in synthetic_pairs(16, seed=11)]

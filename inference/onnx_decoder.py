@@ -1,6 +1,6 @@
 """The model protocol (``encode`` / ``step`` / ``reorder``) over ONNX Runtime sessions.
 
-The decoder's state is a :class:`~service.inference.kv_cache.KVCache`, opaque to the search.
+The decoder's state is a :class:`~inference.kv_cache.KVCache`, opaque to the search.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from service.bundle import Manifest, StateSpec
-from service.inference.kv_cache import CacheLayout, KVCache, Memory, first_capacity, new_origin
-from service.inference.memory import HostMemory
-from service.inference.search import Candidates, top_k
+from inference.bundle import Manifest, StateSpec
+from inference.kv_cache import CacheLayout, KVCache, Memory, first_capacity, new_origin
+from inference.memory import HostMemory
+from inference.search import Candidates, top_k
 
 ENCODE_ROWS = 16  # rows per encoder call: short inputs stop paying for long ones' padding
 

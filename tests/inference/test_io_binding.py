@@ -14,9 +14,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from service.inference import Translator
-from service.inference.memory import HostMemory, OrtMemory
-from service.inference.session import with_required_input
+from inference import Translator
+from inference.memory import HostMemory, OrtMemory
+from inference.session import with_required_input
 from tests.conftest import synthetic_pairs
 
 # mixed lengths, so inputs finish at different steps and the batch is compacted
@@ -96,6 +96,6 @@ def test_io_binding_is_off_by_default_on_the_cpu(trained_bundle: Path) -> None:
 
 def test_serving_without_io_binding_never_imports_onnx() -> None:
     """The `serve` extra (the CPU image) has no `onnx`; only IO binding needs it."""
-    code = ("import sys, service.api, service.inference, service.inference.memory; "
+    code = ("import sys, service.api, inference, inference.memory; "
             "assert 'onnx' not in sys.modules, 'onnx imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from service.inference.tokenizer import FastTokenizer, load_tokenizer
+from inference.tokenizer import FastTokenizer, load_tokenizer
 
 TEXTS = ["the cat eats fish.", "L'Éternel dit: « Où es-tu? »", "", "emoji 🙂 and 東京", "a  b"]
 
@@ -24,7 +24,7 @@ def test_same_ids_and_texts_as_autotokenizer(trained_bundle: Path) -> None:
 
 
 def test_loading_a_bundle_does_not_import_torch(trained_bundle: Path) -> None:
-    code = ("import sys; from service.inference import Translator; "
+    code = ("import sys; from inference import Translator; "
             f"Translator.load({str(trained_bundle)!r}); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)

@@ -10,8 +10,8 @@ import onnxruntime
 import pytest
 import torch
 
-from service.inference import Translator
-from service.inference.session import CUDA, ProviderError
+from inference import Translator
+from inference.session import CUDA, ProviderError
 from tests.conftest import synthetic_pairs
 from training.checkpoint import load_model_dir
 from training.models.marian import MarianSeq2Seq
@@ -73,7 +73,7 @@ def test_beam_equals_generate_with_scores(translator: Translator, trained_bundle
     expected, scores = generate(trained_bundle, sources, num_beams=beam, max_new_tokens=20,
                                 num_return_sequences=hyps, length_penalty=penalty,
                                 early_stopping=early)
-    from service.inference.options import DecodeOptions
+    from inference.options import DecodeOptions
 
     results = translator.search(sources, DecodeOptions(
         beam_size=beam, num_hypotheses=hyps, length_penalty=penalty, early_stopping=early,
@@ -172,7 +172,7 @@ def test_cli_translates_lines_in_order(trained_bundle: Path) -> None:
     import sys
 
     lines = ["the cat eats fish.", "", "the dog."]
-    result = subprocess.run([sys.executable, "-m", "service.inference", "translate", "--bundle",
+    result = subprocess.run([sys.executable, "-m", "inference", "translate", "--bundle",
                              str(trained_bundle), "--beam", "2"], input="\n".join(lines) + "\n",
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -186,7 +186,7 @@ def test_cli_names_a_broken_bundle(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "service.inference", "translate", "--bundle",
+    result = subprocess.run([sys.executable, "-m", "inference", "translate", "--bundle",
                              str(tmp_path)], input="x\n", capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and "model.json is missing" in result.stderr

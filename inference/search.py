@@ -40,7 +40,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from service.inference.options import DecodeOptions
+from inference.options import DecodeOptions
 
 NEG_INF = -np.inf
 FinishReason = Literal["eos", "length"]

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.inference.beam import beam_search
-from service.inference.search import Candidates, greedy_search, top_k
-from tests.service.inference.test_search import EOS, A, B, C, Scripted, log_p, run
+from inference.beam import beam_search
+from inference.search import Candidates, greedy_search, top_k
+from tests.inference.test_search import EOS, A, B, C, Scripted, log_p, run
 
 
 class ScriptedTopK(Scripted):

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.inference import Translator
-from service.inference.batching import pad_batch
+from inference import Translator
+from inference.batching import pad_batch
 
 
 @pytest.mark.parametrize("fixture", ["transformer_bundle", "lstm_bundle"])

@@ -9,7 +9,7 @@ and values at each row's length, into the very buffer it reads (bound as input a
 the cache then marks that column in the mask. It grows the buffers before a step that needs a
 free column, moves rows when the search reorders or drops them, appends the rows of inputs
 that join a running batch, and shrinks the buffers when long rows leave. The buffers live in
-a :mod:`~service.inference.memory` (numpy on the host, ``OrtValue`` s on a device); the cache
+a :mod:`~inference.memory` (numpy on the host, ``OrtValue`` s on a device); the cache
 mask and source mask are small and stay on the host.
 
 A step or reorder writes into the state's buffers: the state passed in is consumed. Use
@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from service.bundle import DecoderContract
-from service.inference import host_rows
-from service.inference.memory import Buffer, HostMemory, OrtMemory
+from inference import host_rows
+from inference.bundle import DecoderContract
+from inference.memory import Buffer, HostMemory, OrtMemory
 
 Memory = HostMemory | OrtMemory
 # Buffers grow and shrink in steps of this many columns: the decoder reads every column, so

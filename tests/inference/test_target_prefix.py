@@ -15,13 +15,13 @@ import pytest
 import torch
 from transformers import MarianMTModel
 
-from service.inference.beam import beam_search
-from service.inference.continuous import Arrival, DecodeLoop
-from service.inference.options import DecodeOptions
-from service.inference.search import Hypothesis, greedy_search
-from service.inference.translator import Translation, Translator
+from inference.beam import beam_search
+from inference.continuous import Arrival, DecodeLoop
+from inference.options import DecodeOptions
+from inference.search import Hypothesis, greedy_search
+from inference.translator import Translation, Translator
 from tests.checkpoints import sample_sentences
-from tests.service.inference.test_search import EOS, START, A, B, C, Scripted, log_p, start_state
+from tests.inference.test_search import EOS, START, A, B, C, Scripted, log_p, start_state
 
 
 def scripted(search: Callable[..., list[list[Hypothesis]]], prefixes: dict[int, list[int]],

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.inference.kv_cache import (
+from inference.kv_cache import (
     COLUMN_STEP,
     FIRST_COLUMNS,
     CacheLayout,
@@ -20,7 +20,7 @@ from service.inference.kv_cache import (
     first_capacity,
     new_origin,
 )
-from service.inference.memory import HostMemory, OrtMemory
+from inference.memory import HostMemory, OrtMemory
 
 LAYOUT = CacheLayout(kv={"past_key": 2}, cache_mask="past_mask", src_axes={"cross": 1},
                      grouped=True, max_columns=200)
