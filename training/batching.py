@@ -35,7 +35,7 @@ def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, *, max_tokens: int,
     batches: list[np.ndarray] = []
     for start in range(0, len(order), pool):
         chunk = order[start : start + pool]
-        chunk = chunk[np.argsort(longest[chunk], kind="stable")]
+        chunk = chunk[np.lexsort((src_lens[chunk], tgt_lens[chunk], longest[chunk]))]
         current: list[int] = []
         width = 0
         for index in chunk:

@@ -111,7 +111,8 @@ class Trainer:
         if self.world_size > 1:
             self.ddp = nn.parallel.DistributedDataParallel(self.model)
         if cfg.compile:
-            self.ddp = torch.compile(self.ddp)  # type: ignore[assignment]
+            # dynamic: batch size and lengths change every step; static shapes recompile per shape
+            self.ddp = torch.compile(self.ddp, dynamic=True)  # type: ignore[assignment]
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                                            eps=1e-9, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, inverse_sqrt(cfg.warmup))
