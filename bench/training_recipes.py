@@ -97,7 +97,7 @@ def summarise(name: str, rounds: list[Measured],
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m bench.training_recipes", description=__doc__)
     cli.add_argument("--config", type=Path, default=ROOT / "configs/transformer-en-fr.yaml")
-    cli.add_argument("--variants", default="fp32,bf16,compile,threads1,threads2")
+    cli.add_argument("--variants", default="fp32,bf16,compile,bf16-compile,threads1,threads2")
     cli.add_argument("--steps", type=int, default=20, help="timed steps per round")
     cli.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation)")
     cli.add_argument("--rounds", type=int, default=3)
