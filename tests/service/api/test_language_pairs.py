@@ -133,7 +133,8 @@ def test_libretranslate_uses_the_checkpoints_num_beams(m2m100_bundle: Path, m2m1
     (bundle / "model.json").write_text(json.dumps(raw))
     texts = sample_sentences(30)
     body = {"text": texts, "source_lang": "en", "target_lang": "de"}
-    with TestClient(create_app(Settings(models_dir=tmp_path, threads=1))) as client:
+    settings = Settings(models_dir=tmp_path, threads=1, cache_max_entries=0)  # all decode
+    with TestClient(create_app(settings)) as client:
         wait_ready(client)
         libre = client.post("/libretranslate/translate", json={"q": texts, "source": "en",
                                                                "target": "de"})

@@ -1,6 +1,6 @@
 """Routing with a multilingual bundle beside one-pair bundles (fake engines): which bundle
 serves a pair, the languages listed, the pair each request hands the engine, the explicit
-model route."""
+model route, and the HTML, file and detection routes over every language of the bundle."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from tests.service.api.fakes import FakeLoader, MakeClient, error_of, write_manifest
+from tests.service.api.test_libretranslate_routes import BASE, FRENCH, GERMAN
 
 LANGUAGES = ("de", "en", "es", "fr")
 
@@ -77,3 +78,24 @@ def test_each_request_hands_the_engine_its_pair(make_client: MakeClient,
     error = error_of(client.post("/translate", json={"text": "x", "model": "nllb",
                                                      "source_lang": "it"}), 422)
     assert (error["field"], error["details"]) == ("source_lang", {"languages": list(LANGUAGES)})
+
+
+def test_html_files_and_detection_reach_every_language_of_the_bundle(
+        make_client: MakeClient, models_dir: Path) -> None:
+    write_manifest(models_dir / "nllb", languages=LANGUAGES)
+    client = make_client()
+    html = client.post("/translate", json={"text": "<p>Good <b>day</b></p>", "format": "html",
+                                           "source_lang": "en", "target_lang": "es"}).json()
+    assert (html["model"], html["translations"][0]["text"]) == (
+        "nllb", "<p>es:Good <b>es:day</b></p>")  # each text run translated
+    upload = client.post(f"{BASE}/translate_file", data={"source": "de", "target": "fr"},
+                         files={"file": ("a.txt", b"Guten Tag.\nDanke.", "text/plain")})
+    assert upload.status_code == 200, upload.text
+    assert client.get(upload.json()["translatedFileUrl"]).text == "fr:Guten Tag.\nfr:Danke."
+    found = client.post(f"{BASE}/detect", data={"q": GERMAN}).json()
+    assert found[0]["language"] == "de"
+    assert {entry["language"] for entry in found} <= set(LANGUAGES)
+    auto = client.post(f"{BASE}/translate", json={"q": [FRENCH, GERMAN], "source": "auto",
+                                                  "target": "es"}).json()
+    assert auto["translatedText"] == [f"es:{FRENCH}", f"es:{GERMAN}"]
+    assert [d["language"] for d in auto["detectedLanguage"]] == ["fr", "de"]

@@ -81,7 +81,8 @@ def test_http_accepts_the_full_codes_of_any_pair(nllb_bundle: Path, nllb_dir: Pa
                                                  tmp_path: Path) -> None:
     copy_bundle(nllb_bundle, tmp_path / "models", nllb_bundle.name)
     texts = sample_sentences(6)
-    settings = Settings(models_dir=tmp_path / "models", threads=1, max_wait_ms=5)
+    settings = Settings(models_dir=tmp_path / "models", threads=1, max_wait_ms=5,
+                        cache_max_entries=0)  # every request decodes
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
         replies = [client.post("/translate", json={
@@ -89,6 +90,10 @@ def test_http_accepts_the_full_codes_of_any_pair(nllb_bundle: Path, nllb_dir: Pa
             "max_length": LIMIT}) for src, tgt in (("fr", "de"), ("fra_Latn", "DEU_Latn"))]
         unknown = client.post("/translate", json={"text": texts, "source_lang": "fr",
                                                   "target_lang": "xyz_Latn"})
+        libre = client.post("/libretranslate/translate", json={
+            "q": texts, "source": "fra_Latn", "target": "deu_Latn"})
+        plain = client.post("/translate", json={"text": texts, "source_lang": "fr",
+                                                "target_lang": "de"})  # the same defaults
     error = unknown.json()["error"]
     assert unknown.status_code == 400 and error["field"] == "target_lang"
     assert len(error["details"]["languages"]) == len(FAIRSEQ_LANGUAGE_CODES) - 1
@@ -101,3 +106,5 @@ def test_http_accepts_the_full_codes_of_any_pair(nllb_bundle: Path, nllb_dir: Pa
         assert reply.status_code == 200, reply.text
         assert reply.json()["source_lang"] == "fr" and reply.json()["target_lang"] == "de"
         assert [t["text"] for t in reply.json()["translations"]] == expected
+    assert libre.status_code == 200, libre.text
+    assert libre.json()["translatedText"] == [t["text"] for t in plain.json()["translations"]]
