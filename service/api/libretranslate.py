@@ -203,10 +203,9 @@ def language_name(code: str) -> str:
 def check_language(routes: Routes, code: str, name: str) -> None:
     """LibreTranslate's 400 ``<code> is not supported`` for a language no model serves;
     ``details.languages`` lists those served."""
-    known = list(routes.languages)
-    if code not in known:
+    if not routes.known(code):
         raise ApiError(400, "unsupported_language", f"{code} is not supported", field=name,
-                       details={"languages": known})
+                       details={"languages": sorted({*routes.sources(), *routes.targets()})})
 
 
 def route_for(routes: Routes, source: str, target: str) -> Route:
@@ -217,7 +216,7 @@ def route_for(routes: Routes, source: str, target: str) -> Route:
         raise ApiError(400, "unsupported_language_pair", f"{language_name(target)} ({target}) "
                        f"is not available as a target language from {language_name(source)} "
                        f"({source})", field="target",
-                       details={"languages": routes.languages.get(source, [])})
+                       details={"languages": routes.targets(source)})
     return Route(entry, source, target)
 
 

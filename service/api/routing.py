@@ -101,12 +101,25 @@ class Routes:
 
     def sources(self, target: str | None = None) -> list[str]:
         """Served source languages (those translated into ``target`` when given), sorted."""
-        return [code for code, targets in self.languages.items()
-                if targets and (target is None or target in targets)]
+        found: set[str] = set()
+        for entry in self.ranked:
+            languages = entry.languages
+            found.update(source for source in languages.sources
+                         if target is None or languages.serves(source, target))
+        return sorted(found)
 
-    def targets(self) -> list[str]:
-        """Served target languages, sorted."""
-        return sorted({target for targets in self.languages.values() for target in targets})
+    def targets(self, source: str | None = None) -> list[str]:
+        """Served target languages (those ``source`` is translated into when given), sorted."""
+        found: set[str] = set()
+        for entry in self.ranked:
+            languages = entry.languages
+            found.update(languages.targets if source is None else languages.targets_of(source))
+        return sorted(found)
+
+    def known(self, code: str) -> bool:
+        """Whether some bundle translates from or into ``code``."""
+        return any(code in entry.languages.sources or code in entry.languages.targets
+                   for entry in self.ranked)
 
     def choose(self, source: str, target: str) -> ModelEntry | None:
         """The bundle serving ``source`` -> ``target`` by default, if any."""
@@ -146,7 +159,7 @@ class Routes:
             return ApiError(400, "unsupported_language", f"no model translates from {source}; "
                             f"source languages: {', '.join(sources) or 'none'}",
                             field="source_lang", details={"languages": sources})
-        targets = self.languages[source]
+        targets = self.targets(source)
         return ApiError(400, "unsupported_language_pair", f"no model translates {source} to "
                         f"{target}; {source} is translated into: {', '.join(targets)}",
                         field="target_lang", details={"languages": targets})
