@@ -26,6 +26,7 @@ import numpy as np
 from inference.batching import pad_batch
 from inference.beam import Beams, Hypotheses, concat_beams, select_step, start_beams
 from inference.kv_cache import COLUMN_STEP, KVCache
+from inference.languages import Pair
 from inference.onnx_decoder import OnnxModel
 from inference.options import DecodeOptions
 from inference.search import Hypothesis, Prefixes, forced_tokens, next_candidates
@@ -146,6 +147,7 @@ class Arrival:
     texts: list[str]
     options: DecodeOptions
     target_prefix: list[list[int]] | None = None  # per text: forced first target tokens
+    pair: Pair | None = None  # (source, target) languages of all its texts; None: exported
 
 
 @dataclass
@@ -210,8 +212,10 @@ class DecodeLoop:
         encoded = Encoded()
         for arrival in arrivals:
             try:
-                sentences = translator.prepare(arrival.texts)
-            except ValueError as err:
+                source, _ = translator.languages.check(arrival.pair)
+                sentences = translator.prepare(arrival.texts, sources=[source] * len(
+                    arrival.texts))
+            except ValueError as err:  # an unserved language (LanguageError), the tokenizer's
                 encoded.answered.append((arrival.key, err))
                 continue
             if not sentences.sources:
@@ -241,8 +245,9 @@ class DecodeLoop:
                 self.requests[arrival.key] = LoopRequest(arrival.texts, options, sentences, jobs)
                 self.owner_of_job.update((job, arrival.key) for job in jobs)
                 keys += jobs
-                wanted = arrival.target_prefix or self.translator.default_prefix(
-                    len(arrival.texts))
+                _, target = self.translator.languages.check(arrival.pair)
+                wanted = arrival.target_prefix or self.translator.target_prefixes(
+                    [target] * len(arrival.texts))
                 if wanted is not None:  # each sentence has its text's prefix
                     prefixes.update((job, wanted[owner])
                                     for job, owner in zip(jobs, sentences.owners, strict=True))

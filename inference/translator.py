@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +13,7 @@ import numpy as np
 from inference.batching import pad_batch, token_budget_batches
 from inference.beam import beam_search
 from inference.bundle import Manifest, check_contract, load_bundle_manifest
+from inference.languages import Languages, Pair
 from inference.memory import HostMemory, OrtMemory
 from inference.onnx_decoder import OnnxModel
 from inference.options import DecodeOptions
@@ -85,6 +87,7 @@ class Translator:
         self.tokenizer = tokenizer
         self.provider = provider
         self.max_batch_tokens = max_batch_tokens
+        self.languages = Languages.of(manifest)
 
     @classmethod
     def load(cls, path: str | Path, providers: list[str] | None = None,
@@ -139,10 +142,10 @@ class Translator:
         return found if isinstance(found, dict) else {}
 
     def default_prefix(self, count: int) -> list[list[int]] | None:
-        """``count`` copies of the bundle's recorded target prefix (an M2M100 bundle's target
+        """``count`` copies of the exported target's forced tokens (an M2M100 bundle's target
         language token, ``generate``'s ``forced_bos_token_id``), or None."""
-        prefix = self.manifest.metadata.get("target_prefix")
-        return [list(prefix)] * count if prefix else None
+        prefix = self.languages.target_prefix(self.languages.target)
+        return [prefix] * count if prefix else None
 
     def with_generation(self, options: DecodeOptions) -> DecodeOptions:
         """The request's options with the checkpoint's banned tokens and forced eos added, and
@@ -190,35 +193,58 @@ class Translator:
     def translate(self, texts: list[str], options: DecodeOptions | None = None, *,
                   return_scores: bool = True, on_too_long: TooLong = "truncate",
                   max_batch_tokens: int | None = None,
+                  pairs: Sequence[Pair | None] | None = None,
                   target_prefix: list[list[int]] | None = None, **fields: Any
                   ) -> list[Translation]:
         """Text in, text out; long texts are split into sentences and re-joined. ``options``,
         or its fields as keywords (``DecodeOptions``: beam 4 by default). ``early_stopping``
         ends an input's beam search once it has ``beam_size`` finished hypotheses
         (CTranslate2's rule); by default it goes on while a running beam could still win
-        (``generate``'s default). ``target_prefix``: per text, target tokens forced first
-        (e.g. a language token), left out of the text."""
+        (``generate``'s default). ``pairs``: per text, the ``(source, target)`` languages
+        (None: the exported pair); a multilingual bundle serves any two of its languages
+        (``inference.languages``; ``LanguageError`` for others). ``target_prefix``: per text,
+        target tokens forced first in place of the target language's, left out of the text."""
         chosen = decode_options(options, fields)
-        sentences = self.prepare(texts, on_too_long)
-        prefix = (None if target_prefix is None
-                  else [target_prefix[owner] for owner in sentences.owners])
+        routes = self.routes(pairs, len(texts))
+        sentences = self.prepare(texts, on_too_long, sources=[src for src, _ in routes])
+        wanted = target_prefix or self.target_prefixes([tgt for _, tgt in routes])
+        prefix = None if wanted is None else [wanted[owner] for owner in sentences.owners]
         hyps = self.search(sentences.sources, chosen, max_batch_tokens, prefix)
         return self.assemble(texts, sentences, hyps, return_scores)
 
-    def prepare(self, texts: list[str], on_too_long: TooLong = "truncate") -> Sentences:
-        """Split and tokenize: the sentences to decode and the text each belongs to."""
-        pieces, owners, layouts = self._segment(texts)
-        sources, truncated = self._encode(pieces, on_too_long)
-        return Sentences(owners, sources, truncated, layouts)
+    def routes(self, pairs: Sequence[Pair | None] | None, count: int) -> list[Pair]:
+        """Each of ``count`` texts' ``(source, target)``: its entry of ``pairs``, checked, or
+        the exported pair (``LanguageError`` naming the languages for an unserved one)."""
+        if pairs is not None and len(pairs) != count:
+            raise ValueError(f"pairs has {len(pairs)} entries for {count} texts")
+        return [self.languages.check(pair) for pair in (pairs or [None] * count)]
+
+    def target_prefixes(self, targets: Sequence[str]) -> list[list[int]] | None:
+        """The tokens forced first for each target language; None when there are none."""
+        prefixes = [self.languages.target_prefix(target) for target in targets]
+        return prefixes if any(prefixes) else None
+
+    def prepare(self, texts: list[str], on_too_long: TooLong = "truncate",
+                sources: Sequence[str] | None = None) -> Sentences:
+        """Split and tokenize: the sentences to decode and the text each belongs to;
+        ``sources``: each text's source language (default: the exported one), whose rules
+        cut it and whose language token a multilingual bundle's sources carry."""
+        languages = list(sources or [self.manifest.source_lang] * len(texts))
+        pieces, owners, layouts = self._segment(texts, languages)
+        sources_ids, truncated = self._encode(pieces, on_too_long,
+                                              [languages[owner] for owner in owners])
+        return Sentences(owners, sources_ids, truncated, layouts)
 
     def assemble(self, texts: list[str], sentences: Sentences, hyps: list[list[Hypothesis]],
                  return_scores: bool = True) -> list[Translation]:
         """One :class:`Translation` per text from the hypotheses of its sentences."""
         return self._assemble(texts, sentences, hyps, return_scores)
 
-    def _segment(self, texts: list[str]) -> tuple[list[str], list[int], list[Segmented]]:
+    def _segment(self, texts: list[str], languages: list[str]
+                 ) -> tuple[list[str], list[int], list[Segmented]]:
         """Sentences to translate, the input each belongs to and each input's layout: a text
-        longer than the model's positions is cut into sentences (``text.segment``)."""
+        longer than the model's positions is cut into sentences (``text.segment``, by the
+        rules of its language in ``languages``)."""
         pieces: list[str] = []
         owners: list[int] = []
         layouts: list[Segmented] = []
@@ -226,18 +252,20 @@ class Translator:
             layout = Segmented((text,), (0,))
             prefixed = len(self.manifest.metadata.get("source_prefix", []))
             if prefixed + len(self.tokenizer(text)["input_ids"]) > self.max_source_tokens:
-                cut = segment(text, language=self.manifest.source_lang)
+                cut = segment(text, language=languages[owner])
                 layout = cut if cut.sentences else layout
             pieces += layout.sources
             owners += [owner] * len(layout.sentences)
             layouts.append(layout)
         return pieces, owners, layouts
 
-    def _encode(self, pieces: list[str], on_too_long: TooLong) -> tuple[list[list[int]],
-                                                                         list[bool]]:
+    def _encode(self, pieces: list[str], on_too_long: TooLong, languages: list[str]
+                ) -> tuple[list[list[int]], list[bool]]:
         # a multi-target model's target token (OPUS-MT ``>>fra<<``) leads every source
         prefix = list(self.manifest.metadata.get("source_prefix", []))
-        encoded = [[*prefix, *ids] for ids in self.tokenizer(pieces)["input_ids"]] if pieces else []
+        tokenized = self.tokenizer(pieces)["input_ids"] if pieces else []
+        encoded = [self.languages.source_ids([*prefix, *ids], language)
+                   for ids, language in zip(tokenized, languages, strict=True)]
         limit = self.max_source_tokens
         eos = self.manifest.special_tokens["eos"]
         truncated = [len(ids) > limit for ids in encoded]

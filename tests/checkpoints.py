@@ -164,7 +164,8 @@ def generate_ids(model_dir: Path, sources: list[list[int]], **options: object
 
 def save_tiny_m2m100(directory: Path, *, vocab_size: int, seed: int) -> Path:
     """A randomly initialised 2+2-layer M2M100 (d_model 32, ReLU, scaled embeddings) saved in
-    ``directory`` beside its tokenizer."""
+    ``directory`` beside its tokenizer; its outputs depend on the text and on both language
+    tokens."""
     from transformers import M2M100Config, M2M100ForConditionalGeneration
 
     torch.manual_seed(seed)
@@ -173,7 +174,8 @@ def save_tiny_m2m100(directory: Path, *, vocab_size: int, seed: int) -> Path:
         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
         decoder_ffn_dim=64, max_position_embeddings=64, dropout=0.0, attention_dropout=0.0,
         activation_dropout=0.0, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-        decoder_start_token_id=2, scale_embedding=True, activation_function="relu")
+        decoder_start_token_id=2, scale_embedding=True, activation_function="relu",
+        init_std=0.5)  # the default 0.02 gives one output for every input and source language
     M2M100ForConditionalGeneration(config).save_pretrained(str(directory))
     return directory
 

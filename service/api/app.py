@@ -101,7 +101,7 @@ async def load_models(state: AppState) -> None:
         state.lifecycle.phase, state.lifecycle.failure = "failed", f"{type(err).__name__}: {err}"
         return
     try:
-        await asyncio.to_thread(state.detection.warm, state.registry.defaults())
+        await asyncio.to_thread(state.detection.warm, state.registry.routes().languages)
     except Exception:
         log.exception("language detection could not be prepared; it loads on first use")
 

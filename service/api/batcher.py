@@ -2,16 +2,17 @@
 the drain; a :class:`Strategy` decides what runs (request-level: ``request_level.py``;
 iteration-level: ``iteration_level.py``).
 
-Routes only ``await batcher.submit(texts, options, timeout=...)`` (one request, one result
-list) or ``batcher.submit_each(texts, options, timeout=...)`` (one request per text, one
-future each, for streaming). The event loop never waits for the engine: it posts commands
-(a request, a dropped request, stop) to a thread-safe inbox, and the model's worker thread
-answers with ``call_soon_threadsafe``. One worker iteration: read the inbox (blocking when
-there is nothing to do, or until the time the strategy asked to be woken), drop the requests
-whose caller went away (deadline passed, client disconnected), then one step as vLLM's
-``EngineCore.step``: the strategy schedules from the waiting requests
-(:meth:`Strategy.schedule`), executes one engine call or decoder step
-(:meth:`Strategy.execute`), and the batcher delivers what finished.
+Routes only ``await batcher.submit(texts, options, timeout=..., pair=...)`` (one request, one
+result list) or ``batcher.submit_each(texts, options, timeout=..., pair=...)`` (one request per
+text, one future each, for streaming); ``pair`` is the request's ``(source, target)`` languages
+(None: the model's exported pair), and requests of different pairs share engine calls.
+The event loop never waits for the engine: it posts commands (a request, a dropped request,
+stop) to a thread-safe inbox, and the model's worker thread answers with
+``call_soon_threadsafe``. One worker iteration: read the inbox (blocking when there is nothing
+to do, or until the time the strategy asked to be woken), drop the requests whose caller went
+away (deadline passed, client disconnected), then one step as vLLM's ``EngineCore.step``: the
+strategy schedules from the waiting requests (:meth:`Strategy.schedule`), executes one engine
+call or decoder step (:meth:`Strategy.execute`), and the batcher delivers what finished.
 
 A full queue raises :class:`QueueFullError` at once (the caller answers 503); a request whose
 deadline passes raises :class:`DeadlineExceededError` (504); a request whose caller went away
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from itertools import count
 from typing import TypeVar
 
+from inference.languages import Pair
 from inference.options import DecodeOptions
 from inference.translator import Translation
 from service.api.scheduling import BatchReport, Request, Result, Strategy, Waiting
@@ -110,13 +112,14 @@ class Batcher:
         threading.Thread(target=self._work, name=f"engine-{self.name}", daemon=True).start()
 
     async def submit(self, texts: list[str], options: DecodeOptions, *,
-                     timeout: float) -> list[Translation]:
+                     timeout: float, pair: Pair | None = None) -> list[Translation]:
         """Queue ``texts`` and wait (at most ``timeout`` seconds) for their translations."""
-        future = self._enqueue([list(texts)], options)[0]
+        future = self._enqueue([list(texts)], options, pair)[0]
         return await within_deadline(future, timeout)
 
     def submit_each(self, texts: list[str], options: DecodeOptions, *,
-                    timeout: float) -> list[asyncio.Future[Translation]]:
+                    timeout: float, pair: Pair | None = None
+                    ) -> list[asyncio.Future[Translation]]:
         """Queue every text as its own request; one future per text, in order.
 
         Synchronous (call it on the running event loop): nothing is awaited, the futures are
@@ -131,10 +134,10 @@ class Batcher:
           no longer needs);
         - an engine failure or shutdown fails the future with the error ``submit`` raises.
         """
-        works = self._enqueue([[text] for text in texts], options)
+        works = self._enqueue([[text] for text in texts], options, pair)
         return [linked_future(work, timeout) for work in works]
 
-    def _enqueue(self, groups: list[list[str]], options: DecodeOptions
+    def _enqueue(self, groups: list[list[str]], options: DecodeOptions, pair: Pair | None
                  ) -> list[asyncio.Future[list[Translation]]]:
         """All or nothing: one request per group, or :class:`QueueFullError`."""
         if self._closing or self._loop is None:
@@ -146,7 +149,8 @@ class Batcher:
         futures = []
         for index, texts in enumerate(groups):
             future: asyncio.Future[list[Translation]] = self._loop.create_future()
-            request = Request(texts, options, future, next(self._keys), arrival=index == 0)
+            request = Request(texts, options, future, next(self._keys), arrival=index == 0,
+                              pair=pair)
             self._unanswered.add(future)
             future.add_done_callback(self._on_done(request))
             self._inbox.put(request)

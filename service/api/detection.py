@@ -8,7 +8,7 @@ confidence: the probability of each candidate language among the allowed ones.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -74,12 +74,16 @@ class Identifiers:
     def __init__(self) -> None:
         self._built: dict[frozenset[str], LanguageIdentifier] = {}
 
-    def warm(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Build the identifiers of served ``(source, target)`` pairs and load their language
-        models now (a second or two), not in the first request that detects."""
-        pairs = list(pairs)
-        groups = [{src for src, _ in pairs}]
-        groups += [{src for src, tgt in pairs if tgt == target} for _, target in pairs]
+    def warm(self, languages: Mapping[str, Iterable[str]]) -> None:
+        """Build the identifiers of the served languages (source -> its targets: all the
+        sources, and the sources of each target) and load their language models now (a second
+        or two), not in the first request that detects."""
+        into: dict[str, set[str]] = {}
+        for source, targets in languages.items():
+            for target in targets:
+                into.setdefault(target, set()).add(source)
+        groups = {frozenset(source for source, targets in languages.items() if targets)}
+        groups |= {frozenset(sources) for sources in into.values()}
         for group in groups:
             identifier = self.identifier(group)
             if identifier.languages:

@@ -5,25 +5,28 @@ ONNX Runtime :class:`Translator` and :class:`DecodeLoop` behind them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
 from inference.continuous import Arrival, DecodeLoop
+from inference.languages import Pair
 from inference.options import DecodeOptions
 from inference.translator import Translation, Translator
 
-__all__ = ["Admission", "DecodeOptions", "Engine", "Outcome", "RunningLoop", "TranslatorEngine",
-           "TranslatorLoop"]
+__all__ = ["Admission", "DecodeOptions", "Engine", "Outcome", "Pair", "RunningLoop",
+           "TranslatorEngine", "TranslatorLoop"]
 
 
 @dataclass(frozen=True)
 class Admission:
-    """A request joining a running loop: its key, texts and options."""
+    """A request joining a running loop: its key, texts, options and languages."""
 
     key: int
     texts: list[str]
     options: DecodeOptions
+    pair: Pair | None = None  # (source, target) of all its texts; None: the exported pair
 
 
 Outcome = tuple[int, list[Translation] | Exception]  # request key and its result or error
@@ -57,8 +60,10 @@ class RunningLoop(Protocol):
 class Engine(Protocol):
     """A model as the batcher sees it (its calls run in the batcher's worker thread)."""
 
-    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
-        """One translation per text, in order (blocking)."""
+    def translate(self, texts: list[str], options: DecodeOptions,
+                  pairs: Sequence[Pair | None] | None = None) -> list[Translation]:
+        """One translation per text, in order (blocking); ``pairs``: per text, its
+        ``(source, target)`` languages (None: the exported pair)."""
         ...
 
     def decode_steps(self) -> int:
@@ -78,9 +83,11 @@ class TranslatorEngine:
         self.manifest = translator.manifest
         self.provider = translator.provider
 
-    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
-        """Blocking batched translation (scores always on; the service hides them)."""
-        return self.translator.translate(texts, options)
+    def translate(self, texts: list[str], options: DecodeOptions,
+                  pairs: Sequence[Pair | None] | None = None) -> list[Translation]:
+        """Blocking batched translation (scores always on; the service hides them); texts
+        of different pairs share the batch."""
+        return self.translator.translate(texts, options, pairs=pairs)
 
     def decode_steps(self) -> int:
         """Decoder calls so far."""
@@ -123,4 +130,4 @@ class TranslatorLoop:
 
 def _arrivals(admissions: list[Admission]) -> list[Arrival]:
     """The admissions as the decode loop's arrivals (options were checked when made)."""
-    return [Arrival(a.key, a.texts, a.options) for a in admissions]
+    return [Arrival(a.key, a.texts, a.options, pair=a.pair) for a in admissions]

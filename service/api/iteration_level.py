@@ -8,8 +8,9 @@ overtaken, so none starves); executing is one decoder step of every running sear
 thread during that step and join after it (``RunningLoop.step_and_admit``): on a CPU the step
 leaves part of the cores idle, which the encoder uses. A request whose sentences are all done
 is answered by that step, without waiting for the rest of its batch; one whose caller went
-away leaves the loop at the next step. Results are the ones each request gets alone
-(``inference.continuous``).
+away leaves the loop at the next step. Requests for different language pairs of a multilingual
+model share the running search, each row with its own source and forced target tokens.
+Results are the ones each request gets alone (``inference.continuous``).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class IterationLevel:
         overlapping); what completed."""
         admit, self._admitted = self._admitted, []
         started, steps = time.perf_counter(), self.engine.decode_steps()
-        admissions = [Admission(r.key, r.texts, r.options) for r in admit]
+        admissions = [Admission(r.key, r.texts, r.options, r.pair) for r in admit]
         failure: Exception | None = None
         try:
             if self._encoder is not None:

@@ -125,12 +125,12 @@ async def translate_text_file(state: AppState, text: str, source: str, target: s
 
 async def translate_file(state: AppState, store: FileStore, fields: dict[str, Any]) -> str:
     """Translate the uploaded file; returns the download name of the translation."""
-    source = lt.text_field(fields, "source").strip().lower()
-    target = lt.text_field(fields, "target").strip().lower()
+    source, target = lt.language_fields(state, fields)
     filename, text = await read_upload(fields, state.settings.max_file_bytes)
-    lt.check_language(state.registry, source, "source")
-    lt.check_language(state.registry, target, "target")
-    lt.model_for(state.registry, source, target)
+    routes = state.registry.routes()
+    lt.check_language(routes, source, "source")
+    lt.check_language(routes, target, "target")
+    lt.route_for(routes, source, target)
     if posixpath.splitext(filename)[1].lower() == ".txt":
         translated = await translate_text_file(state, text, source, target)
     else:

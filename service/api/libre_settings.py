@@ -41,7 +41,7 @@ class FrontendSettings(BaseModel):
 def frontend_settings(state: AppState) -> FrontendSettings:
     """The settings of this server: source ``auto``, target the first served target other
     than English (English when it is the only one)."""
-    targets = sorted({tgt for _, tgt in state.registry.defaults()})
+    targets = state.registry.routes().targets()
     target = next((code for code in targets if code != "en"), targets[0] if targets else "en")
     keys = state.keys.enabled
     return FrontendSettings(

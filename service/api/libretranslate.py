@@ -20,18 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from inference.translator import Translation
-from service.api.detection import Detection
+from service.api.detection import LINGUA_CODES, Detection
 from service.api.errors import ApiError
-from service.api.registry import ModelEntry, ModelRegistry
+from service.api.registry import ModelRegistry
+from service.api.routing import Route, Routes
 from service.api.state import AppState
 
 FORMATS = ("text", "html")
-LANGUAGE_NAMES = {"ar": "Arabic", "bn": "Bengali", "de": "German", "en": "English",
-                  "es": "Spanish", "fa": "Persian", "fr": "French", "hi": "Hindi",
-                  "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean",
-                  "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian",
-                  "ru": "Russian", "sw": "Swahili", "tl": "Tagalog", "tr": "Turkish",
-                  "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese"}
 SHORT_TEXT = 40  # LibreTranslate detects a shorter text from all texts of the request together
 
 
@@ -78,6 +73,15 @@ class LibreLanguage(BaseModel):
     code: str
     name: str
     targets: list[str]
+
+
+def language_fields(state: AppState, fields: dict[str, Any]) -> tuple[str, str]:
+    """``source`` and ``target``, required, as the bundles serve them (a checkpoint's full
+    code, NLLB's ``fra_Latn``, stands for ``fr``)."""
+    routes = state.registry.routes()
+    source, target = (routes.canonical(text_field(fields, name)) for name in ("source", "target"))
+    assert source is not None and target is not None  # text_field refuses empty values
+    return source, target
 
 
 def missing(name: str) -> ApiError:
@@ -190,31 +194,30 @@ def check_size(texts: list[str], state: AppState) -> None:
 
 
 def language_name(code: str) -> str:
-    """English name of a language code (the code itself when unknown)."""
-    return LANGUAGE_NAMES.get(code, code)
+    """English name of a language code, as lingua names its 75 languages (the code itself
+    for the others)."""
+    language = LINGUA_CODES.get(code)
+    return language.name.title() if language is not None else code
 
 
-def served_sources(registry: ModelRegistry, target: str | None = None) -> set[str]:
-    """Source languages served (into ``target`` when given)."""
-    return {src for src, tgt in registry.defaults() if target is None or tgt == target}
-
-
-def check_language(registry: ModelRegistry, code: str, name: str) -> None:
-    """LibreTranslate's 400 ``<code> is not supported`` for a language no model serves."""
-    known = {lang for pair in registry.defaults() for lang in pair}
-    if code not in known:
+def check_language(routes: Routes, code: str, name: str) -> None:
+    """LibreTranslate's 400 ``<code> is not supported`` for a language no model serves;
+    ``details.languages`` lists those served."""
+    if not routes.known(code):
         raise ApiError(400, "unsupported_language", f"{code} is not supported", field=name,
-                       details={"served": registry.served()})
+                       details={"languages": sorted({*routes.sources(), *routes.targets()})})
 
 
-def model_for(registry: ModelRegistry, source: str, target: str) -> ModelEntry:
-    """The model for ``source`` -> ``target``, or LibreTranslate's 400 naming both."""
-    entry = registry.defaults().get((source, target))
+def route_for(routes: Routes, source: str, target: str) -> Route:
+    """The route for ``source`` -> ``target``, or LibreTranslate's 400 naming both (and
+    ``details.languages``: the targets of ``source``)."""
+    entry = routes.choose(source, target)
     if entry is None:
         raise ApiError(400, "unsupported_language_pair", f"{language_name(target)} ({target}) "
                        f"is not available as a target language from {language_name(source)} "
-                       f"({source})", field="target", details={"served": registry.served()})
-    return entry
+                       f"({source})", field="target",
+                       details={"languages": routes.targets(source)})
+    return Route(entry, source, target)
 
 
 def as_detected(found: Detection) -> DetectedLanguage:
@@ -225,7 +228,7 @@ def as_detected(found: Detection) -> DetectedLanguage:
 async def detect_sources(state: AppState, texts: list[str], target: str) -> list[Detection]:
     """The source language of each text among those that translate into ``target``; a text
     of at most ``SHORT_TEXT`` characters gets the detection of all texts together."""
-    identifier = state.detection.identifier(served_sources(state.registry, target))
+    identifier = state.detection.identifier(state.registry.routes().sources(target))
     overall = None
     if any(len(text) <= SHORT_TEXT for text in texts):
         overall = await asyncio.to_thread(identifier.best, "\n".join(texts))
@@ -238,17 +241,19 @@ async def detect_sources(state: AppState, texts: list[str], target: str) -> list
 
 async def run_grouped(state: AppState, texts: list[str], sources: list[str], target: str,
                       *, html: bool, alternatives: int) -> list[Translation]:
-    """Translate each text with the model of its source language, one batch per model."""
+    """Translate each text with the model of its source language, one batch per source, with
+    that model's default beam (its checkpoint's ``num_beams``, see ``default_beam``)."""
     service = state.translation
-    options = service.options(beam_size=None, num_hypotheses=alternatives + 1,
-                              length_penalty=1.0, max_length=None)
+    routes = state.registry.routes()
     results: list[Translation | None] = [None] * len(texts)
     for source in sorted(set(sources)):
-        entry = model_for(state.registry, source, target)
+        route = route_for(routes, source, target)
+        options = service.options(beam_size=None, num_hypotheses=alternatives + 1,
+                                  length_penalty=1.0, max_length=None, entry=route.entry)
         indices = [i for i, src in enumerate(sources) if src == source]
         group = [texts[i] for i in indices]
-        done = (await service.run_html(entry, group, options, field="q") if html
-                else await service.run(entry, group, options))
+        done = (await service.run_html(route, group, options, field="q") if html
+                else await service.run(route, group, options))
         for index, result in zip(indices, done, strict=True):
             results[index] = result
     return [result for result in results if result is not None]
@@ -257,8 +262,7 @@ async def run_grouped(state: AppState, texts: list[str], sources: list[str], tar
 async def translate(state: AppState, fields: dict[str, Any]) -> LibreResponse:
     """LibreTranslate's ``/translate`` over our limits, routing and batching."""
     q = texts_field(fields)
-    source = text_field(fields, "source").strip().lower()
-    target = text_field(fields, "target").strip().lower()
+    source, target = language_fields(state, fields)
     texts = [q] if isinstance(q, str) else list(q)
     check_size(texts, state)
     text_format = fields.get("format") or "text"
@@ -266,13 +270,14 @@ async def translate(state: AppState, fields: dict[str, Any]) -> LibreResponse:
         raise ApiError(400, "unsupported_format", f"{text_format} format is not supported",
                        field="format")
     alternatives = alternatives_field(fields, state.settings.max_hypotheses - 1)
-    check_language(state.registry, target, "target")
+    routes = state.registry.routes()
+    check_language(routes, target, "target")
     detected: list[Detection] | None = None
     if source == "auto":
         detected = await detect_sources(state, texts, target)
         sources = [found.language for found in detected]
     else:
-        check_language(state.registry, source, "source")
+        check_language(routes, source, "source")
         sources = [source] * len(texts)
     results = await run_grouped(state, texts, sources, target, html=text_format == "html",
                                 alternatives=alternatives)
@@ -297,16 +302,12 @@ async def detect(state: AppState, fields: dict[str, Any]) -> list[DetectedLangua
     q = texts_field(fields)
     texts = [q] if isinstance(q, str) else q
     check_size(texts, state)
-    identifier = state.detection.identifier(served_sources(state.registry))
+    identifier = state.detection.identifier(state.registry.routes().sources())
     found = await asyncio.to_thread(identifier.detect, "\n".join(texts))
     return [as_detected(candidate) for candidate in found]
 
 
 def languages(registry: ModelRegistry) -> list[LibreLanguage]:
     """Every served language with the languages it translates into."""
-    targets: dict[str, set[str]] = {}
-    for src, tgt in registry.defaults():
-        targets.setdefault(src, set()).add(tgt)
-        targets.setdefault(tgt, set())
-    return [LibreLanguage(code=code, name=language_name(code), targets=sorted(targets[code]))
-            for code in sorted(targets)]
+    return [LibreLanguage(code=code, name=language_name(code), targets=targets)
+            for code, targets in registry.routes().languages.items()]

@@ -1,14 +1,9 @@
-"""Which bundles exist, which are loaded, and which one serves a request.
+"""Which bundles exist and which are loaded; :meth:`ModelRegistry.routes` says which one
+serves a request (``service/api/routing.py``).
 
 Discovery: every directory under ``models_dir`` (the directory itself included) holding a
 ``model.json`` is a bundle, named by its path relative to ``models_dir`` with ``/`` replaced by
 ``-`` (``models/transformer-en-fr/int8`` -> ``transformer-en-fr-int8``).
-
-Default per language pair, among the loaded bundles serving it: the first one listed in
-``default_models``; otherwise a model the user added (a bundle without the test BLEU that the
-packager records, ``metadata.evaluation.beam4.bleu`` in model.json: an exported checkpoint
-such as OPUS-MT, or an unpackaged run) before the packaged ones (the shipped demos); then a
-float32 bundle before any other; then the best recorded BLEU, then the smallest name.
 """
 
 from __future__ import annotations
@@ -16,19 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
 from inference.bundle import MANIFEST, BundleError, Manifest, read_manifest
+from inference.languages import Languages
 from inference.options import DecodeOptions
 from inference.translator import Translator
 from service.api.batcher import Batcher
 from service.api.engine import Engine, TranslatorEngine
-from service.api.errors import ApiError
 from service.api.iteration_level import IterationLevel
 from service.api.request_level import RequestLevel
+from service.api.routing import Routes
 from service.api.scheduling import BatchReport, Strategy
 from service.api.settings import Settings
 
@@ -67,10 +63,15 @@ class ModelEntry:
     engine: LoadedModel | None = None
     batcher: Batcher | None = None
 
+    _languages: tuple[Manifest, Languages] | None = field(default=None, init=False, repr=False)
+
     @property
-    def pair(self) -> tuple[str, str] | None:
-        """``(source_lang, target_lang)`` once the manifest is known."""
-        return (self.manifest.source_lang, self.manifest.target_lang) if self.manifest else None
+    def languages(self) -> Languages:
+        """The pairs it serves (``inference/languages.py``); the manifest must be known."""
+        assert self.manifest is not None
+        if self._languages is None or self._languages[0] is not self.manifest:
+            self._languages = (self.manifest, Languages.of(self.manifest))
+        return self._languages[1]
 
 
 def discover(models_dir: Path) -> list[ModelEntry]:
@@ -159,78 +160,6 @@ class ModelRegistry:
         """Bundles that could not be loaded."""
         return [entry for entry in self.entries.values() if entry.status == "failed"]
 
-    def defaults(self) -> dict[tuple[str, str], ModelEntry]:
-        """The bundle serving each language pair by default (see the module docstring)."""
-        preferred = {name: rank for rank, name in enumerate(self.settings.default_models)}
-        chosen: dict[tuple[str, str], ModelEntry] = {}
-        for entry in self.ready():
-            assert entry.pair is not None and entry.manifest is not None
-            current = chosen.get(entry.pair)
-            if current is None or _rank(entry, preferred) < _rank(current, preferred):
-                chosen[entry.pair] = entry
-        return chosen
-
-    def served(self) -> dict[str, list[str]]:
-        """What is served, for error messages: model names and ``src-tgt`` pairs."""
-        return {"models": sorted(e.name for e in self.ready()),
-                "pairs": sorted(f"{src}-{tgt}" for src, tgt in self.defaults())}
-
-    def resolve(self, *, model: str | None, source: str | None, target: str | None
-                ) -> ModelEntry:
-        """The ready bundle for an explicit ``model`` or a ``source``/``target`` pair."""
-        if model is not None:
-            return self._by_name(model, source, target)
-        aliases = self.aliases()
-        source, target = aliases.get(source or "", source), aliases.get(target or "", target)
-        if not source or not target:
-            raise ApiError(422, "missing_route", "give source_lang and target_lang, or model",
-                           field="target_lang" if source else "source_lang",
-                           details={"served": self.served()})
-        entry = self.defaults().get((source, target))
-        if entry is None:
-            raise ApiError(400, "unsupported_language_pair",
-                           f"no model translates {source} to {target}; served pairs: "
-                           f"{', '.join(self.served()['pairs']) or 'none'}",
-                           field="target_lang", details={"served": self.served()})
-        return entry
-
-    def aliases(self) -> dict[str, str]:
-        """Full language codes that checkpoints name their languages by (NLLB's
-        ``fra_latn``, lower case as requests are) -> the codes bundles are served under."""
-        found: dict[str, str] = {}
-        for entry in self.ready():
-            codes = entry.manifest.metadata.get("language_codes") if entry.manifest else None
-            if isinstance(codes, dict):
-                found.update((str(full).lower(), str(short)) for short, full in codes.items())
-        return found
-
-    def _by_name(self, model: str, source: str | None, target: str | None) -> ModelEntry:
-        entry = self.entries.get(model)
-        if entry is None or entry.status == "pending":
-            raise ApiError(400, "unknown_model", f"no model named {model!r}; served: "
-                           f"{', '.join(self.served()['models']) or 'none'}",
-                           field="model", details={"served": self.served()})
-        if entry.status != "ready":
-            raise ApiError(503, "model_unavailable", f"model {model!r} is {entry.status}",
-                           field="model", details={"served": self.served()},
-                           headers={"Retry-After": "5"})
-        src, tgt = entry.pair or ("", "")
-        if (source and source != src) or (target and target != tgt):
-            raise ApiError(422, "model_language_mismatch", f"model {model!r} translates {src} "
-                           f"to {tgt}", field="model", details={"served": self.served()})
-        return entry
-
-
-def _rank(entry: ModelEntry, preferred: dict[str, int]) -> tuple[int, bool, int, float, str]:
-    assert entry.manifest is not None
-    bleu = recorded_bleu(entry.manifest)
-    return (preferred.get(entry.name, len(preferred)), bleu != float("-inf"),
-            0 if entry.manifest.dtype == "float32" else 1, -bleu, entry.name)
-
-
-def recorded_bleu(manifest: Manifest) -> float:
-    """The beam-4 test BLEU the packager wrote into model.json, or -inf when there is none."""
-    evaluation = manifest.metadata.get("evaluation")
-    beam4 = evaluation.get("beam4") if isinstance(evaluation, dict) else None
-    bleu = beam4.get("bleu") if isinstance(beam4, dict) else None
-    return float(bleu) if isinstance(bleu, int | float) else float("-inf")
+    def routes(self) -> Routes:
+        """The routing view of the bundles now (``service/api/routing.py``)."""
+        return Routes(self.entries, self.settings.default_models)

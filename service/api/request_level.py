@@ -3,9 +3,10 @@
 Scheduling with no gathered group left gathers a batch: the oldest waiting request plus the
 next ones while they fit the source-token budget; while the queue holds less than the budget
 it waits up to ``max_wait_s`` (from when the engine became free) for more. What it gathered is
-split by decoding options (requests with different beams cannot share a search); each step
-runs the engine call of one group and hands every request exactly its own slice of the
-results.
+split by decoding options (requests with different beams cannot share a search), not by
+languages (a multilingual model's rows each get their own source and target language tokens);
+each step runs the engine call of one group and hands every request exactly its own slice of
+the results.
 
 Waiting for company only pays when company is likely: with ``wait_policy="adaptive"`` (the
 default) the strategy waits only when the median of the recent gaps between arrivals is within
@@ -131,9 +132,10 @@ class RequestLevel:
     def _run(self, group: list[Request]) -> Step:
         """One engine call for ``group``; every request gets its own slice."""
         texts = [text for request in group for text in request.texts]
+        pairs = [request.pair for request in group for _ in request.texts]
         started, steps = time.perf_counter(), self.engine.decode_steps()
         try:
-            results = self.engine.translate(texts, group[0].options)
+            results = self.engine.translate(texts, group[0].options, pairs)
         except Exception as err:  # the engine failed: every caller of this call learns why
             return Step(done=[(request, err) for request in group], failure=err)
         done: list[tuple[Request, Result]] = []

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from inference.languages import Pair
 from inference.options import DecodeOptions
 from inference.translator import Translation
 
@@ -36,8 +37,8 @@ def approx_tokens(texts: Sequence[str]) -> int:
 
 @dataclass(eq=False)
 class Request:
-    """One submitted request: its texts, options and future; ``arrival`` is False for the
-    second and later texts of one ``submit_each`` call (one client arrival)."""
+    """One submitted request: its texts, options, languages and future; ``arrival`` is False
+    for the second and later texts of one ``submit_each`` call (one client arrival)."""
 
     texts: list[str]
     options: DecodeOptions
@@ -46,6 +47,7 @@ class Request:
     arrival: bool = True
     enqueued: float = field(default_factory=time.perf_counter)
     queued: bool = True  # holds a place in the queue bound (until taken or cancelled)
+    pair: Pair | None = None  # (source, target) of its texts; None: the model's exported pair
 
 
 Result = list[Translation] | Exception

@@ -152,17 +152,28 @@ class StreamError(BaseModel):
     error: ErrorDetail
 
 
+class LanguageTargets(BaseModel):
+    """A language and the languages it is translated into (as LibreTranslate's
+    ``/languages`` lists them)."""
+
+    code: str
+    targets: list[str]
+
+
 class ModelInfo(BaseModel):
     """A discovered bundle."""
 
     name: str
     status: str = Field(description="`pending`, `loading`, `ready` or `failed`")
     architecture: str | None
-    source_lang: str | None
-    target_lang: str | None
+    source_lang: str | None = Field(description="the source it was exported for")
+    target_lang: str | None = Field(description="the target it was exported for")
+    languages: list[LanguageTargets] = Field(
+        default_factory=list, description="every pair it serves: each of its languages with "
+        "the languages it translates it into (a multilingual bundle: any two of its languages)")
     dtype: str | None
     provider: str | None = Field(description="ONNX Runtime execution provider in use")
-    default: bool = Field(description="serves its language pair by default")
+    default: bool = Field(description="serves at least one of its language pairs by default")
     error: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict,
                                      description="training and evaluation figures (BLEU...)")

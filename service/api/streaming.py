@@ -34,7 +34,7 @@ from inference.translator import Translation
 from service.api.batcher import BatcherClosedError
 from service.api.errors import ApiError
 from service.api.logs import request_id
-from service.api.registry import ModelEntry
+from service.api.routing import Route
 from service.api.schemas import (
     StreamDone,
     StreamError,
@@ -99,14 +99,16 @@ def error_event(err: ApiError) -> str:
     return sse("error", StreamError(status=err.status, error=detail), exclude_none=True)
 
 
-def submit(entry: ModelEntry, sentences: list[Sentence], options: Options
+def submit(route: Route, sentences: list[Sentence], options: Options
            ) -> list[asyncio.Future[Translation]]:
     """One future per sentence: blank ones are done at once (``empty``, no model); the others
     are queued together (503 ``ApiError`` when the queue has no room for all, or closing)."""
+    entry = route.entry
     assert entry.batcher is not None
     todo = [sentence.source for sentence in sentences if sentence.source]
     try:
-        queued = entry.batcher.submit_each(todo, options.decode, timeout=options.timeout)
+        queued = entry.batcher.submit_each(todo, options.decode, timeout=options.timeout,
+                                           pair=route.pair)
     except Exception as err:
         raise batch_error(err, entry.name, options.timeout) from None
     loop, pending = asyncio.get_running_loop(), iter(queued)
@@ -146,15 +148,14 @@ def outcome(future: asyncio.Future[Translation]) -> Translation | Exception:
 class Stream:
     """The events of one request, from its queued futures."""
 
-    def __init__(self, entry: ModelEntry, options: Options, texts: int,
+    def __init__(self, route: Route, options: Options, texts: int,
                  sentences: list[Sentence], futures: list[asyncio.Future[Translation]]) -> None:
-        assert entry.pair is not None
-        self.entry = entry
+        self.entry = route.entry
         self.options = options
         self.texts = texts
         self.sentences = sentences
         self.futures = futures
-        self.source_lang, self.target_lang = entry.pair
+        self.source_lang, self.target_lang = route.pair
         self.results: list[Translation] = []
 
     async def events(self, request: Request) -> AsyncIterator[str]:
@@ -230,8 +231,8 @@ async def open_stream(service: TranslationService, body: TranslateRequest,
     if body.format != "text":
         raise ApiError(400, "unsupported_format", f"format {body.format!r} cannot be streamed "
                        "sentence by sentence; send it to /translate", field="format")
-    texts, entry, options = service.prepare(body)
-    sentences = split_texts(await asyncio.to_thread(segment_texts, entry, texts))
+    texts, route, options = service.prepare(body)
+    sentences = split_texts(await asyncio.to_thread(segment_texts, route.source, texts))
     check_sentences(sentences, service.settings.queue_size)
-    stream = Stream(entry, options, len(texts), sentences, submit(entry, sentences, options))
+    stream = Stream(route, options, len(texts), sentences, submit(route, sentences, options))
     return EventStreamResponse(stream.events(request), headers=HEADERS)

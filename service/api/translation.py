@@ -29,6 +29,7 @@ from service.api.cache import TranslationCache
 from service.api.detection import Detection, Identifiers
 from service.api.errors import ApiError
 from service.api.registry import ModelEntry, ModelRegistry
+from service.api.routing import Route
 from service.api.schemas import (
     AlternativeOut,
     DetectedSource,
@@ -54,10 +55,10 @@ class Options:
 
 
 class Prepared(NamedTuple):
-    """A checked native request: its texts, the model serving it and its options."""
+    """A checked native request: its texts, the model and pair serving it and its options."""
 
     texts: list[str]
-    entry: ModelEntry
+    route: Route
     options: Options
 
 
@@ -122,15 +123,15 @@ class TranslationService:
         deadline = min(timeout or s.request_timeout_s, s.request_timeout_s)
         return Options(decode, return_scores, deadline)
 
-    async def run(self, entry: ModelEntry, texts: list[str], options: Options
+    async def run(self, route: Route, texts: list[str], options: Options
                   ) -> list[Translation]:
         """Translations of ``texts`` in order: every text cut into sentences
         (:func:`segment_texts`), all the sentences of the request in one batch, each text put
         back together between its own separators; a text without sentences (blank, digits)
         comes back as it is, finish reason ``empty``, without the model."""
-        layouts = await asyncio.to_thread(segment_texts, entry, texts)
+        layouts = await asyncio.to_thread(segment_texts, route.source, texts)
         sources = [source for layout in layouts for source in layout.sources]
-        done = await self.run_sentences(entry, sources, options) if sources else []
+        done = await self.run_sentences(route, sources, options) if sources else []
         results = []
         start = 0
         for layout in layouts:
@@ -138,52 +139,56 @@ class TranslationService:
             start += len(layout.sentences)
         return results
 
-    async def run_sentences(self, entry: ModelEntry, sentences: list[str], options: Options
+    async def run_sentences(self, route: Route, sentences: list[str], options: Options
                             ) -> list[Translation]:
         """``sentences`` translated: those in the cache from it, the others in one batcher
         request (then cached); a batcher failure as an ``ApiError``."""
         results: list[Translation | None] = [None] * len(sentences)
         todo = list(range(len(sentences)))
+        name = route.entry.name
         if self.cache is not None:
-            todo = self._from_cache(entry.name, sentences, options.decode, todo, results)
+            todo = self._from_cache(route, sentences, options.decode, todo, results)
         if todo:
-            done = await self._submit(entry, [sentences[i] for i in todo], options)
+            done = await self._submit(route, [sentences[i] for i in todo], options)
             for index, result in zip(todo, done, strict=True):
                 results[index] = result
                 if self.cache is not None:
-                    self.cache.put(entry.name, options.decode, sentences[index], result)
+                    self.cache.put(name, options.decode, sentences[index], result,
+                                   pair=route.pair)
         return [result for result in results if result is not None]
 
-    async def _submit(self, entry: ModelEntry, sentences: list[str], options: Options
+    async def _submit(self, route: Route, sentences: list[str], options: Options
                       ) -> list[Translation]:
         """One batcher request for ``sentences``; its failure as an ``ApiError``."""
+        entry = route.entry
         assert entry.batcher is not None
         try:
             return await entry.batcher.submit(sentences, options.decode,
-                                              timeout=options.timeout)
+                                              timeout=options.timeout, pair=route.pair)
         except Exception as err:
             raise batch_error(err, entry.name, options.timeout) from None
 
-    def _from_cache(self, model: str, texts: list[str], options: DecodeOptions,
+    def _from_cache(self, route: Route, texts: list[str], options: DecodeOptions,
                     todo: list[int], results: list[Translation | None]) -> list[int]:
         """Fill ``results`` from the cache; the indices still to translate."""
         assert self.cache is not None
         missing = []
         for index in todo:
-            cached = self.cache.get(model, options, texts[index].strip())
+            cached = self.cache.get(route.entry.name, options, texts[index].strip(),
+                                    pair=route.pair)
             if cached is None:
                 missing.append(index)
             else:
                 results[index] = cached
         return missing
 
-    async def run_html(self, entry: ModelEntry, documents: list[str], options: Options, *,
+    async def run_html(self, route: Route, documents: list[str], options: Options, *,
                        field: str) -> list[Translation]:
         """:meth:`run` for HTML documents: every text run of every document in one batch,
         each document's result merged from its runs' (``markup.merge``); a document the
         parser cannot read is a 400 naming it (``field``, indexed for a list)."""
         parsed = await asyncio.to_thread(parse_documents, documents, field)
-        results = await self.run(entry, [s for document in parsed for s in document.sources],
+        results = await self.run(route, [s for document in parsed for s in document.sources],
                                  options)
         merged = []
         start = 0
@@ -196,30 +201,32 @@ class TranslationService:
         """Check the texts, route and options of a native request (4xx ``ApiError``)."""
         texts = [body.text] if isinstance(body.text, str) else list(body.text)
         self.check_texts(texts, "text")
-        entry = self.registry.resolve(model=body.model, source=lang(body.source_lang),
-                                      target=lang(body.target_lang))
+        route = self.registry.routes().resolve(model=body.model, source=body.source_lang,
+                                               target=body.target_lang)
         options = self.options(beam_size=body.beam_size, num_hypotheses=body.num_hypotheses,
                                length_penalty=body.length_penalty, max_length=body.max_length,
                                return_scores=body.return_scores, timeout=body.timeout,
-                               entry=entry)
-        return Prepared(texts, entry, options)
+                               entry=route.entry)
+        return Prepared(texts, route, options)
 
     async def detect_source(self, body: TranslateRequest
                             ) -> tuple[TranslateRequest, Detection | None]:
         """``source_lang`` omitted or ``auto`` (and no ``model``): the language of the texts
         among the served sources that translate into ``target_lang``, and the request with it
         (unchanged otherwise)."""
+        routes = self.registry.routes()
         source = lang(body.source_lang)
-        target = lang(body.target_lang)
+        target = routes.canonical(body.target_lang)
         if body.model is not None or source not in (None, "auto") or target is None:
             return body, None
         texts = [body.text] if isinstance(body.text, str) else list(body.text)
         self.check_texts(texts, "text")
-        sources = {src for src, tgt in self.registry.defaults() if tgt == target}
+        sources = routes.sources(target)
         if not sources:
+            targets = routes.targets()
             raise ApiError(400, "unsupported_language_pair", f"no model translates into "
-                           f"{target}; served pairs: {', '.join(self.registry.served()['pairs'])}",
-                           field="target_lang", details={"served": self.registry.served()})
+                           f"{target}; target languages: {', '.join(targets) or 'none'}",
+                           field="target_lang", details={"languages": targets})
         identifier = self.identifiers.identifier(sources)
         found = await asyncio.to_thread(identifier.best, "\n".join(texts))
         return body.model_copy(update={"source_lang": found.language}), found
@@ -227,15 +234,14 @@ class TranslationService:
     async def translate(self, body: TranslateRequest) -> TranslateResponse:
         """``POST /translate``."""
         body, detected = await self.detect_source(body)
-        texts, entry, options = self.prepare(body)
+        texts, route, options = self.prepare(body)
         if body.format == "html":
-            results = await self.run_html(entry, texts, options, field="text")
+            results = await self.run_html(route, texts, options, field="text")
         else:
-            results = await self.run(entry, texts, options)
+            results = await self.run(route, texts, options)
         outs = [to_out(result, options.return_scores) for result in results]
-        assert entry.pair is not None
         return TranslateResponse(
-            model=entry.name, source_lang=entry.pair[0], target_lang=entry.pair[1],
+            model=route.entry.name, source_lang=route.source, target_lang=route.target,
             detected_language=DetectedSource(language=detected.language,
                                              confidence=detected.confidence)
             if detected else None,
@@ -271,12 +277,11 @@ def batch_error(err: Exception, model: str, timeout: float) -> ApiError:
     return ApiError(500, "engine_error", "the translation engine failed")
 
 
-def segment_texts(entry: ModelEntry, texts: Sequence[str]) -> list[Segmented]:
-    """Each text cut into sentences and separators by the rules of the model's source
-    language (``inference/text.py``); callers run it in a worker thread: thousands of
-    short lines take tens of milliseconds."""
-    assert entry.pair is not None
-    return [segment(text, language=entry.pair[0]) for text in texts]
+def segment_texts(language: str, texts: Sequence[str]) -> list[Segmented]:
+    """Each text cut into sentences and separators by the rules of its source ``language``
+    (``inference/text.py``); callers run it in a worker thread: thousands of short lines take
+    tens of milliseconds."""
+    return [segment(text, language=language) for text in texts]
 
 
 def parse_documents(documents: list[str], field: str) -> list[markup.Document]:

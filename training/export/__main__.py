@@ -17,7 +17,13 @@ from training.errors import run_cli
 from training.export.bundle_writer import base_manifest, write_fp32, write_variant
 from training.export.graphs import DEFAULT_OPSET, plan_for
 from training.export.hub import resolve_source
-from training.export.languages import api_code, checkpoint_code, source_prefix
+from training.export.languages import (
+    api_code,
+    checkpoint_code,
+    served_codes,
+    source_language_index,
+    source_prefix,
+)
 from training.export.sources import Source, load_source
 from training.export.variants import convert_fp16, quantize_int8
 from training.io import atomic_directory
@@ -42,16 +48,23 @@ def parser() -> argparse.ArgumentParser:
 
 
 def pick_languages(source: Source, wanted: tuple[str, str]) -> tuple[str, str]:
-    """A multilingual (M2M100) checkpoint's pair: its tokenizer puts the source language's
-    token before every source, the target's is forced as the first generated token."""
+    """A multilingual (M2M100, NLLB) checkpoint's exported pair, as the API serves it, and its
+    languages (``inference/languages.py``): the tokenizer puts the source language's token in
+    every source, the target's is forced as the first generated token; the bundle serves any
+    two of its languages."""
     src = checkpoint_code(source.language_ids, wanted[0], "--src-lang")
     tgt = checkpoint_code(source.language_ids, wanted[1], "--tgt-lang")
     source.tokenizer.src_lang, source.tokenizer.tgt_lang = src, tgt
+    served = served_codes(list(source.language_ids))
     source.metadata["target_prefix"] = [source.language_ids[tgt]]
-    full = {api_code(code): code for code in (src, tgt) if api_code(code) != code}
+    source.metadata["language_tokens"] = {served[code]: index
+                                          for code, index in source.language_ids.items()}
+    source.metadata["source_language_index"] = source_language_index(
+        source.tokenizer, source.language_ids[src])
+    full = {short: code for code, short in served.items() if short != code}
     if full:  # NLLB's fra_Latn: accepted by the API besides fr
         source.metadata["language_codes"] = full
-    return src, tgt
+    return served[src], served[tgt]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,9 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_for(source)
     wanted = (args.src_lang or source.metadata.get("src_lang", "und"),
               args.tgt_lang or source.metadata.get("tgt_lang", "und"))
-    if source.language_ids:
-        wanted = pick_languages(source, wanted)
-    langs = (api_code(wanted[0]), api_code(wanted[1]))
+    langs = (pick_languages(source, wanted) if source.language_ids
+             else (api_code(wanted[0]), api_code(wanted[1])))
     prefix = source_prefix(source.target_tokens, langs[1])
     if prefix:
         source.metadata["source_prefix"] = prefix

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import langcodes
 
@@ -14,11 +15,17 @@ OPUS_TARGET_TOKEN = re.compile(r"^>>([A-Za-z_]+)<<$")  # OPUS-MT multi-target: >
 
 def api_code(code: str) -> str:
     """``code`` (ISO 639-1/2/3, optionally with a script or region, ``-`` or ``_``) reduced to
-    its language subtag in the shortest standard form; unparseable codes are kept."""
+    its language subtag in the shortest standard form, an individual language as its
+    macrolanguage (NLLB's ``arb``: ``ar``; ``swh``: ``sw``); a two-letter code stays as it is
+    (``tl``, not ``fil``); unparseable codes are kept."""
+    tag = code.replace("_", "-")
     try:
-        language = langcodes.Language.get(code.replace("_", "-")).language
+        language = langcodes.Language.get(langcodes.standardize_tag(tag, macro=True)).language
     except (ValueError, LookupError):
         return code
+    given = tag.split("-")[0].lower()
+    if language and len(language) > 2 and len(given) == 2:
+        return given
     return language or code
 
 
@@ -45,13 +52,40 @@ def source_prefix(target_tokens: dict[str, int], target: str) -> list[int]:
     return [target_tokens[target]]
 
 
+def served_codes(codes: list[str]) -> dict[str, str]:
+    """A multilingual checkpoint's codes (in its tokenizer's order) -> the codes the API
+    serves them under: :func:`api_code`, or for a later code of a language already taken
+    (NLLB's ``zho_Hant`` after ``zho_Hans``) the code itself in lower case."""
+    served: dict[str, str] = {}
+    taken: set[str] = set()
+    for code in codes:
+        short = api_code(code)
+        served[code] = short if short not in taken else code.lower()
+        taken.add(served[code])
+    return served
+
+
 def checkpoint_code(codes: dict[str, int], wanted: str, flag: str) -> str:
-    """The multilingual tokenizer's own code for ``wanted`` (its code, or any code of the same
-    language: ``fr`` for ``fra``); a refusal naming ``flag`` and the codes it has."""
+    """The multilingual tokenizer's own code for ``wanted``: its code, the code it is served
+    under (:func:`served_codes`), or that of any code of the same language (``fra`` for
+    ``fr``); a refusal naming ``flag`` and the codes it has."""
     if wanted in codes:
         return wanted
-    for code in codes:
-        if api_code(code) == api_code(wanted):
-            return code
-    raise UserError(f"the checkpoint has no language {wanted!r}; pass {flag} with one of: "
-                    f"{', '.join(sorted(codes))}")
+    by_served = {short: code for code, short in served_codes(list(codes)).items()}
+    found = by_served.get(wanted.lower()) or by_served.get(api_code(wanted))
+    if found is None:
+        raise UserError(f"the checkpoint has no language {wanted!r}; pass {flag} with one of: "
+                        f"{', '.join(sorted(codes))}")
+    return found
+
+
+def source_language_index(tokenizer: Any, token: int) -> int:
+    """Where ``tokenizer`` puts the source language's ``token`` in a tokenized source: 0
+    (first: M2M100, NLLB) or -1 (last: NLLB's legacy layout); a refusal otherwise."""
+    ids = list(tokenizer("a")["input_ids"])
+    if ids and ids[0] == token:
+        return 0
+    if ids and ids[-1] == token:
+        return -1
+    raise UserError(f"the tokenizer puts no source-language token ({token}) first or last in a "
+                    f"source ({ids}); this checkpoint cannot be exported")

@@ -7,10 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
+from inference.languages import Languages
 from service.api.errors import responses
 from service.api.metrics import CONTENT_TYPE
 from service.api.registry import ModelEntry
-from service.api.schemas import Liveness, ModelInfo, ModelsResponse, ReadinessOut
+from service.api.schemas import (
+    LanguageTargets,
+    Liveness,
+    ModelInfo,
+    ModelsResponse,
+    ReadinessOut,
+)
 from service.api.security import require_key, require_key_for_ops
 from service.api.state import AppState, get_state
 
@@ -27,16 +34,23 @@ def model_info(entry: ModelEntry, default: bool) -> ModelInfo:
         architecture=manifest.architecture if manifest else None,
         source_lang=manifest.source_lang if manifest else None,
         target_lang=manifest.target_lang if manifest else None,
+        languages=language_targets(entry.languages) if manifest else [],
         dtype=manifest.dtype if manifest else None,
         provider=engine.provider if engine else None,
         metadata=dict(manifest.metadata) if manifest else {})
+
+
+def language_targets(languages: Languages) -> list[LanguageTargets]:
+    """Each language of a bundle with the languages it translates it into."""
+    codes = sorted({*languages.sources, *languages.targets})
+    return [LanguageTargets(code=code, targets=languages.targets_of(code)) for code in codes]
 
 
 @router.get("/models", response_model=ModelsResponse, tags=["models"],
             dependencies=[Depends(require_key)], responses=responses(401))
 async def list_models(state: State) -> ModelsResponse:
     """Every discovered bundle: languages, dtype, provider, quality figures and status."""
-    defaults = {entry.name for entry in state.registry.defaults().values()}
+    defaults = state.registry.routes().defaults()
     return ModelsResponse(models=[model_info(entry, entry.name in defaults)
                                   for entry in state.registry.entries.values()])
 

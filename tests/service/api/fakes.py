@@ -1,4 +1,5 @@
-"""Test helpers: a bundle directory with only ``model.json``, a scripted engine, HTTP checks."""
+"""Test helpers: a bundle directory with only ``model.json``, a scripted engine, HTTP checks
+(a started TestClient's readiness, error bodies, an in-loop client for concurrent requests)."""
 
 from __future__ import annotations
 
@@ -6,61 +7,74 @@ import asyncio
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx2 as httpx
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from inference.bundle import DecoderContract, Manifest, read_manifest
 from inference.translator import Alternative, Translation
 from service.api.batcher import Batcher, DecodeOptions
-from service.api.engine import Admission, Outcome
+from service.api.engine import Admission, Outcome, Pair
 from service.api.registry import LoadedModel
 from service.api.settings import Settings
 
 
 def write_manifest(directory: Path, *, src: str = "en", tgt: str = "fr",
-                   dtype: str = "float32", bleu: float | None = None) -> Path:
+                   dtype: str = "float32", bleu: float | None = None,
+                   languages: Sequence[str] = ()) -> Path:
     """A bundle directory holding only a readable ``model.json`` (enough for discovery);
-    ``bleu``: the beam-4 test BLEU a packaged bundle records."""
+    ``bleu``: the beam-4 test BLEU a packaged bundle records; ``languages``: those of a
+    multilingual bundle (made-up token ids)."""
     directory.mkdir(parents=True, exist_ok=True)
+    metadata: dict[str, Any] = {"test_bleu": 12.5} if bleu is None else {
+        "evaluation": {"beam4": {"bleu": bleu}}}
+    if languages:
+        metadata["language_tokens"] = {code: 100 + i for i, code in enumerate(languages)}
     manifest = Manifest(
         name=directory.name, architecture="transformer", source_lang=src, target_lang=tgt,
         special_tokens={"pad": 0, "eos": 1, "decoder_start": 0, "unk": 2}, vocab_size=10,
         max_positions=64, dtype=dtype, opset=17, encoder_inputs=[], encoder_outputs=[],
         decoder=DecoderContract(log_probs="log_probs", state=[], static=[]), versions={},
-        metadata={"test_bleu": 12.5} if bleu is None else {
-            "evaluation": {"beam4": {"bleu": bleu}}})
+        metadata=metadata)
     (directory / "model.json").write_text(manifest.to_json())
     return directory
 
 
 @dataclass
 class FakeEngine:
-    """Translates ``x`` to ``<tgt>:x``; records every call; ``delay`` seconds per call. Its
-    running loop (:class:`FakeLoop`) makes the same calls, one per admitted group."""
+    """Translates ``x`` to ``<tgt>:x`` (the target of its pair, else the bundle's); records
+    every call (and its pairs in ``pairs``); ``delay`` seconds per call. Its running loop
+    (:class:`FakeLoop`) makes the same calls, one per admitted group."""
 
     manifest: Manifest
     provider: str = "FakeExecutionProvider"
     delay: float = 0.0
     calls: list[tuple[list[str], DecodeOptions]] = field(default_factory=list)
+    pairs: list[list[Pair | None]] = field(default_factory=list)
     steps: int = 0
     release: threading.Event | None = None  # when set, calls block until it is set
     entered: threading.Event = field(default_factory=threading.Event)  # set by every call
 
-    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
+    def translate(self, texts: list[str], options: DecodeOptions,
+                  pairs: Sequence[Pair | None] | None = None) -> list[Translation]:
         self.calls.append((list(texts), options))
+        routes = list(pairs or [None] * len(texts))
+        self.pairs.append(routes)
         self.entered.set()
         if self.release is not None:
             self.release.wait(10)
         time.sleep(self.delay)
         self.steps += 3
         out = []
-        for text in texts:
-            best = f"{self.manifest.target_lang}:{text}"
+        for text, pair in zip(texts, routes, strict=True):
+            best = f"{pair[1] if pair else self.manifest.target_lang}:{text}"
             alternatives = [Alternative(best if i == 0 else f"{best}#{i}", -0.5 - i)
                             for i in range(options.num_hypotheses)]
             out.append(Translation(best, -0.5, "eos", alternatives, False, len(text.split()) + 1,
@@ -77,7 +91,8 @@ class FakeEngine:
 class Translates(Protocol):
     """An engine's blocking batched call."""
 
-    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]: ...
+    def translate(self, texts: list[str], options: DecodeOptions,
+                  pairs: Sequence[Pair | None] | None = None) -> list[Translation]: ...
 
 
 @dataclass
@@ -96,8 +111,8 @@ class FakeLoop:
 
     def admit(self, admissions: list[Admission]) -> list[Outcome]:
         for admission in admissions:
-            self.results[admission.key] = self.engine.translate(admission.texts,
-                                                                admission.options)
+            self.results[admission.key] = self.engine.translate(
+                admission.texts, admission.options, [admission.pair] * len(admission.texts))
         return []
 
     def step(self) -> list[Outcome]:
@@ -149,6 +164,20 @@ def wait_ready(client: TestClient, timeout: float = 30) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(client.get("/health/ready").json())
+
+
+@asynccontextmanager
+async def asgi_client(app: FastAPI, address: str = "127.0.0.1"
+                      ) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client over ``app`` in the running event loop, from ``address``, once the
+    app is ready (its lifespan started): requests awaited together with ``asyncio.gather``
+    reach the app concurrently, in the order given."""
+    transport = httpx.ASGITransport(app=app, client=(address, 5000))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=transport, base_url="http://t") as client:
+        while (await client.get("/health/ready")).status_code != 200:
+            await asyncio.sleep(0.01)
+        yield client
 
 
 class Reply(Protocol):

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 
+from inference.languages import Pair
 from inference.translator import Translation
 from service.api.batcher import (
     Batcher,
@@ -39,7 +40,8 @@ class ScriptedEngine:
     calls: list[tuple[list[str], DecodeOptions]] = field(default_factory=list)
     entered: threading.Event = field(default_factory=threading.Event)
 
-    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
+    def translate(self, texts: list[str], options: DecodeOptions,
+                  pairs: Sequence[Pair | None] | None = None) -> list[Translation]:
         self.calls.append((list(texts), options))
         self.entered.set()
         if self.gate is not None:

@@ -15,7 +15,7 @@ from service.api.app import create_app
 from service.api.batcher import DecodeOptions
 from service.api.cache import TranslationCache, entry_bytes
 from service.api.settings import Settings
-from tests.service.api.fakes import FakeLoader, MakeClient, write_manifest
+from tests.service.api.fakes import FakeLoader, MakeClient, asgi_client, write_manifest
 
 EN_FR = {"source_lang": "en", "target_lang": "fr"}
 LIBRE = "/libretranslate/translate"
@@ -55,6 +55,9 @@ def test_cache_off_switch(make_client: MakeClient, models_dir: Path) -> None:
     assert "translate_cache_hits_total{" not in client.get("/metrics").text
 
 
+EN_FR_PAIR = ("en", "fr")
+
+
 def result(text: str) -> Translation:
     return Translation(text, -0.5, "eos")
 
@@ -63,21 +66,30 @@ def test_cache_stays_within_entries_and_bytes() -> None:
     options = DecodeOptions()
     by_entries = TranslationCache(max_entries=3, max_bytes=10**9)
     for index in range(10):
-        by_entries.put("m", options, f"t{index}", result(f"r{index}"))
+        by_entries.put("m", options, f"t{index}", result(f"r{index}"), pair=EN_FR_PAIR)
     assert by_entries.entries == 3
-    assert [by_entries.get("m", options, f"t{i}") is not None for i in (6, 7, 8, 9)] == [
-        False, True, True, True]
+    assert [by_entries.get("m", options, f"t{i}", pair=EN_FR_PAIR) is not None
+            for i in (6, 7, 8, 9)] == [False, True, True, True]
     size = entry_bytes("t0", result("r0"))
     by_bytes = TranslationCache(max_entries=1000, max_bytes=4 * size)
     for index in range(10):
-        by_bytes.put("m", options, f"t{index}", result(f"r{index}"))
+        by_bytes.put("m", options, f"t{index}", result(f"r{index}"), pair=EN_FR_PAIR)
     assert by_bytes.entries == 4 and by_bytes.bytes == 4 * size
-    by_bytes.get("m", options, "t6")  # used: survives the next eviction
-    by_bytes.put("m", options, "new", result("new"))
-    assert by_bytes.get("m", options, "t6") is not None
-    assert by_bytes.get("m", options, "t7") is None
-    by_bytes.put("m", options, "huge", result("x" * 10 * size))
-    assert by_bytes.get("m", options, "huge") is None and by_bytes.bytes <= 4 * size
+    by_bytes.get("m", options, "t6", pair=EN_FR_PAIR)  # used: survives the next eviction
+    by_bytes.put("m", options, "new", result("new"), pair=EN_FR_PAIR)
+    assert by_bytes.get("m", options, "t6", pair=EN_FR_PAIR) is not None
+    assert by_bytes.get("m", options, "t7", pair=EN_FR_PAIR) is None
+    by_bytes.put("m", options, "huge", result("x" * 10 * size), pair=EN_FR_PAIR)
+    assert by_bytes.get("m", options, "huge", pair=EN_FR_PAIR) is None
+    assert by_bytes.bytes <= 4 * size
+
+
+def test_cache_keeps_the_pairs_of_one_model_apart() -> None:
+    cache = TranslationCache(max_entries=10, max_bytes=10**6)
+    cache.put("m", DecodeOptions(), "hello", result("bonjour"), pair=EN_FR_PAIR)
+    assert cache.get("m", DecodeOptions(), "hello", pair=("en", "de")) is None
+    found = cache.get("m", DecodeOptions(), "hello", pair=EN_FR_PAIR)
+    assert found is not None and found.text == "bonjour"
 
 
 def test_requests_per_minute_per_key_then_address(make_client: MakeClient) -> None:
@@ -134,12 +146,8 @@ def test_forwarded_for_from_a_trusted_proxy(tmp_path: Path, proxy: str) -> None:
                               trusted_proxies=[proxy]), loader=FakeLoader())
 
     async def run() -> list[int]:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
         statuses = []
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=transport, base_url="http://t") as client:
-            while (await client.get("/health/ready")).status_code != 200:
-                await asyncio.sleep(0.01)
+        async with asgi_client(app) as client:
             for forwarded in ("1.1.1.1", "2.2.2.2", "1.1.1.1"):
                 reply = await client.post("/translate", json={"text": "a", **EN_FR},
                                           headers={"X-Forwarded-For": forwarded})
@@ -157,11 +165,7 @@ def test_concurrent_requests_429_only_past_the_limit_and_hits_identical(
                               cache_max_entries=5), loader=loader)
 
     async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 5000))
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=transport, base_url="http://t") as client:
-            while (await client.get("/health/ready")).status_code != 200:
-                await asyncio.sleep(0.01)
+        async with asgi_client(app, "10.0.0.1") as client:
             texts = [f"sentence {i % 8}" for i in range(50)]
             return list(await asyncio.gather(*(
                 client.post("/translate", json={"text": text, **EN_FR}) for text in texts)))

@@ -52,7 +52,7 @@ def test_lenient_loading_serves_the_rest(make_client: MakeClient) -> None:
     assert client.post("/translate", json={"text": "x", **EN_FR}).status_code == 200
     error = error_of(client.post("/translate", json={"text": "x", "source_lang": "en",
                                                      "target_lang": "de"}), 400)
-    assert error["details"]["served"]["pairs"] == ["en-fr"]
+    assert error["details"]["languages"] == ["fr"]
     models = {m["name"]: m for m in client.get("/models").json()["models"]}
     assert models["en-de"]["status"] == "failed" and "checksum" in models["en-de"]["error"]
 

@@ -8,7 +8,7 @@ route the page chose is read from the request it sent.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from inference.languages import Pair
 from inference.translator import Translation
 from service.api.app import create_app
 from service.api.batcher import DecodeOptions
@@ -72,10 +73,12 @@ def exploding_url(models: Path) -> Iterator[str]:
         engine = loader.engines[models / "en-fr"]
         translate_fine = engine.translate
 
-        def translate_or_explode(texts: list[str], options: DecodeOptions) -> list[Translation]:
+        def translate_or_explode(texts: list[str], options: DecodeOptions,
+                                 pairs: Sequence[Pair | None] | None = None
+                                 ) -> list[Translation]:
             if any("boom" in text for text in texts):
                 raise RuntimeError("engine exploded")
-            return translate_fine(texts, options)
+            return translate_fine(texts, options, pairs)
 
         engine.translate = translate_or_explode  # type: ignore[method-assign]
         yield url

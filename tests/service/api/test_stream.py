@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,12 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from inference.bundle import read_manifest
+from inference.languages import Pair
 from inference.text import segment
 from inference.translator import Translation
 from service.api.batcher import BatcherClosedError, DecodeOptions, QueueFullError
 from service.api.registry import ModelEntry
+from service.api.routing import Route
 from service.api.schemas import StreamDone, StreamSentence, StreamStart
 from service.api.streaming import Sentence, Stream, split_texts
 from service.api.translation import Options
@@ -207,12 +210,13 @@ def _failing_on(engine: FakeEngine, word: str, *, stall: threading.Event | None 
     on texts containing ``word``."""
     real = engine.translate
 
-    def translate(texts: list[str], options: DecodeOptions) -> list[Translation]:
+    def translate(texts: list[str], options: DecodeOptions,
+                  pairs: Sequence[Pair | None] | None = None) -> list[Translation]:
         if any(word in text for text in texts):
             if stall is None:
                 raise RuntimeError("engine exploded")
             stall.wait(10)
-        return real(texts, options)
+        return real(texts, options, pairs)
 
     engine.translate = translate  # type: ignore[method-assign]
 
@@ -292,7 +296,7 @@ def direct_stream(entry: ModelEntry, texts: list[str]
     loop = asyncio.get_running_loop()
     futures: list[asyncio.Future[Translation]] = [loop.create_future() for _ in sentences]
     options = Options(DecodeOptions(), True, 5.0)
-    return Stream(entry, options, len(texts), sentences, futures), futures
+    return Stream(Route(entry, "en", "fr"), options, len(texts), sentences, futures), futures
 
 
 def done_with(text: str) -> Translation:

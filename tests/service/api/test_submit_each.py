@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import pytest
 
+from inference.languages import Pair
 from inference.translator import Translation
 from service.api.batcher import (
     Batcher,
@@ -39,7 +40,8 @@ class StepEngine:
     calls: list[list[str]] = field(default_factory=list)
     called: threading.Condition = field(default_factory=threading.Condition)
 
-    def translate(self, texts: list[str], options: DecodeOptions) -> list[Translation]:
+    def translate(self, texts: list[str], options: DecodeOptions,
+                  pairs: Sequence[Pair | None] | None = None) -> list[Translation]:
         with self.called:
             self.calls.append(list(texts))
             self.called.notify_all()

@@ -66,11 +66,15 @@ def test_unknown_pair_and_model_list_what_is_served(client: TestClient) -> None:
     error = error_of(client.post("/translate", json={"text": "x", "source_lang": "en",
                                                      "target_lang": "xx"}), 400)
     assert error["code"] == "unsupported_language_pair" and error["field"] == "target_lang"
-    assert error["details"] == {"served": {"models": ["en-de", "en-fr", "en-fr-int8"],
-                                           "pairs": ["en-de", "en-fr"]}}
-    assert "en-fr" in str(error["message"])
+    assert error["details"] == {"languages": ["de", "fr"]}
+    assert "en is translated into: de, fr" in str(error["message"])
+    error = error_of(client.post("/translate", json={"text": "x", "source_lang": "xx",
+                                                     "target_lang": "fr"}), 400)
+    assert error["code"] == "unsupported_language" and error["field"] == "source_lang"
+    assert error["details"] == {"languages": ["en"]}
     error = error_of(client.post("/translate", json={"text": "x", "model": "nope"}), 400)
     assert error["code"] == "unknown_model" and error["field"] == "model"
+    assert error["details"] == {"models": ["en-de", "en-fr", "en-fr-int8"]}
     error = error_of(client.post("/translate", json={"text": "x"}), 422)
     assert error["code"] == "missing_route"
 

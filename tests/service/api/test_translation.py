@@ -57,10 +57,10 @@ def test_unhandled_error_is_a_json_500_without_trace(client: TestClient,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     registry = client.app.state.service.registry  # type: ignore[attr-defined]
 
-    def broken(**kwargs: object) -> None:
+    def broken() -> None:
         raise KeyError("internal detail")
 
-    monkeypatch.setattr(registry, "resolve", broken)
+    monkeypatch.setattr(registry, "routes", broken)
     response = client.post("/translate", json={"text": "x", "model": "en-fr"},
                            headers={"X-Request-ID": "boom"})
     error = error_of(response, 500)

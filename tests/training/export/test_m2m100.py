@@ -60,6 +60,21 @@ def test_bundle_records_the_pair_and_parity(m2m100_bundle: Path, m2m100_dir: Pat
     assert ids[0] == tokenizer.get_lang_id("en") and ids[-1] == tokenizer.eos_token_id
 
 
+def test_bundle_records_every_language_and_sources_carry_the_requested_one(
+        m2m100_bundle: Path, m2m100_dir: Path) -> None:
+    manifest = read_manifest(m2m100_bundle)
+    tokenizer = AutoTokenizer.from_pretrained(str(m2m100_dir))
+    assert manifest.metadata["language_tokens"] == {
+        code: tokenizer.get_lang_id(code) for code in tokenizer.lang_code_to_id}
+    assert manifest.metadata["source_language_index"] == 0
+    texts = sample_sentences(6)
+    translator = Translator.load(m2m100_bundle, threads=1)
+    for source in ("en", "de"):
+        checkpoint = AutoTokenizer.from_pretrained(str(m2m100_dir), src_lang=source)
+        assert translator.prepare(texts, sources=[source] * len(texts)).sources == checkpoint(
+            texts)["input_ids"]
+
+
 @pytest.mark.parametrize("beams", [1, 4])
 def test_several_target_languages_in_one_batch_are_generates(
         m2m100_bundle: Path, m2m100_dir: Path, beams: int) -> None:
