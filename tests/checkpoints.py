@@ -262,3 +262,27 @@ def nllb_bundle(nllb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
     return export(nllb_dir, tmp_path_factory.mktemp("nllb-bundle") / "nllb-en-fr",
                   "--src-lang", "eng_Latn", "--tgt-lang", "fr")
+
+
+def generate_forced(model_dir: Path, sources: list[list[int]], forced: list[int], *, beams: int,
+                    limit: int) -> list[list[int]]:
+    """transformers ``generate`` of the M2M100-family checkpoint at ``model_dir``, row ``i``
+    forced to start with token ``forced[i]`` (``forced_bos_token_id``, one call per distinct
+    token); rows in order, the forced token and eos stripped."""
+    from transformers import M2M100ForConditionalGeneration
+
+    model = M2M100ForConditionalGeneration.from_pretrained(
+        str(model_dir), attn_implementation="eager").eval()
+    pad, eos = model.config.pad_token_id, model.config.eos_token_id
+    out: list[list[int]] = [[] for _ in sources]
+    for token in sorted(set(forced)):
+        rows = [i for i, t in enumerate(forced) if t == token]
+        width = max(len(sources[i]) for i in rows)
+        ids = torch.tensor([sources[i] + [pad] * (width - len(sources[i])) for i in rows])
+        with torch.no_grad():
+            got = model.generate(input_ids=ids, attention_mask=(ids != pad).long(),
+                                 num_beams=beams, do_sample=False, max_new_tokens=limit,
+                                 forced_bos_token_id=token)
+        for i, row in zip(rows, got[:, 2:].tolist(), strict=True):
+            out[i] = row[: row.index(eos)] if eos in row else row
+    return out

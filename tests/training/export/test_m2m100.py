@@ -8,15 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
-from transformers import AutoTokenizer, M2M100ForConditionalGeneration
+from transformers import AutoTokenizer
 
 from inference.bundle import read_manifest
 from inference.translator import Translator
 from service.api.app import create_app
 from service.api.settings import Settings
-from tests.checkpoints import sample_sentences
+from tests.checkpoints import generate_forced, sample_sentences
 from tests.service.api.fakes import copy_bundle, wait_ready
 from training.errors import run_cli
 from training.export.__main__ import main as export_main
@@ -27,25 +26,10 @@ TARGETS = ("fr", "de", "es")
 
 def generate_for(model_dir: Path, sources: list[list[int]], targets: list[str], beams: int
                  ) -> list[list[int]]:
-    """``generate`` with ``forced_bos_token_id`` per target language, rows in order; the
-    forced language token and eos stripped."""
+    """``generate`` forcing each row's target-language token first; it and eos stripped."""
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = M2M100ForConditionalGeneration.from_pretrained(
-        str(model_dir), attn_implementation="eager").eval()
-    pad, eos = model.config.pad_token_id, model.config.eos_token_id
-    out: list[list[int]] = [[] for _ in sources]
-    for target in sorted(set(targets)):
-        rows = [i for i, t in enumerate(targets) if t == target]
-        width = max(len(sources[i]) for i in rows)
-        ids = torch.tensor([sources[i] + [pad] * (width - len(sources[i])) for i in rows])
-        mask = (ids != pad).long()
-        with torch.no_grad():
-            got = model.generate(input_ids=ids, attention_mask=mask, num_beams=beams,
-                                 do_sample=False, max_new_tokens=LIMIT,
-                                 forced_bos_token_id=tokenizer.get_lang_id(target))
-        for i, row in zip(rows, got[:, 2:].tolist(), strict=True):
-            out[i] = row[: row.index(eos)] if eos in row else row
-    return out
+    forced = [tokenizer.get_lang_id(t) for t in targets]
+    return generate_forced(model_dir, sources, forced, beams=beams, limit=LIMIT)
 
 
 def test_bundle_records_the_pair_and_parity(m2m100_bundle: Path, m2m100_dir: Path) -> None:

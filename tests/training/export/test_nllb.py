@@ -8,16 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
-from transformers import AutoTokenizer, M2M100ForConditionalGeneration
+from transformers import AutoTokenizer
 from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES
 
 from inference.bundle import read_manifest
 from inference.translator import Translator
 from service.api.app import create_app
 from service.api.settings import Settings
-from tests.checkpoints import sample_sentences
+from tests.checkpoints import generate_forced, sample_sentences
 from tests.service.api.fakes import copy_bundle, wait_ready
 
 LIMIT = 12  # generated tokens, the forced language token included
@@ -27,21 +26,8 @@ def generate_for(model_dir: Path, sources: list[list[int]], targets: list[str], 
                  ) -> list[list[int]]:
     """``generate`` forcing each row's target-language token first; it and eos stripped."""
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = M2M100ForConditionalGeneration.from_pretrained(
-        str(model_dir), attn_implementation="eager").eval()
-    pad, eos = model.config.pad_token_id, model.config.eos_token_id
-    out: list[list[int]] = [[] for _ in sources]
-    for target in sorted(set(targets)):
-        rows = [i for i, t in enumerate(targets) if t == target]
-        width = max(len(sources[i]) for i in rows)
-        ids = torch.tensor([sources[i] + [pad] * (width - len(sources[i])) for i in rows])
-        with torch.no_grad():
-            got = model.generate(input_ids=ids, attention_mask=(ids != pad).long(),
-                                 num_beams=beams, do_sample=False, max_new_tokens=LIMIT,
-                                 forced_bos_token_id=tokenizer.convert_tokens_to_ids(target))
-        for i, row in zip(rows, got[:, 2:].tolist(), strict=True):
-            out[i] = row[: row.index(eos)] if eos in row else row
-    return out
+    forced = [int(tokenizer.convert_tokens_to_ids(t)) for t in targets]  # type: ignore[arg-type]
+    return generate_forced(model_dir, sources, forced, beams=beams, limit=LIMIT)
 
 
 def test_codes_map_to_iso_639_1_and_the_source_token_leads(nllb_bundle: Path,
