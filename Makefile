@@ -54,6 +54,9 @@ bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.graph_opt models/transformer-en-fr models/transformer-en-fr/int8
 	$(PY) -m bench.engines --out runs/bench-engines.jsonl
+	$(PY) -m bench.engines --model m2m100-256k --out runs/bench-engines-m2m100.jsonl
+	$(PY) -m bench.vocab_cost runs/bench-engines-m2m100-256k/bundle \
+		runs/bench-engines-m2m100-256k/bundle/int8 --out runs/vocab-cost.jsonl
 	$(PY) -m bench.load --out runs/bench-load.jsonl
 	$(PY) -m bench.natural --out runs/bench-natural.jsonl
 	$(PY) -m bench.continuous --out runs/bench-continuous.jsonl --png docs/bench-continuous.png

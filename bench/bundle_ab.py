@@ -1,8 +1,9 @@
-"""``python -m bench.bundle_ab BUNDLE BUNDLE [...] [--settings 4x64,1x64] [--rounds 3]``:
-several bundles of the same model (e.g. before and after an export change) in one process,
-taking turns on setting 1's inputs (``bench.engines``: 64 source sentences of 10-40 tokens,
-every output forced to 32 tokens). Prints one JSON line per bundle and setting: the median
-tokens/s over rounds and the ratio to the first bundle.
+"""``python -m bench.bundle_ab BUNDLE BUNDLE [...] [--settings 4x64,1x64] [--rounds 3]
+[--model m2m100-256k]``: several bundles of the same model (e.g. before and after an export
+change) in one process, taking turns on setting 1's inputs (``bench.engines``: 64 source
+sentences of 10-40 tokens, every output forced to 32 tokens, the ``--model``'s target prefix
+first). Prints one JSON line per bundle and setting: the median tokens/s over rounds and the
+ratio to the first bundle.
 
 One process and interleaved rounds (each bundle first in turn) put the bundles under the same
 machine drift, so small differences (5-15 %) are measurable here where separate runs are not.
@@ -15,44 +16,26 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import TypeVar
 
-from bench.engines import FORCED, forced_ids, sources, timed_pass
+from bench.engines import FORCED, forced_ids, parse_settings, rotated, timed_pass
+from bench.random_models import MODELS, OPUS, RandomModel
 from inference import Translator
-
-T = TypeVar("T")
-
-
-def parse_settings(text: str) -> list[tuple[int, int]]:
-    """``"4x64,1x1"`` -> ``[(beam 4, batch 64), (beam 1, batch 1)]``."""
-    settings = []
-    for part in text.split(","):
-        beam, _, batch = part.partition("x")
-        if not (beam.isdigit() and batch.isdigit() and int(beam) > 0 and int(batch) > 0):
-            raise SystemExit(f"--settings: {part!r} is not BEAMxBATCH (e.g. 4x64)")
-        settings.append((int(beam), int(batch)))
-    return settings
-
-
-def rotated(items: list[T], turn: int) -> list[T]:
-    """``items`` starting at ``turn`` (mod their count): each bundle runs first in its turn,
-    so no bundle always runs right after the same other one."""
-    start = turn % len(items)
-    return items[start:] + items[:start]
 
 
 def compare(bundles: list[Path], settings: list[tuple[int, int]], rounds: int, threads: int,
-            count: int) -> list[dict]:
-    """Median tokens/s of each bundle and setting over ``rounds`` interleaved rounds."""
+            count: int, model: RandomModel = OPUS) -> list[dict]:
+    """Median tokens/s of each bundle and setting over ``rounds`` interleaved rounds, on the
+    sources and target prefix of the bench ``model`` the bundles were exported from."""
     # The first translator a process loads runs 5-9 % slower at batch 1 than later loads of the
     # same bundle: a throwaway first load, kept alive so that its memory is not reused, puts
     # every measured bundle on the same footing.
     throwaway = Translator.load(bundles[0], threads=threads, max_batch_tokens=1 << 20)
     loaded = [Translator.load(path, threads=threads, max_batch_tokens=1 << 20)
               for path in bundles]
-    data = sources(loaded[0].manifest.vocab_size, count)
-    runners = {path: forced_ids(translator) for path, translator in zip(bundles, loaded,
-                                                                        strict=True)}
+    vocab = loaded[0].manifest.vocab_size
+    data = model.sources(vocab, count)
+    runners = {path: forced_ids(translator, model.target_prefix(vocab))
+               for path, translator in zip(bundles, loaded, strict=True)}
     rows = []
     for beam, batch in settings:
         inputs = data if batch > 1 else data[:8]
@@ -82,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--rounds", type=int, default=3)
     cli.add_argument("--threads", type=int, default=2)
     cli.add_argument("--sentences", type=int, default=64)
+    cli.add_argument("--model", choices=sorted(MODELS), default=OPUS.name,
+                     help="the bench.engines model the bundles were exported from")
     cli.add_argument("--out", type=Path)
     args = cli.parse_args(argv)
     rows = compare(args.bundles, parse_settings(args.settings), args.rounds, args.threads,
-                   args.sentences)
+                   args.sentences, MODELS[args.model])
     lines = [json.dumps(row) for row in rows]
     print("\n".join(lines))
     if args.out:

@@ -1,8 +1,10 @@
 """``python -m bench.engines``: this engine vs transformers ``generate`` vs CTranslate2,
 side by side on the same weights (issue 4's harness).
 
-Setting 1 ("forced"): a randomly initialised Marian of OPUS-MT shape, 64 source sentences of
-10-40 tokens, every system forced to emit exactly 32 tokens; greedy/beam 4 x batch 64/batch 1.
+Setting 1 ("forced"): a randomly initialised model (``--model``: a Marian of OPUS-MT shape, or
+an M2M100 with NLLB-200's 256k vocabulary, :mod:`bench.random_models`), 64 source sentences of
+10-40 tokens, every system forced to emit exactly 32 tokens (an M2M100's target language token
+first among them); greedy/beam 4 x batch 64/batch 1.
 Each system runs in its own subprocess (same thread count) so peak memory is its own.
 Prints JSON lines and writes them to ``--out``.
 """
@@ -19,56 +21,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
+from bench.random_models import MODELS, OPUS, RandomModel
 from inference.bundle import BundleError, read_manifest
 
 Item = TypeVar("Item")  # one input to translate: token ids or a text
+T = TypeVar("T")
+# A system as a function (batch of source ids, beam) -> each output's length in tokens, its
+# forced target prefix included
+Runner = Callable[[list[list[int]], int], list[int]]
 
 SYSTEMS = ["engine-fp32", "engine-int8", "generate", "ct2-float32", "ct2-int8"]
 # also accepted by --systems: engine-fp32-bound, engine-int8-bound (IO binding over CPU
 # OrtValues), engine-fp32-nospin, engine-int8-nospin (the decoder's threads sleep between
 # steps; every other engine system lets them spin, the default)
-SETTINGS = [("greedy", 1, 64), ("greedy", 1, 1), ("beam4", 4, 64), ("beam4", 4, 1)]
+# the M2M100 comparison is against CTranslate2; generate, 20x slower on the quick model, is opt-in
+DEFAULT_SYSTEMS = {"opus": SYSTEMS, "m2m100-256k": [s for s in SYSTEMS if s != "generate"]}
+SETTINGS = "1x64,1x1,4x64,4x1"  # BEAMxBATCH: greedy/beam 4 x batch 64/1
 FORCED = 32
 
 
-def opus_shape(quick: bool) -> dict[str, int]:
-    """Model sizes: OPUS-MT's, or tiny ones that check the harness runs."""
-    if quick:
-        return {"d_model": 32, "layers": 1, "heads": 2, "ffn": 64, "vocab": 500}
-    return {"d_model": 512, "layers": 6, "heads": 8, "ffn": 2048, "vocab": 32000}
-
-
-def build_model(directory: Path, shape: dict[str, int]) -> None:
-    """Random Marian (pad = last id with a zero embedding, as in OPUS-MT) and a word tokenizer."""
-    import torch
-    from tokenizers import Tokenizer, models
-    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
-
-    vocab = shape["vocab"]
-    config = MarianConfig(
-        vocab_size=vocab, decoder_vocab_size=vocab, d_model=shape["d_model"],
-        encoder_layers=shape["layers"], decoder_layers=shape["layers"],
-        encoder_attention_heads=shape["heads"], decoder_attention_heads=shape["heads"],
-        encoder_ffn_dim=shape["ffn"], decoder_ffn_dim=shape["ffn"], pad_token_id=vocab - 1,
-        decoder_start_token_id=vocab - 1, eos_token_id=0, max_position_embeddings=512)
-    torch.manual_seed(0)
-    model = MarianMTModel(config).eval()
-    with torch.no_grad():
-        model.model.shared.weight[vocab - 1].zero_()
-    model.save_pretrained(str(directory))
-    words = {"</s>": 0, "<unk>": 1, **{f"w{i}": i for i in range(2, vocab - 1)}, "<pad>": vocab - 1}
-    tokenizer = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>", unk_token="<unk>",
-                            pad_token="<pad>").save_pretrained(str(directory))
-
-
-def prepare(work: Path, quick: bool) -> None:
+def prepare(work: Path, model: RandomModel, quick: bool) -> None:
     """Model, our fp32/int8 bundles and the CTranslate2 conversion (cached in ``work``)."""
-    model_dir, ct2 = work / "marian", work / "ct2"
+    model_dir, ct2 = work / model.arch, work / "ct2"
     if not model_dir.exists():
-        build_model(model_dir, opus_shape(quick))
+        model.build(model_dir, quick)
     bundle = work / "bundle"
     if not bundle.exists() or stale(bundle):
         from training.export.__main__ import main as export
@@ -94,44 +70,81 @@ def stale(bundle: Path) -> bool:
             or manifest.metadata.get("export_revision") != EXPORT_REVISION)
 
 
-def sources(vocab: int, count: int = 64) -> list[list[int]]:
-    """Deterministic source ids of 10-40 tokens, eos (0) last."""
-    rng = np.random.default_rng(0)
-    return [[*rng.integers(2, vocab - 1, int(n)).tolist(), 0]
-            for n in rng.integers(10, 41, count)]
-
-
-def runner(system: str, work: Path, threads: int) -> Callable[[list[list[int]], int], Any]:
-    """A function (batch of source ids, beam) -> outputs, forced to FORCED tokens."""
+def runner(system: str, work: Path, threads: int, model: RandomModel, vocab: int) -> Runner:
+    """``system`` over the model in ``work``, forced to FORCED tokens."""
+    prefix = model.target_prefix(vocab)
     if system.startswith("engine"):
         from inference import Translator
 
         path = work / "bundle" / ("int8" if "int8" in system else "")
         return forced_ids(Translator.load(path, threads=threads, max_batch_tokens=1 << 20,
                                           io_binding=system.endswith("-bound"),
-                                          decoder_spinning=not system.endswith("-nospin")))
+                                          decoder_spinning=not system.endswith("-nospin")),
+                          prefix)
     if system == "generate":
         import torch
-        from transformers import MarianMTModel
+        from transformers import AutoModelForSeq2SeqLM
 
         torch.set_num_threads(threads)
-        model = MarianMTModel.from_pretrained(str(work / "marian")).eval()
-        return lambda batch, beam: _generate(model, batch, beam)
+        checkpoint = AutoModelForSeq2SeqLM.from_pretrained(str(work / model.arch)).eval()
+        return lambda batch, beam: _generate(checkpoint, batch, beam, prefix)
+    return _ct2_runner(system, work, threads, model.tokens(vocab), prefix)
+
+
+def _ct2_runner(system: str, work: Path, threads: int, tokens: list[str], prefix: list[int]
+                ) -> Runner:
     import ctranslate2
 
     compute = system.split("-", 1)[1]
     translator = ctranslate2.Translator(str(work / "ct2"), device="cpu", compute_type=compute,
                                         intra_threads=threads, inter_threads=1)
-    return lambda batch, beam: translator.translate_batch(
-        [[f"w{t}" if t > 1 else "</s>" for t in ids] for ids in batch], beam_size=beam,
-        min_decoding_length=FORCED, max_decoding_length=FORCED, max_batch_size=len(batch))
+    target = [tokens[t] for t in prefix]
+
+    def translate(batch: list[list[int]], beam: int) -> list[int]:
+        results = translator.translate_batch(
+            [[tokens[t] for t in ids] for ids in batch], beam_size=beam,
+            target_prefix=[target] * len(batch) if target else None,
+            min_decoding_length=FORCED, max_decoding_length=FORCED, max_batch_size=len(batch))
+        return [len(result.hypotheses[0]) for result in results]
+
+    return translate
 
 
-def forced_ids(translator: Any) -> Callable[[list[list[int]], int], Any]:
-    """This engine's ``Translator`` as a function (batch of source ids, beam) -> outputs,
-    forced to FORCED tokens."""
-    return lambda batch, beam: translator.translate_ids(batch, beam_size=beam, min_length=FORCED,
-                                                        max_length=FORCED)
+def forced_ids(translator: Any, prefix: list[int] | None = None) -> Runner:
+    """This engine's ``Translator`` forced to FORCED tokens, ``prefix`` (the target language
+    token of an M2M100) forced first in every row."""
+    first = list(prefix or [])
+
+    def translate(batch: list[list[int]], beam: int) -> list[int]:
+        outputs = translator.translate_ids(batch, beam_size=beam, min_length=FORCED,
+                                           max_length=FORCED,
+                                           target_prefix=[first] * len(batch) if first else None)
+        return [len(first) + len(tokens) for tokens in outputs]
+
+    return translate
+
+
+def parse_settings(text: str) -> list[tuple[int, int]]:
+    """``"4x64,1x1"`` -> ``[(beam 4, batch 64), (beam 1, batch 1)]``."""
+    settings = []
+    for part in text.split(","):
+        beam, _, batch = part.partition("x")
+        if not (beam.isdigit() and batch.isdigit() and int(beam) > 0 and int(batch) > 0):
+            raise SystemExit(f"--settings: {part!r} is not BEAMxBATCH (e.g. 4x64)")
+        settings.append((int(beam), int(batch)))
+    return settings
+
+
+def setting_name(beam: int, batch: int) -> str:
+    """``greedy b64``, ``beam4 b1``: how result rows name a setting."""
+    return f"{'greedy' if beam == 1 else f'beam{beam}'} b{batch}"
+
+
+def rotated(items: list[T], turn: int) -> list[T]:
+    """``items`` starting at ``turn`` (mod their count): each one runs first in its turn,
+    so no system always runs right after the same other one."""
+    start = turn % len(items)
+    return items[start:] + items[:start]
 
 
 def timed_pass(translate: Callable[[list[Item], int], Any], inputs: list[Item],
@@ -143,7 +156,8 @@ def timed_pass(translate: Callable[[list[Item], int], Any], inputs: list[Item],
     return time.perf_counter() - started
 
 
-def _generate(model: Any, batch: list[list[int]], beam: int) -> Any:
+def _generate(model: Any, batch: list[list[int]], beam: int, prefix: list[int]) -> list[int]:
+    """``generate`` on right-padded ids; each output's length after the decoder start."""
     import torch
 
     width = max(map(len, batch))
@@ -151,23 +165,30 @@ def _generate(model: Any, batch: list[list[int]], beam: int) -> Any:
     ids = torch.full((len(batch), width), pad)
     for row, seq in enumerate(batch):
         ids[row, : len(seq)] = torch.tensor(seq)
+    forced = {"forced_bos_token_id": prefix[0]} if prefix else {}
     with torch.no_grad():
-        return model.generate(input_ids=ids, attention_mask=(ids != pad).long(), num_beams=beam,
-                              min_new_tokens=FORCED, max_new_tokens=FORCED, do_sample=False)
+        out = model.generate(input_ids=ids, attention_mask=(ids != pad).long(), num_beams=beam,
+                             min_new_tokens=FORCED, max_new_tokens=FORCED, do_sample=False,
+                             **forced)
+    return (out[:, 1:] != pad).sum(dim=1).tolist()
 
 
-def measure(system: str, work: Path, threads: int, repeats: int, quick: bool) -> list[dict]:
-    """Tokens/s of each setting (median over repeats) in this process."""
-    translate = runner(system, work, threads)
-    data = sources(opus_shape(quick)["vocab"])
+def measure(system: str, work: Path, threads: int, repeats: int, model: RandomModel,
+            quick: bool, settings: list[tuple[int, int]]) -> list[dict]:
+    """Tokens/s of each setting (median over repeats) in this process, and the output lengths
+    of the warm-up pass."""
+    vocab = model.sizes(quick)["vocab"]
+    translate = runner(system, work, threads, model, vocab)
+    data = model.sources(vocab)
     rows = []
-    for name, beam, batch_size in SETTINGS:
+    for beam, batch_size in settings:
         inputs = data if batch_size > 1 else data[:8]
-        translate(inputs[:2], beam)  # warm-up
+        lengths = translate(inputs[:2], beam)  # warm-up
         times = [timed_pass(translate, inputs, beam, batch_size) for _ in range(repeats)]
-        rows.append({"system": system, "setting": f"{name} b{batch_size}", "threads": threads,
+        rows.append({"system": system, "model": model.name,
+                     "setting": setting_name(beam, batch_size), "threads": threads,
                      "tokens_per_s": round(len(inputs) * FORCED / statistics.median(times), 1),
-                     "repeats": repeats})
+                     "repeats": repeats, "output_lengths": sorted(set(lengths))})
     return [{**row, "peak_rss_mb": round(peak_rss_mb())} for row in rows]
 
 
@@ -192,32 +213,48 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Prepare once, then run each system in a fresh subprocess; print and save JSON lines."""
+def parser() -> argparse.ArgumentParser:
+    """Command-line interface."""
     cli = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__)
-    cli.add_argument("--work", type=Path, default=Path("runs/bench-engines"))
+    cli.add_argument("--model", choices=sorted(MODELS), default=OPUS.name)
+    cli.add_argument("--work", type=Path,
+                     help="cache of the model, bundles and conversion (default: "
+                     "runs/bench-engines, runs/bench-engines-MODEL for another model)")
     cli.add_argument("--threads", type=int, default=2)
     cli.add_argument("--repeats", type=int, default=1, help="timed passes per round")
     cli.add_argument("--rounds", type=int, default=3,
-                     help="rounds over all systems, taking turns (this shared machine drifts: "
-                     "running one system after another credited the drift to the systems)")
+                     help="rounds over all systems, each first in turn (this shared machine "
+                     "drifts: running one system after another credited the drift to the "
+                     "systems)")
     cli.add_argument("--quick", action="store_true", help="tiny model: checks the harness")
-    cli.add_argument("--systems", default=",".join(SYSTEMS))
+    cli.add_argument("--systems", help="comma-separated (default: all but generate for "
+                     f"m2m100-256k; {','.join(SYSTEMS)} for opus)")
+    cli.add_argument("--settings", default=SETTINGS, help="BEAMxBATCH, comma-separated")
     cli.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one system here
     cli.add_argument("--out", type=Path)
-    args = cli.parse_args(argv)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prepare once, then run each system in a fresh subprocess; print and save JSON lines."""
+    args = parser().parse_args(argv)
+    model, settings = MODELS[args.model], parse_settings(args.settings)
+    work = args.work or Path("runs/bench-engines" + ("" if model is OPUS else f"-{model.name}"))
     if args.only:
-        for row in measure(args.only, args.work, args.threads, args.repeats, args.quick):
+        for row in measure(args.only, work, args.threads, args.repeats, model, args.quick,
+                           settings):
             print(json.dumps(row))
         return 0
-    args.work.mkdir(parents=True, exist_ok=True)
-    prepare(args.work, args.quick)
+    work.mkdir(parents=True, exist_ok=True)
+    prepare(work, model, args.quick)
     measured: list[dict] = []
-    for _ in range(args.rounds):
-        for system in args.systems.split(","):
+    systems = args.systems.split(",") if args.systems else DEFAULT_SYSTEMS[model.name]
+    for turn in range(args.rounds):
+        for system in rotated(systems, turn):
             command = [sys.executable, "-m", "bench.engines", "--only", system, "--work",
-                       str(args.work), "--threads", str(args.threads), "--repeats",
-                       str(args.repeats), *(["--quick"] if args.quick else [])]
+                       str(work), "--model", model.name, "--threads", str(args.threads),
+                       "--repeats", str(args.repeats), "--settings", args.settings,
+                       *(["--quick"] if args.quick else [])]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             measured += [json.loads(line) for line in done.stdout.splitlines()
                          if line.startswith("{")]

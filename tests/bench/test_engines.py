@@ -6,7 +6,8 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from bench.engines import main, stale
+from bench.engines import FORCED, main, runner, stale
+from bench.random_models import M2M100_256K, QUICK
 from bench.report import main as report_main
 from inference.bundle import MANIFEST, read_manifest
 from tests.conftest import read_jsonl
@@ -37,3 +38,22 @@ def test_cached_bench_bundles_exported_differently_are_rebuilt(
     assert stale(old_opset)
     (old_opset / MANIFEST).write_text(replace(manifest, format_version=1).to_json())
     assert stale(old_opset)
+
+
+def test_m2m100_setting_forces_every_system_to_32_tokens_after_the_language(
+        tmp_path: Path) -> None:
+    out, work = tmp_path / "rows.jsonl", tmp_path / "work"
+    systems = ("engine-int8", "ct2-float32")
+    assert main(["--model", "m2m100-256k", "--quick", "--work", str(work), "--rounds", "1",
+                 "--systems", ",".join(systems), "--out", str(out)]) == 0
+    rows = read_jsonl(out)
+    assert sorted((r["system"], r["setting"]) for r in rows) == sorted(
+        (system, setting) for system in systems
+        for setting in ("greedy b64", "greedy b1", "beam4 b64", "beam4 b1"))
+    assert all(r["model"] == "m2m100-256k" and r["tokens_per_s"] > 0 and r["rounds"] == 1
+               for r in rows)
+    # 32 tokens, the forced target language token first among them, in every system
+    assert {tuple(r["output_lengths"]) for r in rows} == {(FORCED,)}
+    # generate (slow on every step: run here on two sources only) is forced alike
+    generate = runner("generate", work, 1, M2M100_256K, QUICK["vocab"])
+    assert generate(M2M100_256K.sources(QUICK["vocab"], 2), 1) == [FORCED, FORCED]

@@ -75,7 +75,7 @@ def assert_same_translations(a: Translator, b: Translator, options: dict) -> Non
 def test_blocked_head_translates_like_the_plain_one(trained_bundle: Path, tmp_path: Path
                                                     ) -> None:
     # The trained fixture's vocabulary is below BLOCKED_MIN_VOCAB: force the blocked form
-    # (padded to one block, so beam 4's k = 8 exceeds the block count).
+    # (two blocks of 150 ids, so beam 4's k = 8 exceeds the block count).
     bundle = tmp_path / "blocked"
     shutil.copytree(trained_bundle, bundle, ignore=shutil.ignore_patterns("int8"))
     force_blocked_head(bundle)

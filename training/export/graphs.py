@@ -47,7 +47,8 @@ DEFAULT_OPSET = 20
 # ``export_revision`` so that cached bundles (bench.engines) know when to export again.
 # 2: each attention's projections of the same input are one GEMM (marian_graphs.FusedLinear).
 # 3: in-place caches are written by the graph (cached_attention: GroupQueryAttention).
-EXPORT_REVISION = 3
+# 4: a vocabulary without a block-size divisor is pooled, not padded (head.block_maxima).
+EXPORT_REVISION = 4
 
 
 def marian_plan(model: Any) -> GraphPlan:
