@@ -13,14 +13,29 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+
+def load(system: str, work: Path, threads: int, quick: bool) -> tuple[Any, list[list[int]]]:
+    """This tree's runner of ``system`` on the OPUS-shape model and its source ids, through
+    whichever ``bench.engines`` interface the tree has."""
+    from bench import engines
+
+    try:
+        from bench.random_models import OPUS
+    except ImportError:  # a tree whose bench.engines builds the OPUS-shape model itself
+        old: Any = engines
+        return (old.runner(system, work, threads),
+                old.sources(old.opus_shape(quick)["vocab"]))
+    vocab = OPUS.sizes(quick)["vocab"]
+    return engines.runner(system, work, threads, OPUS, vocab), OPUS.sources(vocab)
 
 
 def main(argv: list[str]) -> int:
-    from bench.engines import FORCED, opus_shape, runner, sources, timed_pass
+    from bench.engines import FORCED, timed_pass
 
     system, work, threads, quick = argv[0], Path(argv[1]), int(argv[2]), "--quick" in argv
-    translate = runner(system, work, threads)
-    data = sources(opus_shape(quick)["vocab"])
+    translate, data = load(system, work, threads, quick)
     warm: set[tuple[int, int]] = set()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
