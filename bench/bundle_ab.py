@@ -12,12 +12,11 @@ machine drift, so small differences (5-15 %) are measurable here where separate 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
-from bench.engines import FORCED, forced_ids, parse_settings, rotated, timed_pass
+from bench.engines import FORCED, forced_ids, parse_settings, print_rows, rotated, timed_pass
 from bench.random_models import MODELS, OPUS, RandomModel
 from inference import Translator
 
@@ -71,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)
     rows = compare(args.bundles, parse_settings(args.settings), args.rounds, args.threads,
                    args.sentences, MODELS[args.model])
-    lines = [json.dumps(row) for row in rows]
-    print("\n".join(lines))
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print_rows(rows, args.out)
     return 0
 
 

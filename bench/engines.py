@@ -70,6 +70,14 @@ def stale(bundle: Path) -> bool:
             or manifest.metadata.get("export_revision") != EXPORT_REVISION)
 
 
+
+def print_rows(rows: list[dict], out: Path | None) -> None:
+    """Print ``rows`` as JSON lines, and write them to ``out`` where given."""
+    lines = [json.dumps(row) for row in rows]
+    print("\n".join(lines))
+    if out:
+        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
 def runner(system: str, work: Path, threads: int, model: RandomModel, vocab: int) -> Runner:
     """``system`` over the model in ``work``, forced to FORCED tokens."""
     prefix = model.target_prefix(vocab)

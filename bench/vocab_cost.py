@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.engines import print_rows
 from bench.random_models import MODELS, RandomModel
 from inference import Translator
 from inference.session import CPU, session_options
@@ -124,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [measure(bundle, MODELS[args.model], int(count), args.steps, args.threads,
                     args.work)
             for bundle in args.bundles for count in args.rows.split(",")]
-    lines = [json.dumps(row) for row in rows]
-    print("\n".join(lines))
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print_rows(rows, args.out)
     return 0
 
 
