@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,25 @@ def _dim(shape: list[int | str], dims: dict[str, Any]) -> dict[int, Any]:
     return {axis: dims[name] for axis, name in enumerate(shape) if isinstance(name, str)}
 
 
+@contextmanager
+def fresh_rnn_dispatch() -> Iterator[None]:
+    """Forget the kernels cached for ``aten.lstm``/``aten.gru`` before and after an export.
+
+    ``torch.onnx.export(dynamo=True)`` swaps in while-loop RNN decompositions (the ones that keep
+    the time axis dynamic) by editing ``py_kernels`` without clearing the operator's dispatch
+    cache (torch 2.13), so a second export in one process reuses the cached unrolled kernel and
+    fixes ``src_len`` to the example length.
+    """
+    ops = (torch.ops.aten.lstm.input, torch.ops.aten.gru.input)
+    for op in ops:
+        op._dispatch_cache.clear()
+    try:
+        yield
+    finally:
+        for op in ops:
+            op._dispatch_cache.clear()
+
+
 def export_graphs(plan: GraphPlan, out: Path, *, opset: int, max_positions: int) -> None:
     """Export ``encoder.onnx`` and ``decoder.onnx`` with dynamic batch/length axes (with
     ``grouped_static``, the decoder's mask and static inputs have their own ``inputs`` axis and
@@ -119,7 +140,7 @@ def export_graphs(plan: GraphPlan, out: Path, *, opset: int, max_positions: int)
             "inputs": Dim("inputs", min=1, max=4096),
             "cache_len": Dim("cache_len", min=1, max=max(3, max_positions))}
     ids, mask = example_source()
-    with torch.no_grad():
+    with torch.no_grad(), fresh_rnn_dispatch():
         torch.onnx.export(
             plan.encoder, (ids, mask), str(out / "encoder.onnx"), dynamo=True,
             opset_version=opset, input_names=["input_ids", "attention_mask"],

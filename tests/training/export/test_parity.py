@@ -22,10 +22,11 @@ from training.decode import greedy_decode
 from training.errors import run_cli
 from training.export import bundle_writer
 from training.export.__main__ import main as export_main
-from training.export.graphs import DEFAULT_OPSET, GraphPlan, export_graphs, plan_for
+from training.export.graphs import DEFAULT_OPSET, GraphPlan, export_graphs, plan_for, rnn_plan
 from training.export.parity import onnx_greedy, sessions, torch_log_probs
 from training.export.sources import load_source
 from training.metrics import corpus_scores
+from training.models import ModelConfig, build_model
 
 MAX_LEN = 12
 
@@ -246,3 +247,23 @@ def test_a_zero_final_logits_bias_is_not_added_at_every_step(transformer_bundle:
     # a zero bias would cost a pass over the (rows, vocab) logits per step for nothing
     assert vocab_vectors(transformer_bundle) == []
     assert vocab_vectors(marian_bundle)  # a trained, non-zero bias stays (parity above)
+
+
+def test_one_rnn_exported_twice_in_a_process_keeps_both_lengths_dynamic(tmp_path: Path) -> None:
+    """The second export of a GRU in one process still reads sources of any length."""
+    torch.manual_seed(5)
+    cfg = ModelConfig(arch="gru", vocab_size=50, d_model=16, layers=1, hidden_size=8,
+                      max_positions=32, dropout=0.0)
+    model = build_model(cfg).eval()
+    for attempt in ("first", "second"):
+        out = tmp_path / attempt
+        out.mkdir()
+        export_graphs(rnn_plan(model), out, opset=DEFAULT_OPSET, max_positions=32)
+        graph = onnx.load(str(out / "encoder.onnx")).graph
+        dims = [[d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim]
+                for x in graph.input]
+        assert dims == [["batch", "src_len"]] * 2, attempt
+        encoder, _ = sessions(out)
+        ids, mask = padded_batch([9, 4], 50, seed=1)
+        memory = encoder.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        assert memory.shape[:2] == (2, 9)
