@@ -212,8 +212,8 @@ class DecodeLoop:
         encoded = Encoded()
         for arrival in arrivals:
             try:
-                source, _ = translator.languages.check(arrival.pair)
-                sentences = translator.prepare(arrival.texts, sources=[source] * len(
+                route = translator.languages.check(arrival.pair)
+                sentences = translator.prepare(arrival.texts, routes=[route] * len(
                     arrival.texts))
             except ValueError as err:  # an unserved language (LanguageError), the tokenizer's
                 encoded.answered.append((arrival.key, err))

@@ -7,7 +7,10 @@ languages among them: its tokenizer puts the exported source language's token at
 every tokenized source (``metadata.source_language_index``: 0 first, -1 last), which the
 engine replaces by the requested source's token; the requested target's token is forced as the
 first generated one (``generate``'s ``forced_bos_token_id``) and left out of the output.
-"""
+A multi-target OPUS-MT bundle (``metadata.target_tokens_in_source``: the ``>>fra<<`` token of
+every target by API code) serves its source into each of those targets: the target's token
+leads the source (``metadata.source_prefix`` holds the exported target's, for bundles that
+record no others)."""
 
 from __future__ import annotations
 
@@ -37,37 +40,42 @@ class Languages:
     tokens: Mapping[str, int] = field(default_factory=dict)  # multilingual: code -> token id
     source_index: int = 0  # where the tokenizer puts the source language's token
     exported_prefix: tuple[int, ...] = ()  # metadata.target_prefix of the exported pair
+    in_source: Mapping[str, int] = field(default_factory=dict)  # multi-target: code -> >>xx<<
+    exported_source_prefix: tuple[int, ...] = ()  # metadata.source_prefix
 
     @classmethod
     def of(cls, manifest: Any) -> Languages:
         """The languages a :class:`~inference.bundle.Manifest` records."""
         meta = manifest.metadata
-        tokens = meta.get("language_tokens")
         return cls(manifest.source_lang, manifest.target_lang,
-                   {str(k): int(v) for k, v in tokens.items()} if isinstance(tokens, dict)
-                   else {},
+                   _code_ids(meta.get("language_tokens")),
                    int(meta.get("source_language_index", 0)),
-                   tuple(int(t) for t in meta.get("target_prefix") or ()))
+                   tuple(int(t) for t in meta.get("target_prefix") or ()),
+                   _code_ids(meta.get("target_tokens_in_source")),
+                   tuple(int(t) for t in meta.get("source_prefix") or ()))
 
     @property
     def multilingual(self) -> bool:
         """Whether the bundle serves more than the pair it was exported for."""
-        return bool(self.tokens)
+        return bool(self.tokens) or len(self.targets) > 1
 
     @property
     def sources(self) -> list[str]:
         """Languages it translates from, sorted."""
-        return sorted(self.tokens) if self.multilingual else [self.source]
+        return sorted(self.tokens) if self.tokens else [self.source]
 
     @property
     def targets(self) -> list[str]:
         """Languages it translates into, sorted."""
-        return sorted(self.tokens) if self.multilingual else [self.target]
+        if self.tokens:
+            return sorted(self.tokens)
+        others = sorted(code for code in self.in_source if code != self.source)
+        return others or [self.target]
 
     def targets_of(self, source: str) -> list[str]:
         """Languages it translates ``source`` into, sorted (none for an unknown source)."""
-        if not self.multilingual:
-            return [self.target] if source == self.source else []
+        if not self.tokens:
+            return self.targets if source == self.source else []
         return [code for code in self.targets if code != source] if source in self.tokens else []
 
     def pairs(self) -> Iterator[Pair]:
@@ -78,9 +86,7 @@ class Languages:
 
     def serves(self, source: str, target: str) -> bool:
         """Whether ``source`` -> ``target`` is one of its pairs."""
-        if not self.multilingual:
-            return (source, target) == (self.source, self.target)
-        return source != target and source in self.tokens and target in self.tokens
+        return target in self.targets_of(source)
 
     def check(self, pair: Pair | None) -> Pair:
         """``pair``, or the exported pair for None; :class:`LanguageError` naming the side
@@ -97,15 +103,27 @@ class Languages:
     def target_prefix(self, target: str) -> list[int]:
         """Tokens forced first when translating into ``target``: its language token, or for a
         one-pair bundle its recorded ``target_prefix`` (often none)."""
-        return [self.tokens[target]] if self.multilingual else list(self.exported_prefix)
+        return [self.tokens[target]] if self.tokens else list(self.exported_prefix)
+
+    def source_prefix(self, target: str) -> list[int]:
+        """Tokens put before every source translated into ``target``: a multi-target
+        model's ``>>xxx<<`` token, or the recorded ``source_prefix`` (often none)."""
+        if target in self.in_source:
+            return [self.in_source[target]]
+        return list(self.exported_source_prefix)
 
     def source_ids(self, ids: list[int], source: str) -> list[int]:
         """Tokenized source ``ids`` with the exported source's language token replaced by
         ``source``'s (unchanged for a one-pair bundle or the exported source)."""
-        if not self.multilingual or source == self.source or not ids:
+        if not self.tokens or source == self.source or not ids:
             return ids
         index = self.source_index if self.source_index >= 0 else len(ids) + self.source_index
         swapped = list(ids)
         if swapped[index] == self.tokens[self.source]:
             swapped[index] = self.tokens[source]
         return swapped
+
+
+def _code_ids(found: Any) -> dict[str, int]:
+    """A metadata map of language code -> token id; empty when absent."""
+    return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}

@@ -206,7 +206,7 @@ class Translator:
         target tokens forced first in place of the target language's, left out of the text."""
         chosen = decode_options(options, fields)
         routes = self.routes(pairs, len(texts))
-        sentences = self.prepare(texts, on_too_long, sources=[src for src, _ in routes])
+        sentences = self.prepare(texts, on_too_long, routes=routes)
         wanted = target_prefix or self.target_prefixes([tgt for _, tgt in routes])
         prefix = None if wanted is None else [wanted[owner] for owner in sentences.owners]
         hyps = self.search(sentences.sources, chosen, max_batch_tokens, prefix)
@@ -225,14 +225,16 @@ class Translator:
         return prefixes if any(prefixes) else None
 
     def prepare(self, texts: list[str], on_too_long: TooLong = "truncate",
-                sources: Sequence[str] | None = None) -> Sentences:
+                routes: Sequence[Pair] | None = None) -> Sentences:
         """Split and tokenize: the sentences to decode and the text each belongs to;
-        ``sources``: each text's source language (default: the exported one), whose rules
-        cut it and whose language token a multilingual bundle's sources carry."""
-        languages = list(sources or [self.manifest.source_lang] * len(texts))
-        pieces, owners, layouts = self._segment(texts, languages)
+        ``routes``: each text's ``(source, target)`` languages (default: the exported pair);
+        the source's rules cut it, a multilingual bundle's sources carry the source's language
+        token and a multi-target one's the target's ``>>xxx<<`` token."""
+        pairs = list(routes or [(self.manifest.source_lang, self.manifest.target_lang)]
+                     * len(texts))
+        pieces, owners, layouts = self._segment(texts, pairs)
         sources_ids, truncated = self._encode(pieces, on_too_long,
-                                              [languages[owner] for owner in owners])
+                                              [pairs[owner] for owner in owners])
         return Sentences(owners, sources_ids, truncated, layouts)
 
     def assemble(self, texts: list[str], sentences: Sentences, hyps: list[list[Hypothesis]],
@@ -240,32 +242,32 @@ class Translator:
         """One :class:`Translation` per text from the hypotheses of its sentences."""
         return self._assemble(texts, sentences, hyps, return_scores)
 
-    def _segment(self, texts: list[str], languages: list[str]
+    def _segment(self, texts: list[str], pairs: list[Pair]
                  ) -> tuple[list[str], list[int], list[Segmented]]:
         """Sentences to translate, the input each belongs to and each input's layout: a text
         longer than the model's positions is cut into sentences (``text.segment``, by the
-        rules of its language in ``languages``)."""
+        rules of its source language in ``pairs``)."""
         pieces: list[str] = []
         owners: list[int] = []
         layouts: list[Segmented] = []
         for owner, text in enumerate(texts):
             layout = Segmented((text,), (0,))
-            prefixed = len(self.manifest.metadata.get("source_prefix", []))
+            source, target = pairs[owner]
+            prefixed = len(self.languages.source_prefix(target))
             if prefixed + len(self.tokenizer(text)["input_ids"]) > self.max_source_tokens:
-                cut = segment(text, language=languages[owner])
+                cut = segment(text, language=source)
                 layout = cut if cut.sentences else layout
             pieces += layout.sources
             owners += [owner] * len(layout.sentences)
             layouts.append(layout)
         return pieces, owners, layouts
 
-    def _encode(self, pieces: list[str], on_too_long: TooLong, languages: list[str]
+    def _encode(self, pieces: list[str], on_too_long: TooLong, pairs: list[Pair]
                 ) -> tuple[list[list[int]], list[bool]]:
-        # a multi-target model's target token (OPUS-MT ``>>fra<<``) leads every source
-        prefix = list(self.manifest.metadata.get("source_prefix", []))
         tokenized = self.tokenizer(pieces)["input_ids"] if pieces else []
-        encoded = [self.languages.source_ids([*prefix, *ids], language)
-                   for ids, language in zip(tokenized, languages, strict=True)]
+        encoded = [self.languages.source_ids([*self.languages.source_prefix(target), *ids],
+                                             source)
+                   for ids, (source, target) in zip(tokenized, pairs, strict=True)]
         limit = self.max_source_tokens
         eos = self.manifest.special_tokens["eos"]
         truncated = [len(ids) > limit for ids in encoded]

@@ -66,7 +66,7 @@ def opus_mt_tokenizer(directory: Path, *, multi_target: bool) -> MarianTokenizer
     return tokenizer
 
 
-def opus_mt_model(vocab_size: int) -> MarianMTModel:
+def opus_mt_model(vocab_size: int, init_std: float = 0.02) -> MarianMTModel:
     """OPUS-MT's config scaled down: pad = decoder start = last id, eos 0, d_model 64,
     2 + 2 layers, shared embeddings."""
     torch.manual_seed(11)
@@ -75,7 +75,8 @@ def opus_mt_model(vocab_size: int) -> MarianMTModel:
         decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
         encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=64, dropout=0.0,
         pad_token_id=vocab_size - 1, decoder_start_token_id=vocab_size - 1, eos_token_id=0,
-        forced_eos_token_id=0, scale_embedding=True, share_encoder_decoder_embeddings=True)
+        forced_eos_token_id=0, scale_embedding=True, share_encoder_decoder_embeddings=True,
+        init_std=init_std)
     return MarianMTModel(config)
 
 
@@ -109,9 +110,10 @@ def generation_config(model: MarianMTModel, *, max_length: int) -> GenerationCon
 
 def opus_mt_checkpoint(directory: Path, *, multi_target: bool = False) -> Path:
     """An OPUS-MT-layout checkpoint saved in ``directory``: briefly trained, or with random
-    weights for ``multi_target`` (its tests compare ids with ``generate`` only)."""
+    weights for ``multi_target`` (its tests compare ids with ``generate`` only; init_std 0.5
+    makes the output depend on the input and the target token)."""
     tokenizer = opus_mt_tokenizer(directory, multi_target=multi_target)
-    model = opus_mt_model(len(tokenizer.get_vocab()))
+    model = opus_mt_model(len(tokenizer.get_vocab()), init_std=0.5 if multi_target else 0.02)
     if not multi_target:
         train_briefly(model, tokenizer)
     model.generation_config = generation_config(model, max_length=48)
@@ -139,6 +141,15 @@ def opus_mt_bundle(opus_mt_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     from tests.export_fixtures import export
 
     return export(opus_mt_dir, tmp_path_factory.mktemp("opus-mt-bundle") / "opus-mt-en-fr")
+
+
+@pytest.fixture(scope="session")
+def opus_mt_multi_bundle(opus_mt_multi_dir: Path, tmp_path_factory: pytest.TempPathFactory
+                         ) -> Path:
+    """``opus_mt_multi_dir`` exported (for en -> fr) as a bundle named ``opus-mt-en-roa``."""
+    from tests.export_fixtures import export
+
+    return export(opus_mt_multi_dir, tmp_path_factory.mktemp("multi") / "opus-mt-en-roa")
 
 
 def sample_sentences(count: int = 60) -> list[str]:

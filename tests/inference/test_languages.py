@@ -44,6 +44,24 @@ def test_a_multilingual_bundle_serves_any_two_of_its_languages() -> None:
         languages.check(("en", "en"))
 
 
+def test_a_multi_target_bundle_serves_its_source_into_each_target() -> None:
+    languages = Languages.of(manifest(source_prefix=[6],
+                                      target_tokens_in_source={"es": 4, "fr": 6, "en": 3}))
+    assert languages.multilingual and sorted(languages.pairs()) == [("en", "es"), ("en", "fr")]
+    assert languages.source_prefix("es") == [4] and languages.source_prefix("fr") == [6]
+    assert languages.target_prefix("es") == [] and languages.source_ids([1, 2], "en") == [1, 2]
+    with pytest.raises(LanguageError, match="source languages: en"):
+        languages.check(("es", "fr"))
+    with pytest.raises(LanguageError, match="target languages: es, fr"):
+        languages.check(("en", "de"))
+
+
+def test_a_bundle_recording_only_its_targets_token_serves_that_target() -> None:
+    languages = Languages.of(manifest(source_prefix=[6]))
+    assert not languages.multilingual and list(languages.pairs()) == [("en", "fr")]
+    assert languages.source_prefix("fr") == [6]
+
+
 @pytest.mark.parametrize(("index", "ids", "swapped"), [
     (0, [5, 11, 12, 2], [7, 11, 12, 2]),  # M2M100, NLLB: the language token leads
     (-1, [11, 12, 2, 5], [11, 12, 2, 7]),  # NLLB's legacy layout: it ends the source

@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     langs = (pick_languages(source, wanted) if source.language_ids
              else (api_code(wanted[0]), api_code(wanted[1])))
     prefix = source_prefix(source.target_tokens, langs[1])
-    if prefix:
+    if prefix:  # a multi-target OPUS-MT model serves each target it has a token for
         source.metadata["source_prefix"] = prefix
+        source.metadata["target_tokens_in_source"] = dict(source.target_tokens)
     manifest = base_manifest(source, plan, name=args.name or args.out.name, langs=langs,
                              opset=args.opset)
     sizes = {}

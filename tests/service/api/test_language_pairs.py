@@ -2,7 +2,8 @@
 language pairs over HTTP: concurrent requests into several languages share engine calls and
 decoder steps and each equals ``generate`` with its ``forced_bos_token_id``; the pairs are
 listed with their targets; an unknown language is refused naming the languages; LibreTranslate
-honours the checkpoint's ``num_beams``; a stream goes into the requested language."""
+honours the checkpoint's ``num_beams``; a stream goes into the requested language; a
+multi-target OPUS-MT bundle serves each of its targets."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from tests.service.api.recording import PairsPerBatch
 from tests.service.api.test_libretranslate import libre_error
 from tests.service.api.test_stream import parse_sse
 from tests.training.export.test_m2m100 import LIMIT, generate_for
+from tests.training.export.test_opus_mt import LIMIT as OPUS_LIMIT
+from tests.training.export.test_opus_mt import opus_targets_generated
 
 REQUESTS: tuple[Pair, ...] = (("en", "fr"), ("en", "de"), ("de", "es"))
 Batching = Literal["request", "continuous"]
@@ -158,3 +161,27 @@ def test_a_stream_goes_into_the_requested_language(m2m100_client: TestClient) ->
         answer = m2m100_client.post("/translate", json={**body, "target_lang": target}).json()
         same = done["translations"] == [answer["translations"][0]["text"]]
         assert same == (target == "es")
+
+
+@pytest.mark.parametrize("batching", ["request", "continuous"])
+def test_a_multi_target_opus_mt_bundle_serves_each_target(
+        opus_mt_multi_bundle: Path, opus_mt_multi_dir: Path, tmp_path: Path,
+        batching: Batching) -> None:
+    copy_bundle(opus_mt_multi_bundle, tmp_path, opus_mt_multi_bundle.name)
+    texts = sample_sentences(12)
+    settings = Settings(models_dir=tmp_path, threads=1, batching=batching)
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        (model,) = client.get("/models").json()["models"]
+        assert [(e["code"], e.get("targets")) for e in model["languages"]
+                if e.get("targets")] == [("en", ["es", "fr"])]
+        for target in ("es", "fr"):
+            reply = client.post("/translate", json={
+                "text": texts, "source_lang": "en", "target_lang": target, "beam_size": 1,
+                "max_length": OPUS_LIMIT})
+            assert reply.status_code == 200, reply.text
+            assert [t["text"] for t in reply.json()["translations"]] == opus_targets_generated(
+                opus_mt_multi_dir, texts, [target] * len(texts), beams=1)
+        libre = libre_error(client.post("/libretranslate/translate", json={
+            "q": "the cat.", "source": "en", "target": "de"}), 400)
+    assert libre["details"] == {"languages": ["en", "es", "fr"]}

@@ -55,7 +55,8 @@ def test_bundle_records_every_language_and_sources_carry_the_requested_one(
     translator = Translator.load(m2m100_bundle, threads=1)
     for source in ("en", "de"):
         checkpoint = AutoTokenizer.from_pretrained(str(m2m100_dir), src_lang=source)
-        assert translator.prepare(texts, sources=[source] * len(texts)).sources == checkpoint(
+        routes = [(source, "fr")] * len(texts)
+        assert translator.prepare(texts, routes=routes).sources == checkpoint(
             texts)["input_ids"]
 
 

@@ -10,10 +10,10 @@ import pytest
 from transformers import AutoTokenizer
 
 from inference.bundle import read_manifest
+from inference.languages import LanguageError
 from inference.options import DecodeOptions
 from inference.translator import Translator
 from tests.checkpoints import generate_ids, sample_sentences
-from tests.export_fixtures import export
 from training.errors import run_cli
 from training.export.__main__ import main as export_main
 
@@ -80,24 +80,52 @@ def test_languages_come_from_the_tokenizer_config(opus_mt_bundle: Path) -> None:
     assert "source_prefix" not in manifest.metadata
 
 
-@pytest.fixture(scope="module")
-def multi_bundle(opus_mt_multi_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export(opus_mt_multi_dir, tmp_path_factory.mktemp("multi") / "opus-mt-en-roa")
+def opus_targets_generated(model_dir: Path, texts: list[str], targets: list[str],
+                           beams: int) -> list[str]:
+    """``generate`` of a multi-target checkpoint with each text led by its target's
+    ``>>xxx<<`` token (``fr``: ``>>fra<<``, ``es``: ``>>spa<<``), as text."""
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    token = {"fr": ">>fra<<", "es": ">>spa<<"}
+    led = [f"{token[target]} {text}" for text, target in zip(texts, targets, strict=True)]
+    ids = generate_ids(model_dir, tokenizer(led)["input_ids"], num_beams=beams,
+                       max_new_tokens=LIMIT)
+    return list(tokenizer.batch_decode(ids, skip_special_tokens=True))
 
 
-def test_multi_target_model_gets_its_target_token(multi_bundle: Path,
+def test_multi_target_model_gets_its_target_token(opus_mt_multi_bundle: Path,
                                                    opus_mt_multi_dir: Path) -> None:
-    manifest = read_manifest(multi_bundle)
+    manifest = read_manifest(opus_mt_multi_bundle)
     tokenizer = AutoTokenizer.from_pretrained(str(opus_mt_multi_dir))
     assert (manifest.source_lang, manifest.target_lang) == ("en", "fr")  # "fra" in the config
-    assert manifest.metadata["source_prefix"] == [tokenizer.convert_tokens_to_ids(">>fra<<")]
-    translator = Translator.load(multi_bundle, threads=1)
+    ids = {code: tokenizer.convert_tokens_to_ids(f">>{name}<<")
+           for code, name in (("fr", "fra"), ("es", "spa"))}
+    assert manifest.metadata["source_prefix"] == [ids["fr"]]
+    assert manifest.metadata["target_tokens_in_source"] == ids
+    translator = Translator.load(opus_mt_multi_bundle, threads=1)
     texts = sample_sentences(20)
-    expected = generate_ids(opus_mt_multi_dir,
-                            tokenizer([f">>fra<< {text}" for text in texts])["input_ids"],
-                            num_beams=1, max_new_tokens=LIMIT)
     got = translator.translate(texts, beam_size=1, max_length=LIMIT)
-    assert [t.text for t in got] == tokenizer.batch_decode(expected, skip_special_tokens=True)
+    assert [t.text for t in got] == opus_targets_generated(opus_mt_multi_dir, texts,
+                                                           ["fr"] * len(texts), beams=1)
+
+
+@pytest.mark.parametrize("beams", [1, 4])
+def test_multi_target_model_serves_each_target_in_one_batch(opus_mt_multi_bundle: Path,
+                                                           opus_mt_multi_dir: Path,
+                                                           beams: int) -> None:
+    translator = Translator.load(opus_mt_multi_bundle, threads=1)
+    assert sorted(translator.languages.pairs()) == [("en", "es"), ("en", "fr")]
+    texts = sample_sentences(24)
+    targets = ["es" if index % 3 else "fr" for index in range(len(texts))]
+    got = [t.text for t in translator.translate(
+        texts, beam_size=beams, max_length=LIMIT, pairs=[("en", t) for t in targets])]
+    expected = opus_targets_generated(opus_mt_multi_dir, texts, targets, beams)
+    same = sum(a == b for a, b in zip(got, expected, strict=True))
+    assert same == len(texts) if beams == 1 else same >= 0.98 * len(texts)
+    into_french = opus_targets_generated(opus_mt_multi_dir, texts, ["fr"] * len(texts), beams)
+    differ = sum(a != b for a, b, t in zip(got, into_french, targets, strict=True) if t == "es")
+    assert differ >= targets.count("es") // 2  # the target token changes the output
+    with pytest.raises(LanguageError, match="target languages: es, fr"):
+        translator.translate(texts[:1], pairs=[("en", "de")])
 
 
 def test_a_target_the_model_lacks_is_refused_in_one_line(opus_mt_multi_dir: Path,
