@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,26 @@ def save_model_dir(model: nn.Module, cfg: ModelConfig, directory: Path,
     save_file(unique, str(directory / "model.safetensors"))
     meta = {"model": dataclasses.asdict(cfg), **(extra or {})}
     (directory / "model_config.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+SNAPSHOTS = "snapshots"  # RUN/snapshots/step-NNNNNNN/: model directories, oldest first
+
+
+def keep_snapshot(model: nn.Module, cfg: ModelConfig, run: Path, step: int, keep: int,
+                  extra: dict[str, Any]) -> None:
+    """Save the weights at ``step`` as ``run/snapshots/step-NNNNNNN`` and delete all but the
+    newest ``keep`` snapshots."""
+    root = run / SNAPSHOTS
+    save_model_dir(model, cfg, root / f"step-{step:07d}", {"step": step, **extra})
+    for old in snapshots(run)[:-keep]:
+        shutil.rmtree(old)
+
+
+def snapshots(run: Path) -> list[Path]:
+    """The run's snapshot directories, oldest first."""
+    root = run / SNAPSHOTS
+    return sorted(p for p in root.glob("step-*") if (p / "model_config.json").is_file()
+                  ) if root.is_dir() else []
 
 
 def start_config(directory: Path) -> ModelConfig:

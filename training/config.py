@@ -43,6 +43,7 @@ class TrainConfig:
     dev_pairs: str = "k-l"  # dev version pair used for BLEU (`src-tgt` codes); "" = all
     dev_size: int = 300  # dev sentences decoded (greedy) at each evaluation
     patience: int = 10  # evaluations without a dev-BLEU gain before stopping
+    keep_last: int = 0  # keep the weights of the last N evaluations (for training.average)
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     precision: str = "auto"  # autocast: auto (bf16 on CUDA and bf16-capable CPUs), fp32, bf16
     compile: bool = False  # torch.compile the model for training steps

@@ -6,6 +6,8 @@ reuses the serving engine's numpy search so both runtimes score hypotheses ident
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -13,6 +15,8 @@ from torch import Tensor
 from inference.beam import beam_search
 from inference.options import DecodeOptions
 from inference.search import Candidates, top_k
+from training.data import Example
+from training.metrics import corpus_scores
 from training.models.protocol import Seq2SeqModel, State
 
 
@@ -72,3 +76,20 @@ def beam_decode(model: Seq2SeqModel, src_ids: Tensor, src_mask: Tensor, *, beam:
                           eos_id=eos_id, max_length=np.full(src_ids.size(0), max_len),
                           options=options)
     return [hyps[0].tokens for hyps in results]
+
+
+@torch.no_grad()
+def greedy_bleu(model: Seq2SeqModel, tokenizer: Any, examples: list[Example], *, start_id: int,
+                eos_id: int, device: torch.device | None = None, chunk: int = 50) -> float:
+    """Corpus BLEU of greedy translations of ``examples`` (their single reference), decoded
+    ``chunk`` sources at a time; the model is left in eval mode."""
+    model.eval()
+    hyps: list[str] = []
+    for start in range(0, len(examples), chunk):
+        part = examples[start : start + chunk]
+        enc = tokenizer([e.src for e in part], padding=True, return_tensors="pt")
+        ids = greedy_decode(model, enc["input_ids"].to(device), enc["attention_mask"].to(device),
+                            start_id=start_id, eos_id=eos_id,
+                            max_len=2 * enc["input_ids"].size(1) + 10)
+        hyps += tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return float(corpus_scores(hyps, [[e.tgt for e in examples]])["bleu"])

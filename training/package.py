@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from inference.bundle import MANIFEST
+from training.average import AVERAGED, REPORT
 from training.checkpoint import load_model_dir, save_model_dir
 from training.errors import UserError, run_cli
 from training.evaluate import main as evaluate_main
@@ -36,13 +37,14 @@ from training.history import (
 from training.tokenizer import load_tokenizer
 
 
-def save_weights(run: Path, weights: Path, manifest: dict[str, Any]) -> None:
-    """fp16 weights of ``run/best`` with its tokenizer and the data languages."""
-    model, cfg = load_model_dir(run / "best")
+def save_weights(source: Path, weights: Path, manifest: dict[str, Any]) -> None:
+    """fp16 weights of the model directory ``source`` (``RUN/best``) with its tokenizer and
+    the data languages."""
+    model, cfg = load_model_dir(source)
     extra = {"src_lang": manifest["src_lang"], "tgt_lang": manifest["tgt_lang"],
              "weights_dtype": "float16"}
     save_model_dir(model, cfg, weights, extra, dtype=torch.float16)
-    load_tokenizer(run / "best").save_pretrained(str(weights))
+    load_tokenizer(source).save_pretrained(str(weights))
 
 
 def evaluate_variant(bundle: Path, data: Path, out: Path, versions: list[str]
@@ -77,13 +79,14 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def package(run: Path, name: str, root: Path, data: Path, versions: list[str]
+def package(source: Path, name: str, root: Path, data: Path, versions: list[str]
             ) -> dict[str, Any]:
-    """Weights, bundles, evaluations; returns the figures for the model card."""
+    """Weights (of the model directory ``source``), bundles, evaluations; returns the
+    figures for the model card."""
     manifest = json.loads((data / "manifest.json").read_text())
     out = root / name
     staging = root / f".{name}.weights"
-    save_weights(run, staging, manifest)
+    save_weights(source, staging, manifest)
     if export_main([str(staging), str(out), "--int8", "--name", name]) != 0:
         raise UserError("export failed")
     staging.rename(out / "weights")
@@ -134,6 +137,20 @@ def learning_curve(run: Path, config: dict[str, Any], out: Path) -> list[str]:
             *run_summary(points), ""]
 
 
+def weights_line(source: Path) -> str:
+    """What the packaged weights are: the best dev checkpoint, or an average of snapshots with
+    the dev scores that chose it."""
+    report = source / REPORT
+    if source.name != AVERAGED or not report.is_file():
+        return "the checkpoint with the best dev BLEU."
+    facts = json.loads(report.read_text())
+    steps, scores = facts["steps"], facts["dev_bleu_greedy"]
+    return (f"the average of the weights at the last {len(steps)} evaluations (steps "
+            f"{steps[0]:,}-{steps[-1]:,}, `python -m training.average`): greedy BLEU "
+            f"{scores[AVERAGED]} on {facts['dev_size']} dev verses, against {scores['best']} for "
+            f"the best single checkpoint (step {facts['best_step']:,}).")
+
+
 def write_history_files(points: list[Point], out: Path) -> None:
     write_history(out / HISTORY, points)
     plot_history(points, out / "curve.png")
@@ -163,7 +180,8 @@ def model_card(name: str, config: dict[str, Any], data: dict[str, Any],
              f"{config.get('threads') or 'all'} torch threads on a {os.cpu_count()}-core CPU "
              "machine.",
              f"- Best greedy dev BLEU {facts['best_dev_bleu_greedy']} at step "
-             f"{facts['best_step']}.", "", *curve, "## Test split (KJV source)", "",
+             f"{facts['best_step']}.", f"- Weights: {facts['weights']}", "", *curve,
+             "## Test split (KJV source)", "",
              "| variant | decoding | BLEU (Segond) | chrF | ROUGE-L | BLEU (3 refs) | ONNX MB |",
              "|---|---|---|---|---|---|---|"]
     for variant, fig in figures.items():
@@ -181,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m training.package", description=__doc__)
     cli.add_argument("run", type=Path, help="training run directory (with best/ and config.yaml)")
     cli.add_argument("name", help="model name, e.g. transformer-en-fr")
+    cli.add_argument("--weights", choices=("best", AVERAGED), default="best",
+                     help="the run's best dev checkpoint, or the average written by "
+                          "python -m training.average")
     cli.add_argument("--models", type=Path, default=Path("models"))
     cli.add_argument("--src-version", default="k", help="test source version")
     cli.add_argument("--ref-version", default="l", help="single-reference target version")
@@ -188,12 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)
     config = yaml.safe_load((args.run / "config.yaml").read_text())
     versions = [args.src_version, args.ref_version, args.multi_refs]
-    figures = package(args.run, args.name, args.models, Path(config["data"]), versions)
+    source = args.run / args.weights
+    if not (source / "model_config.json").is_file():
+        raise UserError(f"{source} holds no model; run python -m training.average "
+                        f"{args.run} first, or package --weights best")
+    figures = package(source, args.name, args.models, Path(config["data"]), versions)
     out = args.models / args.name
     (out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     data = json.loads((Path(config["data"]) / "manifest.json").read_text())
     curve = learning_curve(args.run, config, out)
-    card = model_card(args.name, config, data, training_facts(args.run), figures, curve)
+    facts = {**training_facts(args.run), "weights": weights_line(source)}
+    card = model_card(args.name, config, data, facts, figures, curve)
     (out / "README.md").write_text(card)
     print(json.dumps(figures))
     return 0

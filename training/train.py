@@ -27,6 +27,7 @@ from tqdm import tqdm
 from training.batching import Batch, collate, plan_batches
 from training.checkpoint import (
     CHECKPOINT,
+    keep_snapshot,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -37,9 +38,9 @@ from training.checkpoint import (
 )
 from training.config import TrainConfig, load_config, save_config, tokenizer_dir
 from training.corpus import TokenizedSplit, dev_subset, get_tokenizer, load_split, tokenize
-from training.decode import greedy_decode
+from training.decode import greedy_bleu
 from training.errors import UserError, run_cli
-from training.metrics import corpus_scores, plot_curves
+from training.metrics import plot_curves
 from training.models import build_model
 from training.precision import autocast_dtype
 from training.tokenizer import load_tokenizer
@@ -206,17 +207,9 @@ class Trainer:
 
     def evaluate_dev(self) -> float:
         """Greedy dev BLEU on the configured subset."""
-        self.model.eval()
         mc = self.cfg.model
-        hyps: list[str] = []
-        for start in range(0, len(self.dev), 50):
-            chunk = self.dev[start : start + 50]
-            enc = self.tokenizer([e.src for e in chunk], padding=True, return_tensors="pt")
-            ids = greedy_decode(self.model, enc["input_ids"].to(self.device),
-                                enc["attention_mask"].to(self.device), start_id=mc.decoder_start_id,
-                                eos_id=mc.eos_id, max_len=2 * enc["input_ids"].size(1) + 10)
-            hyps += self.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return float(corpus_scores(hyps, [[e.tgt for e in self.dev]])["bleu"])
+        return greedy_bleu(self.model, self.tokenizer, self.dev, start_id=mc.decoder_start_id,
+                           eos_id=mc.eos_id, device=self.device)
 
     def _log(self, row: dict[str, Any]) -> None:
         if self.rank == 0:
@@ -233,6 +226,9 @@ class Trainer:
             self.tokenizer.save_pretrained(str(self.out / "best"))
         else:
             prog.bad_evals += 1
+        if self.cfg.keep_last:
+            keep_snapshot(self.model, self.cfg.model, self.out, prog.step, self.cfg.keep_last,
+                          {"dev_bleu_greedy": bleu, **self.languages})
         self._checkpoint()
         plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")
 
